@@ -1,0 +1,254 @@
+"""Checkpoints on disk and on the Hub: safetensors + config.json + model card, written atomically.
+
+A checkpoint directory holds the best model so far (model.safetensors, config.json,
+README.md) and, in training_state/, what resuming needs. The whole directory is built
+beside the target and swapped in with one rename, so a kill at any moment leaves either
+the old checkpoint or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from charrnn.model import CharRNN, check_config
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+STATE_DIR = "training_state"
+PICKLE_NAMES = ("pytorch_model.bin", "model.bin", "model.pt", "model.pth", "model.ckpt", "model.pkl")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
+DEFAULT_MODEL = "fairy-tales"
+
+
+def resolve_shipped(name: str | Path) -> str | Path:
+    """A shipped model's short name ('fairy-tales') to its directory; anything else unchanged."""
+    if isinstance(name, str) and name in SHIPPED and not Path(name).exists():
+        return SHIPPED[name]
+    return name
+
+
+class CheckpointError(ValueError):
+    """A model that cannot be loaded or saved; the message is meant for the user as is."""
+
+
+# --- atomic directory replacement -------------------------------------------------------
+
+_RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True) if os.name == "posix" else None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2); False where the OS cannot."""
+    fn = getattr(_libc, "renameat2", None) if _libc is not None else None
+    if fn is None:
+        return False
+    at_fdcwd = -100
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put directory new at target, atomically where the OS allows, then drop the old one."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def write_model_files(model: CharRNN, directory: Path, card: str, state_dict: dict | None = None) -> None:
+    """config.json + model.safetensors (+ card) into an existing directory."""
+    (directory / CONFIG).write_text(json.dumps(model.config, indent=2, ensure_ascii=False, sort_keys=True))
+    tensors = state_dict if state_dict is not None else model.state_dict()
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(directory / WEIGHTS))
+    (directory / CARD).write_text(card)
+
+
+def save_checkpoint(
+    target: str | Path,
+    model: CharRNN,
+    card: str,
+    best_state_dict: dict | None = None,
+    training_state: dict | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Write a complete checkpoint directory atomically.
+
+    best_state_dict: the weights to publish (default: the model's current ones).
+    training_state: {'tensors': {...}, 'meta': {...}} for resuming, or None.
+    extra_files: name -> existing file to copy in (a corpus index, for example).
+    """
+    target = Path(target)
+    tmp = staging_dir(target)
+    try:
+        write_model_files(model, tmp, card, best_state_dict)
+        if training_state is not None:
+            state_dir = tmp / STATE_DIR
+            state_dir.mkdir()
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in training_state["tensors"].items()}, str(state_dir / "state.safetensors"))
+            (state_dir / "state.json").write_text(json.dumps(training_state["meta"], indent=2))
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        _fsync_tree(tmp)
+        replace_dir(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not write the checkpoint to {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_training_state(directory: str | Path) -> dict:
+    state_dir = Path(directory) / STATE_DIR
+    if not (state_dir / "state.json").exists():
+        raise CheckpointError(f"{directory} has no training state to resume from")
+    try:
+        return {"tensors": load_file(str(state_dir / "state.safetensors")), "meta": json.loads((state_dir / "state.json").read_text())}
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"{directory}: the training state is unreadable ({exc})") from None
+
+
+def is_checkpoint(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / CONFIG).is_file() and (d / WEIGHTS).is_file()
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
+    """A local checkpoint directory for name: a path as is, a Hub repo id through the standard cache."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path} is a file; a model is a directory with {CONFIG} and {WEIGHTS}")
+        return path
+    if not REPO_ID.match(str(name)):
+        raise CheckpointError(f"{name}: no such model directory (and not a Hub repo id like owner/name)")
+    return _download(str(name), revision)
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD, "*.json", *PICKLE_NAMES]))
+    except GatedRepoError:
+        raise CheckpointError(f"{repo_id} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no valid token was given (set HF_TOKEN or run `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{repo_id}: no revision {revision!r}") from None
+    except LocalEntryNotFoundError:
+        raise CheckpointError(f"{repo_id} is not in the local cache and the Hub cannot be reached (offline?)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{repo_id}: could not download it ({exc})") from None
+
+
+def read_config(directory: Path) -> dict:
+    config_path = directory / CONFIG
+    weights_path = directory / WEIGHTS
+    if not config_path.is_file():
+        raise CheckpointError(f"{directory} is not a charrnn model: it has no {CONFIG}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{directory}/{CONFIG} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "vocab" not in config:
+        raise CheckpointError(f"{directory} is not a charrnn model: its {CONFIG} has no vocabulary")
+    if not weights_path.is_file():
+        pickles = [p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")]
+        if pickles:
+            raise CheckpointError(
+                f"{directory} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
+                "because unpickling a downloaded file can run arbitrary code"
+            )
+        raise CheckpointError(f"{directory} is not a charrnn model: it has no {WEIGHTS}")
+    known = {"vocab", "ascii_fold", "cell", "num_layers", "hidden_size", "embedding_dim", "dropout"}
+    config = {k: v for k, v in config.items() if k in known}
+    try:
+        check_config(**{"cell": "lstm", "num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1} | {k: v for k, v in config.items() if k != "ascii_fold"})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory}: {exc}") from None
+    return config
+
+
+def load_model(name: str | Path, revision: str | None = None, device: str | torch.device | None = None) -> CharRNN:
+    """Load a model by directory or Hub repo id, strictly: the weights must match the config exactly."""
+    directory = resolve_model_dir(name, revision)
+    config = read_config(directory)
+    try:
+        model = CharRNN.from_pretrained(str(directory), strict=True, **config)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{directory}/{WEIGHTS} is damaged or truncated ({exc})") from None
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "shape mismatch"
+        raise CheckpointError(f"{directory}: the weights do not match config.json ({first})") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{directory}: cannot load the weights ({exc})") from None
+    model.source = str(name)  # type: ignore[attr-defined]
+    model.directory = directory  # type: ignore[attr-defined]
+    return model.to(pick_device(device)).eval()
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA, then Apple's MPS, then CPU, unless the caller says otherwise."""
+    if device is not None and str(device) != "auto":
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r} (use cpu, cuda, cuda:N, mps or auto)") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda was asked for, but no CUDA GPU is available")
+        if chosen.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device mps was asked for, but MPS is not available")
+        return chosen
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

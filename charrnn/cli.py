@@ -1,0 +1,241 @@
+"""The command line: `charrnn train | sample | eval`, a thin face over the library.
+
+Every refusal is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, resolve_shipped
+from charrnn.text import TextError
+
+EXIT_BAD_INPUT = 2
+
+
+class CLIError(Exception):
+    pass
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    print(f"charrnn: warning: {message}", file=sys.stderr)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="charrnn", description="Character-level LSTM language models: train, sample, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on text files (or fine-tune one with --init)")
+    t.add_argument("corpus", nargs="+", help="text files; the last part of each is held out for validation")
+    t.add_argument("--out", required=True, help="checkpoint directory to write")
+    t.add_argument("--init", help="model directory or Hub repo id to fine-tune from")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
+    t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    t.add_argument("--time-budget", type=_positive_float, help="wall-clock seconds to train for")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--max-epochs", type=_positive_float)
+    t.add_argument("--ascii", action="store_true", default=None, help="fold the text to ASCII with unidecode")
+    t.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+    t.add_argument("--layers", type=int, dest="num_layers")
+    t.add_argument("--hidden", type=int, dest="hidden_size")
+    t.add_argument("--embedding", type=int, dest="embedding_dim")
+    t.add_argument("--dropout", type=_float)
+    t.add_argument("--seq-len", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=_positive_float)
+    t.add_argument("--weight-decay", type=_float, default=0.01)
+    t.add_argument("--warmup-steps", type=int)
+    t.add_argument("--val-fraction", type=_float, default=0.1)
+    t.add_argument("--patience", type=int, default=8, help="evaluations without improvement before stopping")
+    t.add_argument("--eval-interval", type=int)
+    t.add_argument("--sample-every", type=int, dest="sample_interval", help="print a short sample every N steps")
+    t.add_argument("--max-vocab", type=int, default=4096)
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--device", help="cpu, cuda, mps or auto (default)")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="generate text from a model")
+    s.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model directory, shipped model name or Hub repo id (default: fairy-tales)")
+    s.add_argument("--prompt", default="")
+    s.add_argument("--temperature", type=_float, default=0.8)
+    s.add_argument("--length", type=int, default=500)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--top-p", type=_float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    s.add_argument("--device")
+
+    e = sub.add_parser("eval", help="loss of a model on a text file, as JSON")
+    e.add_argument("model")
+    e.add_argument("textfile")
+    e.add_argument("--split", choices=["val", "all"], default="val")
+    e.add_argument("--val-fraction", type=_float, default=0.1)
+    e.add_argument("--revision")
+    e.add_argument("--device")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from charrnn.text import read_corpus
+    from charrnn.train import TrainConfig, train
+
+    fold = True if args.ascii else None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CLIError(f"--threads must be 1 or more, not {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    corpora = [read_corpus(path) for path in args.corpus]
+    config = TrainConfig(
+        cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,
+        dropout=args.dropout, ascii_fold=fold, max_vocab=args.max_vocab, batch_size=args.batch_size, seq_len=args.seq_len,
+        lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, max_steps=args.max_steps,
+        max_epochs=args.max_epochs, time_budget=args.time_budget, patience=args.patience, eval_interval=args.eval_interval,
+        sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device,
+    )
+    command = "charrnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):  # noqa: ARG001
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ncharrnn: stopping after this step and keeping the best checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_interrupt)
+    bar = None
+    try:
+        events = train(corpora, args.out, config, init=resolve_shipped(args.init) if args.init else None, resume=args.resume,
+                       overwrite=args.overwrite, cancel=cancel,
+                       card_info={"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
+                                  "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)})
+        postfix: dict[str, str] = {}
+        for event in events:
+            if event.kind == "start":
+                print(f"charrnn: {event.message}", file=sys.stderr)
+                total = event.total_steps or (int(config.time_budget) if config.time_budget else None)
+                unit = "step" if event.total_steps else "s"
+                bar = tqdm(total=total, unit=unit, disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
+                bar.unit_is_steps = bool(event.total_steps)
+            elif event.kind in ("step", "eval"):
+                if event.train_loss is not None:
+                    postfix["loss"] = f"{event.train_loss:.3f}"
+                if event.val_loss is not None:
+                    postfix["val"] = f"{event.val_loss:.3f}"
+                if event.chars_per_s:
+                    postfix["chars/s"] = f"{event.chars_per_s:,.0f}"
+                if event.eta is not None:
+                    postfix["eta"] = f"{event.eta:.0f}s"
+                if bar is not None:
+                    bar.n = min(bar.total or 10**12, event.step if bar.unit_is_steps else int(event.elapsed))
+                    bar.set_postfix(postfix, refresh=True)
+            elif event.kind == "sample" and bar is not None:
+                bar.write(f"--- sample at step {event.step} ---\n{event.sample}\n---")
+            elif event.kind == "nan":
+                print(f"charrnn: warning: {event.message}", file=sys.stderr)
+            elif event.kind == "done":
+                if bar is not None:
+                    bar.close()
+                print(f"charrnn: {event.message}", file=sys.stderr)
+                print(f"charrnn: saved {args.out}", file=sys.stderr)
+    finally:
+        if bar is not None:
+            bar.close()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from charrnn.sampling import SampleSettings, prepare_prompt, sample, stream
+    from charrnn.vocab import describe_chars
+
+    model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
+    settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed).checked(len(model.vocab))
+    prompt, changed = prepare_prompt(model, args.prompt)
+    if changed:
+        warnings.warn(f"the model does not know {describe_chars(changed)}; folded or dropped them")
+    if args.seed is None:
+        print(f"charrnn: seed {settings.seed}", file=sys.stderr)
+    out = sys.stdout
+    if args.num_samples == 1:
+        out.write(prompt)
+        for n, piece in enumerate(stream(model, prompt, settings, alternatives=1)):
+            out.write(piece.char)
+            if n % 16 == 0:
+                out.flush()
+        out.write("\n")
+    else:
+        for k, text in enumerate(sample(model, prompt, settings, args.num_samples)):
+            out.write(("\n" if k else "") + f"=== sample {k + 1} ===\n{prompt}{text}\n")
+    out.flush()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from charrnn.batching import split_train_val
+    from charrnn.evaluate import evaluate_ids
+    from charrnn.text import normalize, read_corpus
+
+    model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
+    text = normalize(read_corpus(args.textfile).text, model.ascii_fold)
+    if args.split == "val":
+        _, text = split_train_val([text], args.val_fraction)
+    if len(text) < 2:
+        raise TextError(f"{args.textfile}: too little text to evaluate")
+    result = evaluate_ids(model, model.vocab.encode(text))
+    unknown = model.vocab.unknown_in(text)
+    print(json.dumps({"loss": round(result["loss"], 6), "bpc": round(result["bpc"], 6), "chars": result["chars"],
+                      "split": args.split, "model": str(args.model), "unknown_chars": len(unknown)}))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _warning_line
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        return 0
+    except (TextError, CheckpointError, ValueError, OSError, CLIError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"charrnn: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("charrnn: interrupted", file=sys.stderr)
+        return 130

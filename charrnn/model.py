@@ -1,0 +1,164 @@
+"""The model: embedding, a multi-layer torch.nn.LSTM (or GRU), dropout and a linear head.
+
+The constructor's arguments are the whole config: PyTorchModelHubMixin writes them to
+config.json, so the vocabulary and the text normalisation travel with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from torch import nn
+
+from charrnn.vocab import UNK, Vocab
+
+State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
+CELLS = ("lstm", "gru")
+MAX_LOADABLE_VOCAB = 65_536
+MAX_LOADABLE_HIDDEN = 8_192
+MAX_LOADABLE_LAYERS = 16
+
+
+class CharRNN(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="charrnn",
+    tags=["char-rnn", "text-generation", "lstm"],
+    pipeline_tag="text-generation",
+    repo_url="https://github.com/charrnn/charrnn",
+):
+    def __init__(
+        self,
+        vocab: list[str],
+        ascii_fold: bool = False,
+        cell: str = "lstm",
+        num_layers: int = 2,
+        hidden_size: int = 512,
+        embedding_dim: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        check_config(vocab=vocab, cell=cell, num_layers=num_layers, hidden_size=hidden_size, embedding_dim=embedding_dim, dropout=dropout)
+        self.vocab = Vocab(tuple(vocab))
+        self.ascii_fold = ascii_fold
+        self.cell = cell
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.embedding_dim = embedding_dim
+        self.dropout_p = dropout
+        self.embedding = nn.Embedding(len(vocab), embedding_dim)
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(embedding_dim, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, len(vocab))
+
+    @property
+    def config(self) -> dict:
+        return {
+            "vocab": list(self.vocab.chars),
+            "ascii_fold": self.ascii_fold,
+            "cell": self.cell,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout_p,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        x = self.dropout(self.embedding(ids))
+        out, state = self.rnn(x, state)
+        return self.head(self.dropout(out)), state
+
+    def initial_state(self, batch_size: int) -> State:
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        zeros = torch.zeros(shape, device=self.device)
+        return (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+
+    def grow_vocab(self, new_vocab: Vocab) -> CharRNN:
+        """A copy whose vocabulary is new_vocab (a superset); old rows are kept as they are.
+
+        New characters start from the average embedding, and their output bias is set
+        low, so until the fine-tune teaches them the model behaves exactly as before on
+        the characters it knows.
+        """
+        if new_vocab.chars[: len(self.vocab)] != self.vocab.chars:
+            raise ValueError("the new vocabulary must extend the old one")
+        config = self.config | {"vocab": list(new_vocab.chars)}
+        grown = CharRNN(**config).to(self.device)
+        grown.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith(("embedding.", "head."))}, strict=False)
+        n = len(self.vocab)
+        with torch.no_grad():
+            old_emb, old_w, old_b = self.embedding.weight, self.head.weight, self.head.bias
+            grown.embedding.weight[:n] = old_emb
+            grown.head.weight[:n] = old_w
+            grown.head.bias[:n] = old_b
+            if len(new_vocab) > n:
+                known = old_emb[1:] if n > 1 else old_emb
+                noise = torch.randn(len(new_vocab) - n, old_emb.shape[1], device=old_emb.device) * known.std(dim=0, keepdim=True)
+                grown.embedding.weight[n:] = known.mean(dim=0, keepdim=True) + 0.5 * noise
+                grown.head.weight[n:] = old_w[1:].mean(dim=0, keepdim=True) if n > 1 else 0.0
+                # About as likely as a character seen once in a million: present, not disruptive.
+                grown.head.bias[n:] = old_b.max() - math.log(1e6)
+        grown.train(self.training)
+        return grown
+
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ) -> CharRNN:
+        """Load safetensors only: a pickle from a stranger can run code, so it is never opened."""
+        model = cls(**model_kwargs)
+        if Path(model_id).is_dir():
+            model_file = str(Path(model_id) / constants.SAFETENSORS_SINGLE_FILE)
+        else:
+            model_file = hf_hub_download(
+                repo_id=model_id,
+                filename=constants.SAFETENSORS_SINGLE_FILE,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        return cls._load_as_safetensor(model, model_file, map_location, strict)
+
+    @classmethod
+    def _load_as_pickle(cls, model, model_file, map_location, strict):  # type: ignore[override]  # noqa: ARG003
+        raise ValueError(f"{model_file} is a pickle; charrnn loads safetensors only, since a pickle can run code")
+
+
+def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: int, embedding_dim: int, dropout: float) -> None:
+    """Refuse configs that would crash or exhaust memory before any tensor is allocated."""
+    if not isinstance(vocab, list) or not all(isinstance(c, str) for c in vocab):
+        raise ValueError("config.json: 'vocab' must be a list of characters")
+    if not 2 <= len(vocab) <= MAX_LOADABLE_VOCAB:
+        raise ValueError(f"config.json: the vocabulary has {len(vocab):,} entries; charrnn allows 2 to {MAX_LOADABLE_VOCAB:,}")
+    if vocab[0] != UNK:
+        raise ValueError("config.json: the vocabulary does not start with the unknown symbol")
+    if cell not in CELLS:
+        raise ValueError(f"config.json: cell must be one of {', '.join(CELLS)}, not {cell!r}")
+    for name, value, top in (("num_layers", num_layers, MAX_LOADABLE_LAYERS), ("hidden_size", hidden_size, MAX_LOADABLE_HIDDEN), ("embedding_dim", embedding_dim, MAX_LOADABLE_HIDDEN)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            raise ValueError(f"config.json: {name} must be a whole number from 1 to {top}, not {value!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"config.json: dropout must be in [0, 1), not {dropout!r}")

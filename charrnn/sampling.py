@@ -1,0 +1,214 @@
+"""Generating text: prime on a prompt in one pass, then one character at a time.
+
+At batch 1 an nn.LSTM call costs far more in dispatch than in arithmetic, so after
+priming, each step is a hand-fused addmm plus gate math over the model's own weights
+(bench/sample_speed.py measures the gain). The first layer's input projection is folded
+into a per-character table, so it costs a row lookup.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from charrnn.evaluate import autocast_for
+from charrnn.model import CharRNN, State
+from charrnn.text import normalize
+from charrnn.vocab import fit_prompt
+
+MAX_PROMPT_CHARS = 2048  # only the tail of a longer prompt is read: an LSTM's memory is far shorter
+MAX_TEMPERATURE = 10.0
+DEFAULT_ALTERNATIVES = 5
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    length: int = 500
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def checked(self, vocab_size: int) -> SampleSettings:
+        """Refuse what cannot mean anything, clamp what merely overshoots."""
+        length, temperature, top_k, top_p, seed = self.length, self.temperature, self.top_k, self.top_p, self.seed
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(f"length must be a whole number of characters, 0 or more, not {length!r}")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            raise ValueError(f"temperature must be a number, not {temperature!r}") from None
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number, 0 or more, not {temperature!r}")
+        temperature = min(temperature, MAX_TEMPERATURE)
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+                raise ValueError(f"top-k must be a whole number, 0 or more (0 means off), not {top_k!r}")
+            top_k = None if top_k == 0 or top_k >= vocab_size else top_k
+        if top_p is not None:
+            try:
+                top_p = float(top_p)
+            except (TypeError, ValueError):
+                raise ValueError(f"top-p must be a number in (0, 1], not {top_p!r}") from None
+            if not (0.0 < top_p <= 1.0):
+                raise ValueError(f"top-p must be in (0, 1], not {top_p!r}")
+            top_p = None if top_p == 1.0 else top_p
+        seed = resolve_seed(seed)
+        return SampleSettings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def resolve_seed(seed: int | str | None) -> int:
+    """A concrete seed, drawn at random when none is given, so any output can be reproduced."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        return random.SystemRandom().randrange(2**31)
+    if isinstance(seed, bool):
+        raise ValueError(f"seed must be a whole number, not {seed!r}")
+    if isinstance(seed, float):
+        if not seed.is_integer():
+            raise ValueError(f"seed must be a whole number, not {seed!r}")
+        seed = int(seed)
+    if isinstance(seed, str):
+        try:
+            seed = int(seed.strip())
+        except ValueError:
+            raise ValueError(f"seed must be a whole number, not {seed!r}") from None
+    if not isinstance(seed, int):
+        raise ValueError(f"seed must be a whole number, not {seed!r}")
+    return seed % 2**63
+
+
+@dataclass(frozen=True)
+class SampledChar:
+    char: str
+    prob: float  # the model's own probability (temperature 1) for the character chosen
+    alternatives: list[tuple[str, float]]  # the top characters it considered, with those probabilities
+
+
+def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
+    """The prompt as the model reads it: normalised its way, unknown characters folded or dropped."""
+    fitted, changed = fit_prompt(normalize(prompt or "", model.ascii_fold), model.vocab)
+    return fitted[-MAX_PROMPT_CHARS:], changed
+
+
+class FusedStepper:
+    """One step of the network at a small batch, as addmm plus gate math on the model's weights."""
+
+    def __init__(self, model: CharRNN) -> None:
+        self.model = model
+        self.lstm = model.cell == "lstm"
+        if not self.lstm:
+            return
+        rnn, layers = model.rnn, model.num_layers
+        with torch.inference_mode():
+            w0 = rnn.weight_ih_l0.float()
+            self.table = (model.embedding.weight.float() @ w0.t() + rnn.bias_ih_l0 + rnn.bias_hh_l0).contiguous()
+            self.w_hh0 = rnn.weight_hh_l0.float().t().contiguous()
+            self.w_cat = [torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1).float().t().contiguous() for k in range(1, layers)]
+            self.b_cat = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() for k in range(1, layers)]
+            self.w_head = model.head.weight.float().t().contiguous()
+            self.b_head = model.head.bias.float()
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights read per step: the physical floor for batch-1 sampling."""
+        if not self.lstm:
+            return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        h4 = self.w_hh0.shape[1]
+        row = h4 * 4  # one table row
+        mats = [self.w_hh0, *self.w_cat, self.w_head]
+        return row + sum(m.numel() * m.element_size() for m in mats)
+
+    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if not self.lstm:
+            logits, state = self.model(ids[:, None], state)
+            return logits[:, -1].float(), state
+        h, c = state
+        hs, cs = [], []
+        x = None
+        for k in range(self.model.num_layers):
+            if k == 0:
+                gates = torch.addmm(self.table[ids], h[0], self.w_hh0)
+            else:
+                gates = torch.addmm(self.b_cat[k - 1], torch.cat([x, h[k]], 1), self.w_cat[k - 1])
+            i, f, g, o = gates.chunk(4, 1)
+            c_new = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c_new)
+            hs.append(x)
+            cs.append(c_new)
+        return torch.addmm(self.b_head, x, self.w_head), (torch.stack(hs), torch.stack(cs))
+
+
+def filter_logits(logits: torch.Tensor, settings: SampleSettings) -> torch.Tensor:
+    """Temperature, top-k and top-p, in that order; the unknown symbol is never sampled."""
+    logits = logits / settings.temperature
+    logits[:, 0] = -math.inf
+    if settings.top_k is not None:
+        kth = torch.topk(logits, settings.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if settings.top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
+        drop = cum - torch.softmax(sorted_logits, -1) >= settings.top_p  # keep the smallest set reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, -math.inf)
+        logits = torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (chosen ids [B], model probabilities [B, V]) per step; constant memory however long."""
+    with torch.inference_mode():
+        was_training = model.training
+        model.eval()
+        device = model.device
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+        vocab = model.vocab
+        context = prompt or ("\n" if "\n" in vocab else vocab.chars[1])
+        ids = vocab.encode(context).to(device)[None].expand(batch_size, -1)
+        with autocast_for(device):
+            logits, state = model(ids)
+        logits = logits[:, -1].float()
+        if isinstance(state, tuple):
+            state = (state[0].float(), state[1].float())
+        stepper = FusedStepper(model)
+        try:
+            for n in range(settings.length):
+                probs = torch.softmax(logits, -1)
+                if settings.temperature == 0:
+                    masked = logits.clone()
+                    masked[:, 0] = -math.inf
+                    chosen = masked.argmax(-1)
+                else:
+                    chosen = torch.multinomial(torch.softmax(filter_logits(logits.clone(), settings), -1), 1, generator=generator)[:, 0]
+                yield chosen, probs
+                if n + 1 < settings.length:
+                    logits, state = stepper.step(chosen, state)
+        finally:
+            model.train(was_training)
+
+
+def stream(model: CharRNN, prompt: str, settings: SampleSettings, alternatives: int = DEFAULT_ALTERNATIVES) -> Iterator[SampledChar]:
+    """One sample, character by character, with the probability and top alternatives of each.
+
+    settings must already be checked (SampleSettings.checked), so the seed is concrete.
+    """
+    vocab = model.vocab
+    k = min(alternatives, len(vocab))
+    for chosen, probs in generate_ids(model, prompt, settings):
+        top = torch.topk(probs[0], k)
+        idx = int(chosen[0])
+        yield SampledChar(
+            char=vocab.chars[idx],
+            prob=float(probs[0, idx]),
+            alternatives=[(vocab.chars[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())],
+        )
+
+
+def sample(model: CharRNN, prompt: str, settings: SampleSettings, num_samples: int = 1) -> list[str]:
+    """num_samples continuations generated together as one batch."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"the number of samples must be a whole number, 1 or more, not {num_samples!r}")
+    columns = [chosen.tolist() for chosen, _ in generate_ids(model, prompt, settings, num_samples)]
+    return [model.vocab.decode(row) for row in zip(*columns)] if columns else [""] * num_samples

@@ -1,0 +1,170 @@
+"""Text ingestion: turn whatever a user hands us (a path or uploaded bytes) into clean text.
+
+Users upload Gutenberg books, Windows files, UTF-16 exports and, by mistake, images.
+Everything here exists so that training never starts on garbage and never crashes on
+an encoding.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unidecode import unidecode
+
+
+class TextError(ValueError):
+    """A corpus or prompt the engine refuses; the message is meant for the user as is."""
+
+
+BINARY_SIGNATURES: dict[bytes, str] = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"PK\x05\x06": "a ZIP archive",
+    b"%PDF-": "a PDF document",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF87a": "a GIF image",
+    b"GIF89a": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+    b"\x7fELF": "an executable",
+    b"BZh": "a bzip2 archive",
+    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+    b"\xfd7zXZ\x00": "an xz archive",
+    b"RIFF": "a RIFF (audio/video) file",
+    b"ID3": "an MP3 file",
+    b"OggS": "an Ogg file",
+    b"\xd0\xcf\x11\xe0": "an old Microsoft Office document",
+}
+
+MAX_CONTROL_SHARE = 0.01  # share of C0 control characters (besides \t \n \r \f) that marks a file as binary
+
+_GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
+_GUTENBERG_END = re.compile(
+    r"^(\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*|End of (the )?Project Gutenberg.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass
+class Corpus:
+    """Decoded, normalised text plus what happened on the way, for the UI to report."""
+
+    text: str
+    encoding: str
+    name: str = "text"
+    gutenberg_stripped: bool = False
+    ascii_folded: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode with the encodings real files use; cp1252 is the last resort and warns."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace"), "utf-8-sig"
+    if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise TextError(f"the file starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason})") from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    warnings.warn("the text is not UTF-8 or UTF-16; decoded it as cp1252 (Windows Western European)", stacklevel=2)
+    # cp1252 leaves five bytes undefined; they carry no text, so they are dropped.
+    return data.decode("cp1252", errors="ignore"), "cp1252"
+
+
+def check_not_binary(data: bytes, name: str = "the file") -> None:
+    """Refuse images, archives and other binaries before they are decoded into nonsense."""
+    for signature, what in BINARY_SIGNATURES.items():
+        if data.startswith(signature):
+            raise TextError(f"{name} is {what}, not a text file")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return  # UTF-16 text is full of NUL bytes by design
+    if b"\x00" in data:
+        raise TextError(f"{name} contains NUL bytes, so it is binary, not a text file")
+
+
+def check_control_share(text: str, name: str = "the file") -> None:
+    if not text:
+        return
+    sample = text[:1_000_000]
+    controls = sum(1 for c in sample if (ord(c) < 32 and c not in "\t\n\r\f") or c == "\x7f")
+    if controls / len(sample) > MAX_CONTROL_SHARE:
+        raise TextError(
+            f"{name} is {100 * controls / len(sample):.1f}% control characters, so it is binary, not a text file"
+        )
+
+
+def normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def strip_gutenberg(text: str) -> tuple[str, bool]:
+    """Drop the Project Gutenberg header and licence; people upload whole eBooks."""
+    stripped = False
+    start = _GUTENBERG_START.search(text)
+    if start:
+        text = text[start.end() :]
+        stripped = True
+    end = _GUTENBERG_END.search(text)
+    if end:
+        text = text[: end.start()]
+        stripped = True
+    return (text.strip("\n") + "\n" if stripped else text), stripped
+
+
+def ascii_fold(text: str) -> str:
+    """Curly quotes to straight, accents to plain letters; keeps newlines and tabs."""
+    return unidecode(text, errors="preserve") if not text.isascii() else text
+
+
+def normalize(text: str, fold: bool) -> str:
+    """What a model applies to any text it reads: the same for training, prompts and eval."""
+    text = normalize_newlines(text)
+    return ascii_fold(text) if fold else text
+
+
+def read_corpus(source: str | Path | bytes, *, fold: bool = False, name: str | None = None) -> Corpus:
+    """Read a corpus from a path or uploaded bytes, refusing what is not text."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        name = name or path.name
+        if not path.exists():
+            raise TextError(f"{path}: no such file")
+        if path.is_dir():
+            raise TextError(f"{path} is a directory, not a text file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TextError(f"{path}: cannot read it ({exc.strerror})") from None
+    else:
+        data = bytes(source)
+        name = name or "upload"
+    if not data:
+        raise TextError(f"{name} is empty")
+    check_not_binary(data, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text, encoding = decode_bytes(data)
+    notes = [f"{name}: {w.message}" for w in caught]
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    check_control_share(text, name)
+    text = normalize_newlines(text)
+    text, stripped = strip_gutenberg(text)
+    if stripped:
+        notes.append(f"{name}: stripped the Project Gutenberg header and licence")
+    if fold:
+        text = ascii_fold(text)
+    if not text.strip():
+        raise TextError(f"{name} has no text in it" + (" after removing the Project Gutenberg boilerplate" if stripped else ""))
+    return Corpus(text=text, encoding=encoding, name=name, gutenberg_stripped=stripped, ascii_folded=fold, notes=notes)

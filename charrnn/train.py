@@ -1,0 +1,478 @@
+"""The one training loop: from scratch, fine-tuning, resuming, for the CLI and the app alike.
+
+train() is a generator of TrainEvent: the CLI shows them with tqdm, the app as a progress
+bar and a live plot. The loop reads contiguous parallel streams with truncated BPTT,
+carries the hidden state across windows, and keeps the best model by validation loss in
+an atomically written checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from charrnn.batching import Streams, min_chars_needed, split_train_val
+from charrnn.card import model_card
+from charrnn.checkpoint import (
+    CheckpointError,
+    is_checkpoint,
+    load_model,
+    load_training_state,
+    pick_device,
+    save_checkpoint,
+)
+from charrnn.evaluate import autocast_for, evaluate_ids
+from charrnn.model import CharRNN
+from charrnn.sampling import SampleSettings, sample
+from charrnn.text import Corpus, TextError, normalize
+from charrnn.vocab import DEFAULT_MAX_VOCAB, Vocab
+
+SCRATCH_DEFAULTS = {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1,
+                    "batch_size": 32, "seq_len": 128, "lr": 2e-3, "warmup_steps": 100, "max_epochs": 20.0}
+# Fine-tuning starts from weights that already work: a gentler LR and a shorter schedule
+# adapt them to the new text without wiping out what they knew.
+FINETUNE_DEFAULTS = {"batch_size": 32, "seq_len": 128, "lr": 5e-4, "warmup_steps": 20, "max_epochs": 5.0}
+MAX_NAN_STEPS = 20
+EVAL_CHARS_DURING_TRAINING = 65_536
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. None means: chosen for you (from the base model, the time budget or defaults)."""
+
+    # model (ignored when fine-tuning: the base model's architecture is kept)
+    cell: str = "lstm"
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    embedding_dim: int | None = None
+    dropout: float | None = None
+    ascii_fold: bool | None = None
+    max_vocab: int = DEFAULT_MAX_VOCAB
+    # optimisation
+    batch_size: int | None = None
+    seq_len: int | None = None
+    lr: float | None = None
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    warmup_steps: int | None = None
+    grad_clip: float = 1.0
+    # budgets and cadence
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    time_budget: float | None = None
+    patience: int | None = 8
+    eval_interval: int | None = None
+    sample_interval: int | None = None
+    sample_length: int = 160
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("num_layers", 1, 16), ("hidden_size", 1, 8192), ("embedding_dim", 1, 8192), ("batch_size", 1, 4096),
+            ("seq_len", 1, 65536), ("max_steps", 1, 10**9), ("warmup_steps", 0, 10**9), ("patience", 1, 10**6),
+            ("eval_interval", 1, 10**9), ("sample_interval", 1, 10**9), ("max_vocab", 2, 65536),
+        ]
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+                raise ValueError(f"{name.replace('_', '-')} must be a whole number from {low} to {high}, not {value!r}")
+        for name, low, high in (("dropout", 0.0, 0.99), ("val_fraction", 0.001, 0.5), ("min_lr_ratio", 0.0, 1.0), ("weight_decay", 0.0, 10.0)):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
+                raise ValueError(f"{name.replace('_', '-')} must be between {low} and {high}, not {value!r}")
+        for name in ("lr", "max_epochs", "time_budget", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be lstm or gru, not {self.cell!r}")
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # "start", "step", "eval", "sample", "nan", "checkpoint", "done"
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float = 0.0
+    elapsed: float = 0.0
+    eta: float | None = None
+    lr: float = 0.0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    chars_per_s: float | None = None
+    sample: str | None = None
+    message: str = ""
+    result: TrainResult | None = None
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_val_loss: float
+    steps: int
+    elapsed: float
+    stopped_because: str
+    config: dict = field(default_factory=dict)
+
+
+def hardware_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"CPU ({name}, {torch.get_num_threads()} threads)"
+
+
+def resolve(config: TrainConfig, base: CharRNN | None, texts: list[str]) -> TrainConfig:
+    """Fill every None in config from the base model or the defaults."""
+    resolved = copy.copy(config)
+    defaults = FINETUNE_DEFAULTS if base is not None else SCRATCH_DEFAULTS
+    if base is not None:
+        for name in ("num_layers", "hidden_size", "embedding_dim", "cell"):
+            setattr(resolved, name, getattr(base, name))
+        if resolved.dropout is None:
+            resolved.dropout = base.dropout_p
+        if resolved.ascii_fold is None:
+            resolved.ascii_fold = base.ascii_fold
+    for name, value in defaults.items():
+        if getattr(resolved, name) is None and not (name == "max_epochs" and (resolved.max_steps or resolved.time_budget)):
+            setattr(resolved, name, value)
+    if resolved.ascii_fold is None:
+        resolved.ascii_fold = False
+    # A short text cannot fill many long streams: shrink the batch before refusing the text.
+    n_train = sum(len(t) for t in texts) * (1 - resolved.val_fraction)
+    while resolved.batch_size > 1 and n_train < resolved.batch_size * (resolved.seq_len + 1) * 2:
+        resolved.batch_size //= 2
+    return resolved
+
+
+def _lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / (cfg.warmup_steps + 1)) if cfg.warmup_steps else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng.cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "state_keys": {}}
+    for pid, st in sd["state"].items():
+        meta["state_keys"][str(pid)] = []
+        for key, value in st.items():
+            tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            meta["state_keys"][str(pid)].append(key)
+    return tensors, meta
+
+
+def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state = {int(pid): {key: tensors[f"opt.{pid}.{key}"] for key in keys} for pid, keys in meta["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+RESUMABLE_OVERRIDES = ("max_steps", "max_epochs", "time_budget", "patience", "device", "sample_interval")
+
+
+def _merge_resume(given: TrainConfig, saved: dict) -> TrainConfig:
+    """Resume with the saved run's settings; only budgets and the device may be changed."""
+    merged = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+    default = TrainConfig()
+    for name in RESUMABLE_OVERRIDES:
+        if getattr(given, name) != getattr(default, name):
+            setattr(merged, name, getattr(given, name))
+    return merged
+
+
+def train(
+    corpora: list[Corpus] | list[str],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    init: str | Path | CharRNN | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    cancel: threading.Event | None = None,
+    card_info: dict | None = None,
+) -> Iterator[TrainEvent]:
+    """Train a model on corpora and write it to out_dir; yields progress events, the last of kind 'done'.
+
+    init: a model (or its directory or repo id) to fine-tune; its vocabulary grows to cover
+    characters of the new text it has never seen. resume: continue the run whose training
+    state is in out_dir, exactly where it stopped. cancel: set it from any thread to stop
+    cleanly; the best checkpoint so far is kept.
+    """
+    config = config or TrainConfig()
+    out_dir = Path(out_dir)
+    cancel = cancel or threading.Event()
+    card_info = dict(card_info or {})
+
+    state = None
+    if resume:
+        if not is_checkpoint(out_dir):
+            raise CheckpointError(f"{out_dir} has no checkpoint to resume")
+        state = load_training_state(out_dir)
+        config = _merge_resume(config, state["meta"]["config"])
+    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        if is_checkpoint(out_dir):
+            raise CheckpointError(f"{out_dir} already holds a model; pass --resume to continue it or --overwrite to replace it")
+        raise CheckpointError(f"{out_dir} exists and is not empty; choose a new directory for the model")
+
+    base: CharRNN | None = None
+    if init is not None and state is None:
+        base = init if isinstance(init, CharRNN) else load_model(init, device="cpu")
+        card_info.setdefault("base_model", getattr(base, "source", None) if not isinstance(init, (str, Path)) else str(init))
+
+    fold = config.ascii_fold if config.ascii_fold is not None else (base.ascii_fold if base is not None else False)
+    texts = [normalize(c.text if isinstance(c, Corpus) else c, fold) for c in corpora]
+    if not texts or not any(texts):
+        raise TextError("no training text was given")
+    cfg = resolve(config, base, texts) if state is None else config
+    cfg.ascii_fold = fold if state is None else cfg.ascii_fold
+    need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
+    total_chars = sum(len(t) for t in texts)
+    if total_chars < need:
+        raise TextError(
+            f"the text is too short to train on: {total_chars:,} characters, but at least {need:,} are needed "
+            f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a 10% validation part)"
+        )
+    train_text, val_text = split_train_val(texts, cfg.val_fraction)
+
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    # Model: resumed, fine-tuned (vocabulary grown), or new.
+    if state is not None:
+        model = CharRNN(**state["meta"]["model_config"])
+        model.load_state_dict({k[len("model."):]: v for k, v in state["tensors"].items() if k.startswith("model.")}, strict=True)
+    elif base is not None:
+        vocab = base.vocab.extended(texts, cfg.max_vocab)
+        new_chars = len(vocab) - len(base.vocab)
+        model = base.grow_vocab(vocab) if new_chars else copy.deepcopy(base)
+        if new_chars:
+            card_info.setdefault("notes", []).append(f"Fine-tuning added {new_chars} characters to the base model's vocabulary.")
+        if cfg.dropout is not None and cfg.dropout != model.dropout_p:
+            model.dropout_p = cfg.dropout
+            model.dropout.p = cfg.dropout
+            model.rnn.dropout = cfg.dropout if model.num_layers > 1 else 0.0
+        model.ascii_fold = fold
+    else:
+        vocab = Vocab.build(texts, cfg.max_vocab)
+        model = CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
+                        hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
+    model.to(device).train()
+    vocab = model.vocab
+
+    train_ids = vocab.encode(train_text).to(device)
+    val_ids = vocab.encode(val_text).to(device)
+    val_ids_quick = val_ids[:EVAL_CHARS_DURING_TRAINING]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+                                  fused=device.type == "cuda")
+    data_rng = torch.Generator().manual_seed(cfg.seed)
+
+    # Loop state: everything resuming must restore to continue bit for bit.
+    step, epoch, window, offset = 0, 0, 0, 0
+    elapsed_before = 0.0
+    best_val, best_state, evals_since_best, lr_scale, nan_steps = math.inf, None, 0, 1.0, 0
+    hidden = None
+    eval_interval = cfg.eval_interval
+    if state is not None:
+        meta, tensors = state["meta"], state["tensors"]
+        _optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+        step, epoch, window, offset = meta["step"], meta["epoch"], meta["window"], meta["offset"]
+        elapsed_before, best_val, evals_since_best = meta["elapsed"], meta["best_val"], meta["evals_since_best"]
+        lr_scale, nan_steps, eval_interval = meta["lr_scale"], meta["nan_steps"], meta["eval_interval"]
+        torch.set_rng_state(tensors["rng.cpu"])
+        if "rng.cuda" in tensors and device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        data_rng.set_state(tensors["rng.data"])
+        if "hidden.h" in tensors:
+            hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
+        best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
+        card_info = meta.get("card_info", card_info)
+
+    streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
+    steps_per_epoch = len(streams)
+    chars_per_step = cfg.batch_size * cfg.seq_len
+    total_steps = cfg.max_steps
+    if cfg.max_epochs is not None:
+        by_epochs = int(cfg.max_epochs * steps_per_epoch)
+        total_steps = min(total_steps, by_epochs) if total_steps else by_epochs
+    hyper = {k: v for k, v in asdict(cfg).items() if v is not None}
+
+    def progress(now_elapsed: float) -> float:
+        p = step / total_steps if total_steps else 0.0
+        if cfg.time_budget:
+            p = max(p, now_elapsed / cfg.time_budget)
+        return p
+
+    def checkpoint(reason: str) -> None:
+        info = card_info | {
+            "hyperparameters": hyper, "val_loss": card_info.get("full_val_loss", best_val if math.isfinite(best_val) else None),
+            "steps": step, "chars_seen": step * chars_per_step, "train_time_s": elapsed_before + (time.monotonic() - t0),
+            "hardware": hardware_name(device),
+        }
+        opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors | _rng_tensors(device)
+        tensors["rng.data"] = data_rng.get_state()
+        if hidden is not None:
+            h = hidden if isinstance(hidden, tuple) else (hidden,)
+            tensors["hidden.h"] = h[0]
+            if len(h) > 1:
+                tensors["hidden.c"] = h[1]
+        meta = {
+            "config": asdict(cfg), "model_config": model.config, "optimizer": opt_meta, "step": step, "epoch": epoch,
+            "window": window, "offset": offset, "elapsed": elapsed_before + (time.monotonic() - t0),
+            "best_val": best_val, "evals_since_best": evals_since_best, "lr_scale": lr_scale,
+            "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
+        }
+        save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta})
+
+    def evaluate_and_save() -> Iterator[TrainEvent]:
+        nonlocal best_val, best_state, evals_since_best
+        val = evaluate_ids(model, val_ids_quick)["loss"]
+        if math.isfinite(val) and val < best_val:
+            best_val, evals_since_best = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            evals_since_best += 1
+        now = elapsed_before + (time.monotonic() - t0)
+        yield TrainEvent("eval", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
+                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val)
+        if best_state is not None:
+            checkpoint("eval")
+
+    t0 = time.monotonic()
+    yield TrainEvent("start", step=step, total_steps=total_steps, lr=cfg.lr,
+                     message=f"{model.num_parameters():,} parameters, vocabulary {len(vocab)}, {len(train_text):,} training and "
+                             f"{len(val_text):,} validation characters, on {hardware_name(device)}")
+    stopped = "finished"
+    recent_loss, recent_count, speed_t, speed_steps = 0.0, 0, time.monotonic(), 0
+    while True:
+        now = elapsed_before + (time.monotonic() - t0)
+        if cancel.is_set():
+            stopped = "cancelled"
+        elif total_steps is not None and step >= total_steps:
+            stopped = "finished"
+        elif cfg.time_budget is not None and now >= cfg.time_budget:
+            stopped = "time budget reached"
+        elif cfg.patience is not None and evals_since_best >= cfg.patience:
+            stopped = "validation loss stopped improving"
+        else:
+            stopped = ""
+        if stopped:
+            break
+
+        if window >= steps_per_epoch:  # new epoch: shift the window grid so each epoch cuts the text differently
+            epoch, window = epoch + 1, 0
+            offset = int(torch.randint(0, cfg.seq_len, (1,), generator=data_rng))
+            streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
+            hidden = None
+        x, y = streams.window(window)
+        lr = _lr_at(cfg, step, progress(now)) * lr_scale
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast_for(device):
+            logits, new_hidden = model(x, hidden)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not torch.isfinite(loss) or not torch.isfinite(grad_norm):
+            nan_steps += 1
+            lr_scale *= 0.5
+            optimizer.zero_grad(set_to_none=True)
+            hidden = None
+            if best_state is not None:  # weights may already be poisoned: go back to the best ones
+                model.load_state_dict(best_state)
+            optimizer.state.clear()
+            yield TrainEvent("nan", step=step, epoch=epoch, lr=lr, message=f"non-finite loss at step {step}: skipped the step and halved the learning rate")
+            if nan_steps >= MAX_NAN_STEPS:
+                stopped = "diverged (loss kept becoming NaN or inf; try a lower learning rate)"
+                break
+            window += 1
+            continue
+        optimizer.step()
+        hidden = tuple(h.detach() for h in new_hidden) if isinstance(new_hidden, tuple) else new_hidden.detach()
+        step += 1
+        window += 1
+        recent_loss += loss.detach().item()
+        recent_count += 1
+        speed_steps += 1
+
+        if eval_interval is None and step == 10:  # ~20 evaluations per run, from the measured speed
+            per_step = (time.monotonic() - t0) / 10
+            planned = [s for s in (total_steps, cfg.time_budget / per_step if cfg.time_budget else None) if s]
+            eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
+
+        now = elapsed_before + (time.monotonic() - t0)
+        if step % 10 == 0 or step == 1:
+            dt = time.monotonic() - speed_t
+            cps = speed_steps * chars_per_step / dt if dt > 0 else None
+            speed_t, speed_steps = time.monotonic(), 0
+            p = progress(now)
+            eta = (now / p - now) if p > 0 else None
+            yield TrainEvent("step", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
+                             eta=eta, lr=lr, train_loss=recent_loss / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
+            recent_loss, recent_count = 0.0, 0
+        if eval_interval and step % eval_interval == 0:
+            yield from evaluate_and_save()
+        if cfg.sample_interval and step % cfg.sample_interval == 0:
+            text = sample(model, "", SampleSettings(length=cfg.sample_length, temperature=0.8, seed=cfg.seed))[0]
+            model.train()
+            yield TrainEvent("sample", step=step, elapsed=now, sample=text)
+
+    # Final evaluation of where training stopped, then the best model on the full validation text.
+    if step > 0 and "diverged" not in stopped:
+        yield from evaluate_and_save()
+    if best_state is None:
+        raise CheckpointError("training stopped before any step succeeded; nothing was saved" if "diverged" in stopped else "training stopped before the first step; nothing was saved")
+    best_model = copy.deepcopy(model)
+    best_model.load_state_dict(best_state)
+    # With several files, each file's held-out part is scored on its own (exactly what
+    # `charrnn eval MODEL FILE --split val` reproduces) and the character-weighted mean is reported.
+    names = [c.name if isinstance(c, Corpus) else f"text {i + 1}" for i, c in enumerate(corpora)]
+    per_file = {}
+    for name, text in zip(names, texts):
+        part = split_train_val([text], cfg.val_fraction)[1]
+        if len(part) >= 2:
+            per_file[name] = evaluate_ids(best_model, vocab.encode(part).to(device))
+    if len(per_file) > 1:
+        full_val = sum(r["loss"] * r["chars"] for r in per_file.values()) / sum(r["chars"] for r in per_file.values())
+        card_info["val_losses"] = {name: r["loss"] for name, r in per_file.items()}
+    else:
+        full_val = evaluate_ids(best_model, val_ids)["loss"]
+    card_info["full_val_loss"] = full_val
+    card_info["samples"] = [
+        {"temperature": t, "seed": cfg.seed, "prompt": "", "text": sample(best_model, "", SampleSettings(length=400, temperature=t, seed=cfg.seed))[0]}
+        for t in (0.5, 0.8, 1.0)
+    ]
+    del best_model
+    checkpoint(stopped)
+    elapsed = elapsed_before + (time.monotonic() - t0)
+    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg))
+    yield TrainEvent("done", step=step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
+                     message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char)", result=result)
