@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from charrnn.model import CharRNN
+
+
+def hub_repo_id(name: object) -> str | None:
+    """name if it is a Hub model id (what base_model must hold on the Hub), else None.
+
+    A fine-tune of a local directory or a shipped model has no Hub id to point at; the
+    card's body still names it.
+    """
+    if not isinstance(name, str) or name.count("/") != 1 or Path(name).expanduser().exists():
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
 
 
 def model_card(model: CharRNN, info: dict) -> str:
@@ -15,32 +32,34 @@ def model_card(model: CharRNN, info: dict) -> str:
     info: corpus (str), corpus_source (str), command (str), val_loss (float),
     val_losses (dict name -> loss), train_time_s (float), hardware (str), steps (int),
     chars_seen (int), hyperparameters (dict), samples (list of dicts with temperature,
-    seed, prompt, text), base_model (str), notes (list of str).
+    seed, prompt, text), base_model (str), notes (list of str), datasets (list of Hub
+    dataset ids the corpus came from, when it did).
+
+    The metadata is what the Hub indexes: library_name, tags, the corpus, and the
+    validation loss as a model-index the Hub renders as evaluation results.
     """
+    name = info.get("name", "charrnn model")
+    corpus = info.get("corpus") or "training text"
     val_loss = info.get("val_loss")
-    metrics = []
+    eval_results = None
     if val_loss is not None and math.isfinite(val_loss):
-        metrics = [
-            {"type": "loss", "name": "validation loss (nats/char)", "value": round(val_loss, 4)},
-            {"type": "bpc", "name": "validation bits per character", "value": round(val_loss / math.log(2), 4)},
+        # dataset_type "text" is the plain-text-files loader of `datasets`: the corpus is a file, not a Hub dataset.
+        common = {"task_type": "text-generation", "task_name": "Character-level language modelling",
+                  "dataset_type": (info.get("datasets") or ["text"])[0], "dataset_name": corpus, "dataset_split": "validation"}
+        eval_results = [
+            EvalResult(metric_type="loss", metric_name="Validation loss (nats/char)", metric_value=round(val_loss, 4), **common),
+            EvalResult(metric_type="bpc", metric_name="Validation bits per character", metric_value=round(val_loss / math.log(2), 4), **common),
         ]
     data = ModelCardData(
         library_name="charrnn",
         pipeline_tag="text-generation",
-        tags=["char-rnn", "text-generation", "lstm", "pytorch_model_hub_mixin", "model_hub_mixin"],
-        base_model=info.get("base_model"),
-        model_name=info.get("name", "charrnn model"),
-        eval_results=None,
+        tags=["char-rnn", "text-generation", "lstm" if model.cell == "lstm" else "gru", "pytorch_model_hub_mixin", "model_hub_mixin"],
+        datasets=info.get("datasets") or None,
+        base_model=hub_repo_id(info.get("base_model")),
+        model_name=name if eval_results else None,
+        eval_results=eval_results,
+        corpus=corpus,
     )
-    if metrics:
-        data.model_index = [{
-            "name": info.get("name", "charrnn model"),
-            "results": [{
-                "task": {"type": "text-generation", "name": "character-level language modelling"},
-                "dataset": {"type": "text", "name": info.get("corpus", "training text")},
-                "metrics": metrics,
-            }],
-        }]
     lines = [f"# {info.get('name', 'charrnn model')}", ""]
     lines += [
         "A character-level language model trained with [charrnn](https://github.com/charrnn/charrnn): "

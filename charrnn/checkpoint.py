@@ -27,7 +27,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 STATE_DIR = "training_state"
-PICKLE_NAMES = ("pytorch_model.bin", "model.bin", "model.pt", "model.pth", "model.ckpt", "model.pkl")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
@@ -158,6 +158,8 @@ def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
     """A local checkpoint directory for name: a path as is, a Hub repo id through the standard cache."""
     path = Path(name).expanduser()
     if path.exists():
+        if revision:
+            raise CheckpointError(f"{path} is a local directory; a revision applies to Hub repo ids only")
         if not path.is_dir():
             raise CheckpointError(f"{path} is a file; a model is a directory with {CONFIG} and {WEIGHTS}")
         return path
@@ -167,72 +169,125 @@ def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download
+    """The repo's charrnn files through the standard cache (HF_HUB_CACHE, HF_HUB_OFFLINE, HF_TOKEN).
+
+    Only config.json, model.safetensors and the card are ever fetched: a pickle is never
+    downloaded, so there is nothing to be tempted to unpickle.
+    """
+    from huggingface_hub import get_token, is_offline_mode, snapshot_download
     from huggingface_hub.errors import (
+        DisabledRepoError,
         GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    at = f" at revision {revision!r}" if revision else ""
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD, "*.json", *PICKLE_NAMES]))
+        directory = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD]))
+    except HFValidationError as exc:
+        raise CheckpointError(f"{repo_id}: not a valid Hub repo id ({str(exc).splitlines()[0]})") from None
     except GatedRepoError:
-        raise CheckpointError(f"{repo_id} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+        raise CheckpointError(f"{repo_id} is gated: accept its terms on the Hub, then set HF_TOKEN or run `hf auth login`") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no valid token was given (set HF_TOKEN or run `hf auth login`)") from None
+        if get_token() is None:
+            raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no token is set (set HF_TOKEN or run `hf auth login`)") from None
+        raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and your token cannot read it") from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id}: no revision {revision!r}") from None
+        raise CheckpointError(f"{repo_id} has no revision {revision!r} (a branch, tag or commit on the Hub)") from None
+    except DisabledRepoError:
+        raise CheckpointError(f"{repo_id} has been disabled on the Hub") from None
     except LocalEntryNotFoundError:
-        raise CheckpointError(f"{repo_id} is not in the local cache and the Hub cannot be reached (offline?)") from None
+        if is_offline_mode():
+            raise CheckpointError(f"{repo_id}{at} is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it") from None
+        raise CheckpointError(f"{repo_id}{at} is not in the local cache, and the Hub cannot be reached (offline?)") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise CheckpointError(f"{repo_id}: the Hub refused the download (HTTP {status})") from None
     except OSError as exc:
-        raise CheckpointError(f"{repo_id}: could not download it ({exc})") from None
+        raise CheckpointError(f"{repo_id}: could not download it ({exc.strerror or exc})") from None
+    if not (directory / WEIGHTS).is_file():
+        pickles = [name for name in _repo_files(repo_id, revision, directory) if name.endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise CheckpointError(
+                f"{repo_id} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
+                "because unpickling a downloaded file can run arbitrary code (it was not downloaded)"
+            )
+    return directory
 
 
-def read_config(directory: Path) -> dict:
+def _repo_files(repo_id: str, revision: str | None, directory: Path) -> list[str]:
+    """The repo's file names as the last download listed them (no network), else what is on disk."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        return [f.path for f in get_cached_repo_tree(repo_id, revision=revision)]
+    except (CachedRepoTreeNotFoundError, OSError, ValueError):
+        return [p.name for p in directory.iterdir()] if directory.is_dir() else []
+
+
+def read_config(directory: Path, label: str | None = None) -> dict:
+    """The model's constructor arguments from config.json, refused unless it is a loadable charrnn model.
+
+    label: how to name the model in messages (a repo id rather than its cache path).
+    """
+    label = label or str(directory)
     config_path = directory / CONFIG
     weights_path = directory / WEIGHTS
+    if not weights_path.is_file():
+        pickles = [p.name for p in directory.iterdir() if p.name.endswith(PICKLE_SUFFIXES)] if directory.is_dir() else []
+        if pickles:
+            raise CheckpointError(
+                f"{label} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
+                "because unpickling a downloaded file can run arbitrary code"
+            )
     if not config_path.is_file():
-        raise CheckpointError(f"{directory} is not a charrnn model: it has no {CONFIG}")
+        raise CheckpointError(f"{label} is not a charrnn model: it has no {CONFIG}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{directory}/{CONFIG} is not valid JSON ({exc})") from None
+        raise CheckpointError(f"{label}: {CONFIG} is not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "vocab" not in config:
-        raise CheckpointError(f"{directory} is not a charrnn model: its {CONFIG} has no vocabulary")
+        raise CheckpointError(f"{label} is not a charrnn model: its {CONFIG} has no vocabulary")
     if not weights_path.is_file():
-        pickles = [p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")]
-        if pickles:
-            raise CheckpointError(
-                f"{directory} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
-                "because unpickling a downloaded file can run arbitrary code"
-            )
-        raise CheckpointError(f"{directory} is not a charrnn model: it has no {WEIGHTS}")
+        raise CheckpointError(f"{label} is not a charrnn model: it has no {WEIGHTS}")
     known = {"vocab", "ascii_fold", "cell", "num_layers", "hidden_size", "embedding_dim", "dropout"}
     config = {k: v for k, v in config.items() if k in known}
     try:
         check_config(**{"cell": "lstm", "num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1} | {k: v for k, v in config.items() if k != "ascii_fold"})
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{directory}: {exc}") from None
+        raise CheckpointError(f"{label} is not a loadable charrnn model: {exc}") from None
     return config
 
 
 def load_model(name: str | Path, revision: str | None = None, device: str | torch.device | None = None) -> CharRNN:
-    """Load a model by directory or Hub repo id, strictly: the weights must match the config exactly."""
+    """Load a model by directory or Hub repo id (at an optional revision), strictly: the weights must match the config."""
     directory = resolve_model_dir(name, revision)
-    config = read_config(directory)
+    label = str(name) + (f"@{revision}" if revision else "")
+    config = read_config(directory, label)
     try:
         model = CharRNN.from_pretrained(str(directory), strict=True, **config)
     except SafetensorError as exc:
-        raise CheckpointError(f"{directory}/{WEIGHTS} is damaged or truncated ({exc})") from None
+        raise CheckpointError(f"{label}: {WEIGHTS} is damaged or truncated ({exc})") from None
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "shape mismatch"
-        raise CheckpointError(f"{directory}: the weights do not match config.json ({first})") from None
+        raise CheckpointError(f"{label}: the weights do not match {CONFIG} ({_mismatch(exc)})") from None
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{directory}: cannot load the weights ({exc})") from None
+        raise CheckpointError(f"{label}: cannot load the weights ({exc})") from None
     model.source = str(name)  # type: ignore[attr-defined]
+    model.revision = revision  # type: ignore[attr-defined]
     model.directory = directory  # type: ignore[attr-defined]
     return model.to(pick_device(device)).eval()
+
+
+def _mismatch(exc: RuntimeError) -> str:
+    """The informative line of torch's or safetensors' strict-loading complaint."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    useful = [line for line in lines if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line]
+    return (useful or lines or ["shape mismatch"])[0][:300]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
