@@ -30,11 +30,11 @@ BINARY_SIGNATURES: dict[bytes, str] = {
     b"GIF89a": "a GIF image",
     b"\x1f\x8b": "a gzip archive",
     b"\x7fELF": "an executable",
-    b"BZh": "a bzip2 archive",
+    **{b"BZh" + bytes([level]) + b"1AY&SY": "a bzip2 archive" for level in b"123456789"},
     b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
     b"\xfd7zXZ\x00": "an xz archive",
     b"RIFF": "a RIFF (audio/video) file",
-    b"ID3": "an MP3 file",
+    **{b"ID3" + bytes([version]): "an MP3 file" for version in (2, 3, 4)},
     b"OggS": "an Ogg file",
     b"\xd0\xcf\x11\xe0": "an old Microsoft Office document",
 }
