@@ -26,6 +26,7 @@ from charrnn.model import CharRNN, check_config
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
+INDEX = "ngram_index.safetensors"  # the training text's hashed 20-grams, for the originality check
 STATE_DIR = "training_state"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -187,7 +188,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
     at = f" at revision {revision!r}" if revision else ""
     try:
-        directory = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD]))
+        directory = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD, INDEX]))
     except HFValidationError as exc:
         raise CheckpointError(f"{repo_id}: not a valid Hub repo id ({str(exc).splitlines()[0]})") from None
     except GatedRepoError:
