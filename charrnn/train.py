@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from charrnn.batching import Streams, min_chars_needed, split_train_val
 from charrnn.card import model_card
 from charrnn.checkpoint import (
+    INDEX,
     CheckpointError,
     is_checkpoint,
     load_model,
@@ -32,6 +33,7 @@ from charrnn.checkpoint import (
 )
 from charrnn.evaluate import autocast_for, evaluate_ids
 from charrnn.model import CharRNN
+from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings, sample
 from charrnn.text import Corpus, TextError, normalize
 from charrnn.vocab import DEFAULT_MAX_VOCAB, Vocab
@@ -258,6 +260,9 @@ def train(
             f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a 10% validation part)"
         )
     train_text, val_text = split_train_val(texts, cfg.val_fraction)
+    # The originality check's index of this text (and the base model's), copied into every checkpoint.
+    corpus_index = staged_index(texts, ", ".join(c.name for c in corpora if isinstance(c, Corpus)), cfg.ascii_fold,
+                                merge_from=[getattr(base, "directory", None), out_dir if resume else None])
 
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -348,7 +353,8 @@ def train(
             "best_val": best_val, "evals_since_best": evals_since_best, "lr_scale": lr_scale,
             "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
         }
-        save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta})
+        save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
+                        extra_files={INDEX: Path(corpus_index.name) / INDEX})
 
     def evaluate_and_save() -> Iterator[TrainEvent]:
         nonlocal best_val, best_state, evals_since_best

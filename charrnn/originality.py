@@ -1,0 +1,179 @@
+"""Did the model write it, or recite it? Spans of generated text found verbatim in the training text.
+
+A model ships a compact index of its training text: the hash of every 20-character
+window, kept to 48 bits and stored as sorted 32-bit values under 16-bit buckets
+(4 bytes a window, so about 4.5 MB for the 1.1M characters of tinyshakespeare). It
+cannot give the text back, unlike a copy of the corpus. A chance collision needs two
+48-bit hashes to agree: with a million windows indexed, a generated window matches by
+chance about once in 280 million.
+
+The index lives in the checkpoint directory (checkpoint.INDEX) in safetensors, so
+loading it never runs code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from charrnn.checkpoint import INDEX
+
+NGRAM = 20
+BUCKET_BITS = 16
+HASH_BITS = 48
+CHUNK_CHARS = 1 << 22  # hash long texts piecewise to bound memory
+_BASE = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
+FORMAT_VERSION = "1"
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, so every bit of the hash depends on every character."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
+    """48-bit hash of every n-character window of text (one per start position), as uint64."""
+    out = []
+    for start in range(0, max(len(text) - n + 1, 0), CHUNK_CHARS):
+        piece = text[start : start + CHUNK_CHARS + n - 1]
+        codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) + np.uint64(1)
+        windows = len(codes) - n + 1
+        h = np.zeros(windows, dtype=np.uint64)
+        for j in range(n):  # numpy's uint64 arithmetic wraps, which is the modulus we want
+            h = h * _BASE + codes[j : j + windows]
+        out.append(_mix(h) >> np.uint64(64 - HASH_BITS))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+@dataclass
+class NgramIndex:
+    """The set of hashed n-grams of a training text; `sources` and `chars` say what it covers."""
+
+    hashes: np.ndarray  # sorted, unique, uint64 below 2**HASH_BITS
+    n: int = NGRAM
+    chars: int = 0
+    sources: str = ""
+    ascii_folded: bool = False
+
+    def __contains__(self, text: str) -> bool:
+        return len(text) == self.n and bool(self.contains(ngram_hashes(text, self.n))[0])
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.hashes, hashes)
+        pos = np.minimum(pos, len(self.hashes) - 1)
+        return (self.hashes[pos] == hashes) if len(self.hashes) else np.zeros(len(hashes), dtype=bool)
+
+    def merged(self, other: NgramIndex) -> NgramIndex:
+        if other.n != self.n:
+            raise ValueError(f"cannot merge an index of {other.n}-grams into one of {self.n}-grams")
+        sources = ", ".join(s for s in (other.sources, self.sources) if s)
+        return NgramIndex(np.union1d(self.hashes, other.hashes), self.n, self.chars + other.chars, sources, self.ascii_folded)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: bucket counts (top 16 bits) plus the low 32 bits of each hash."""
+        path = Path(path)
+        buckets = (self.hashes >> np.uint64(HASH_BITS - BUCKET_BITS)).astype(np.int64)
+        tensors = {
+            "counts": np.bincount(buckets, minlength=1 << BUCKET_BITS).astype(np.uint32),
+            "low": (self.hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+        }
+        meta = {"format": "charrnn-ngram-index", "version": FORMAT_VERSION, "n": str(self.n), "chars": str(self.chars),
+                "sources": self.sources, "ascii_folded": str(self.ascii_folded).lower()}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NgramIndex:
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+            counts, low = tensors["counts"], tensors["low"]
+            if meta.get("format") != "charrnn-ngram-index" or len(counts) != 1 << BUCKET_BITS or int(counts.sum()) != len(low):
+                raise ValueError("not a charrnn n-gram index")
+            top = np.repeat(np.arange(1 << BUCKET_BITS, dtype=np.uint64), counts.astype(np.int64))
+            hashes = (top << np.uint64(32)) | low.astype(np.uint64)
+            return cls(hashes, int(meta.get("n", NGRAM)), int(meta.get("chars", 0)), meta.get("sources", ""),
+                       meta.get("ascii_folded") == "true")
+        except (OSError, SafetensorError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: the originality index is unreadable ({exc})") from None
+
+
+def build_index(texts: Iterable[str], sources: str = "", ascii_folded: bool = False, n: int = NGRAM) -> NgramIndex:
+    """Index texts exactly as given: normalise them the model's way first (training does)."""
+    parts, chars = [], 0
+    for text in texts:
+        parts.append(ngram_hashes(text, n))
+        chars += len(text)
+    hashes = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+    return NgramIndex(hashes, n, chars, sources, ascii_folded)
+
+
+def load_index(model_or_dir: object) -> NgramIndex | None:
+    """The index shipped with a model (a loaded model or its directory), or None when it has none."""
+    directory = model_or_dir if isinstance(model_or_dir, (str, Path)) else getattr(model_or_dir, "directory", None)
+    if directory is None or not (Path(directory) / INDEX).is_file():
+        return None
+    return NgramIndex.load(Path(directory) / INDEX)
+
+
+def staged_index(texts: list[str], sources: str, ascii_folded: bool, merge_from: Iterable[str | Path | None] = ()) -> tempfile.TemporaryDirectory:
+    """The index of a training run's texts, written to a temporary directory for save_checkpoint to copy.
+
+    merge_from: model directories whose index is kept too (the base model when
+    fine-tuning), so a fine-tuned model is checked against everything it learned from.
+    The directory is removed when the returned object is garbage-collected.
+    """
+    index = build_index(texts, sources, ascii_folded)
+    for directory in merge_from:
+        try:
+            previous = load_index(directory) if directory is not None else None
+        except ValueError:
+            previous = None
+        if previous is not None and previous.n == index.n:
+            index = index.merged(previous)
+    staging = tempfile.TemporaryDirectory(prefix="charrnn-index-")
+    index.save(Path(staging.name) / INDEX)
+    return staging
+
+
+def copied_spans(text: str, index: NgramIndex) -> list[tuple[int, int]]:
+    """Every stretch of text, as (start, end), made of index.n-character windows found in the training text.
+
+    A verbatim copy of n or more characters is covered exactly; overlapping windows merge
+    into one span.
+    """
+    found = np.flatnonzero(index.contains(ngram_hashes(text, index.n)))
+    spans: list[tuple[int, int]] = []
+    for start in found.tolist():
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], start + index.n)
+        else:
+            spans.append((start, start + index.n))
+    return spans
+
+
+def copied_share(text: str, spans: list[tuple[int, int]]) -> float:
+    """Fraction of text's characters inside copied spans."""
+    return sum(end - start for start, end in spans) / len(text) if text else 0.0
