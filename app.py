@@ -1,0 +1,168 @@
+"""charrnn's web app: generate with a temperature slider, fine-tune on an uploaded text.
+
+Layout and wiring only. The handlers live in charrnn/handlers.py (plain functions over the
+engine, tested without a server), per-session state and every limit in charrnn/session.py.
+
+One function per tab, each called from build_app(); extensions go where marked:
+- Generate tab: the insight views (Inspect, temperatures side by side, originality) are
+  added by the insight engineer (issue 7) at the marked place in build_generate_tab.
+- a "Neurons" tab: build_neurons_tab, added by the insight engineer (issue 7), called from build_app.
+- Train tab: the "Push to Hub" control after training is added by the Hub engineer (issue 6)
+  at the marked place in build_train_tab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from charrnn import session as limits
+from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio, empty_plot
+from charrnn.session import Session, Sessions
+
+EXAMPLE_PROMPTS = [
+    "Once upon a time there was a king who had three daughters",
+    "The little mermaid swam up to the surface and",
+    "ROMEO:\n",
+    "\"Who is there?\" asked the old woman.",
+]
+TEMPERATURE_HELP = (
+    "How adventurous the sampling is. 0 always takes the most likely next character (safe but repetitive); "
+    "1 samples the model's own probabilities; above 1 flattens them (wilder, more invented words)."
+)
+
+
+@dataclass
+class UI:
+    """The components one tab exposes to the others (another tab's events may read or update them)."""
+
+    parts: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        try:
+            return self.parts[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def close_session(value: object) -> None:
+    """gr.State's delete_callback: the session expired (TTL) or its tab closed an hour ago."""
+    if isinstance(value, Session):
+        value.close()
+
+
+def build_generate_tab(studio: Studio, session: gr.State) -> UI:
+    default = studio.default_model()
+    with gr.Tab("Generate", id="generate"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = gr.Textbox(label="Seed prompt", lines=3, placeholder="Once upon a time", value="Once upon a time")
+                gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
+                model = gr.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
+                                    info="The shipped models, and the ones you fine-tune in the Train tab (this session only).")
+                hub_repo_id = gr.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1,
+                                         info="A charrnn model on the Hugging Face Hub; used instead of the list when filled in.")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP)
+                length = gr.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1, label="Length (characters)")
+                seed = gr.Textbox(label="Random seed", placeholder="empty = random", max_lines=1,
+                                  info="The same seed, settings and model give the same text.")
+                with gr.Accordion("Advanced", open=False):
+                    top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="Sample only from the k most likely characters (0 = off).")
+                    top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
+                                      info="Sample only from the most likely characters that together hold this probability (1 = off).")
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=3):
+                output = gr.Textbox(label="Generated text", lines=20, max_lines=40, buttons=["copy"], elem_id="generated")
+                seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
+                # Issue 7 (insight engineer): the Inspect (confidence colouring + alternatives),
+                # temperatures side by side and originality views go here.
+        inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session]
+        run = generate_btn.click(studio.generate, inputs, [output, seed_used], api_name="generate",
+                                 concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
+        submit = prompt.submit(studio.generate, inputs, [output, seed_used], api_name="generate_on_enter",
+                               concurrency_id="generate")
+        stop_btn.click(None, None, None, cancels=[run, submit], api_name="stop_generate")
+    return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length, seed=seed,
+                   top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn, stop=stop_btn))
+
+
+def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
+    default = studio.default_model()
+    with gr.Tab("Train", id="train"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                upload = gr.File(label="Training text (.txt)", file_types=[".txt"], file_count="single", elem_id="upload")
+                upload_info = gr.Markdown(elem_id="upload-info")
+                base = gr.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from", allow_custom_value=True,
+                                   info="Fine-tuning a shipped model learns a new style in minutes; from scratch needs much more text and time.")
+                size = gr.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET, label="Model size (from scratch only)")
+                minutes = gr.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN, value=limits.DEFAULT_TIME_BUDGET_MIN, step=1,
+                                    label="Time budget (minutes)", info="Training stops when this runs out; the best model so far is kept.")
+                fold = gr.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
+                                info="Folding turns curly quotes and accents into plain ASCII: a smaller vocabulary learns faster.")
+                with gr.Accordion("Advanced", open=False):
+                    lr = gr.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
+                    max_steps = gr.Number(0, label="Stop after this many steps (0 = only the time budget)", minimum=0, precision=0)
+                with gr.Row():
+                    start = gr.Button("Start training", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=3):
+                status = gr.Markdown("Upload a text, pick where to start from, and press Start.", elem_id="train-status")
+                plot = gr.LinePlot(empty_plot(), x="step", y="loss", color="curve", title="Loss (nats per character)",
+                                   x_title="step", y_title="loss", height=300, elem_id="loss-plot")
+                sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
+                download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="download")
+                # Issue 6 (Hub engineer): the "Push to Hub" control (repo name + token or gr.LoginButton) goes here.
+        read_inputs = [upload, base, fold, session]
+        upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload")
+        base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base", show_progress="hidden")
+        fold.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_fold", show_progress="hidden")
+        upload.clear(lambda: "", None, upload_info, api_name="clear_upload")
+        start.click(studio.train, [upload, base, size, minutes, fold, lr, max_steps, session],
+                    [status, plot, sample, generate.model, base, download, session], api_name="train",
+                    concurrency_limit=limits.TRAIN_CONCURRENCY, concurrency_id="train", show_progress_on=[status])
+        stop.click(studio.stop_training, [session], [status], api_name="stop_training", queue=False)
+    return UI(dict(upload=upload, upload_info=upload_info, base=base, size=size, minutes=minutes, fold=fold, lr=lr,
+                   max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample, download=download))
+
+
+def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None = None) -> gr.Blocks:
+    """The whole app; checkpoints points at another folder of shipped models (tests use tiny ones)."""
+    studio = Studio(checkpoints, sessions)
+    with gr.Blocks(title="charrnn", delete_cache=(3600, limits.SESSION_TTL_S)) as demo:
+        gr.Markdown("# charrnn\nA character-level LSTM writes one character at a time. "
+                    "Generate from a shipped model, or fine-tune one on your own text.")
+        session = gr.State(None, time_to_live=limits.SESSION_TTL_S, delete_callback=close_session)
+        generate = build_generate_tab(studio, session)
+        train = build_train_tab(studio, session, generate)
+        # Issue 7 (insight engineer): build_neurons_tab(studio, session, generate) is called here.
+        demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
+        demo.unload(studio.end_session)
+    demo.queue(max_size=limits.QUEUE_MAX_SIZE)
+    demo.studio = studio  # type: ignore[attr-defined]
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="Serve the charrnn web app.")
+    parser.add_argument("--host", default=env.get("CHARRNN_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="interface to listen on (env CHARRNN_HOST; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(env.get("CHARRNN_PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
+                        help="port (env CHARRNN_PORT)")
+    parser.add_argument("--share", action="store_true", default=env.get("CHARRNN_SHARE", "").lower() in ("1", "true", "yes"),
+                        help="also serve through a public gradio.live link (env CHARRNN_SHARE=1)")
+    parser.add_argument("--checkpoints", default=None, help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
+    args = parser.parse_args(argv)
+    demo = build_app(args.checkpoints)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=limits.MAX_UPLOAD_BYTES)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""The web app's event handlers: plain functions over the engine, testable without a server.
+
+app.py only lays out components and wires them to these. Every user mistake becomes a
+gr.Error carrying the engine's own one-line message; nothing here does model math.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from charrnn import session as limits
+from charrnn.batching import min_chars_needed
+from charrnn.checkpoint import REPO_ID, STATE_DIR, CheckpointError, load_model
+from charrnn.model import CharRNN
+from charrnn.sampling import SampleSettings, prepare_prompt, stream
+from charrnn.session import Session, SessionModel, Sessions, TrainJob, in_thread, load_readonly, run_in_thread, shipped_models
+from charrnn.text import Corpus, TextError, normalize, read_corpus
+from charrnn.train import FINETUNE_DEFAULTS, TrainConfig
+from charrnn.vocab import describe_chars
+
+SCRATCH = "from scratch"
+FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
+PLOT_COLUMNS = ["step", "loss", "curve"]
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _fold_setting(fold: str | bool | None) -> bool | None:
+    if isinstance(fold, bool):
+        return fold
+    if fold in (None, "", FOLD_CHOICES[0]):
+        return None
+    if fold not in FOLD_CHOICES:
+        raise gr.Error(f"ASCII folding must be one of {', '.join(FOLD_CHOICES)}, not {fold!r}")
+    return fold == FOLD_CHOICES[1]
+
+
+def _upload_path(file) -> Path:
+    """The server-side path of an uploaded file, whatever shape Gradio or a client handed it in."""
+    if file is None:
+        raise gr.Error("Upload a .txt file first.")
+    path = getattr(file, "name", None) or (file.get("path") if isinstance(file, dict) else file)
+    return Path(str(path))
+
+
+def empty_plot() -> pd.DataFrame:
+    return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"), "curve": pd.Series(dtype="str")})
+
+
+class Studio:
+    """The app's handlers, bound to a checkpoints folder (read-only) and an index of sessions."""
+
+    def __init__(self, checkpoints: str | Path | None = None, sessions: Sessions | None = None, device: str | None = None) -> None:
+        self.checkpoints = Path(checkpoints) if checkpoints else limits.checkpoints_root()
+        self.sessions = sessions or Sessions()
+        self.device = device
+
+    # --- models -------------------------------------------------------------------------------
+
+    def shipped(self) -> dict[str, Path]:
+        return shipped_models(self.checkpoints)
+
+    def default_model(self) -> str | None:
+        return next(iter(self.shipped()), None)
+
+    def model_choices(self, session: Session | None = None) -> list[tuple[str, str]]:
+        """(label, value) pairs for the Generate picker: shipped models, then this session's."""
+        choices = [(f"{name} (shipped)", name) for name in self.shipped()]
+        if isinstance(session, Session):
+            choices += [(f"{m.name} (yours, from {m.base})", m.name) for m in session.models.values()]
+        return choices
+
+    def base_choices(self, session: Session | None = None) -> list[tuple[str, str]]:
+        """Where a training run can start: any model in the picker, or from scratch."""
+        return [*self.model_choices(session), (SCRATCH, SCRATCH)]
+
+    def model_dir(self, name: str, session: Session | None) -> Path | None:
+        shipped = self.shipped()
+        if name in shipped:
+            return shipped[name]
+        if isinstance(session, Session) and name in session.models:
+            return session.models[name].path
+        return None
+
+    def load(self, model: str | None, hub_repo_id: str | None = None, session: Session | None = None) -> CharRNN:
+        """The model the user picked: a Hub repo id when one is typed, else a shipped or session model.
+
+        Other sessions' models and arbitrary paths are not reachable by name, whatever a
+        client sends: a session model is found only in this session's own list.
+        """
+        repo = (hub_repo_id or "").strip()
+        if repo:
+            if Path(repo).expanduser().exists() or not REPO_ID.match(repo):
+                raise gr.Error(f"{repo!r} is not a Hugging Face Hub repo id (owner/name)")
+            try:
+                return load_model(repo, device=self.device)
+            except (CheckpointError, ValueError) as exc:
+                raise gr.Error(str(exc)) from None
+        name = (model or "").strip() or self.default_model()
+        if name is None:
+            raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
+        try:
+            if name in self.shipped():
+                return load_readonly(self.shipped()[name], self.device)
+            found = session.load(name, self.device) if isinstance(session, Session) else None
+        except (CheckpointError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        if found is None:
+            raise gr.Error(f"There is no model called {name!r} here. Pick one from the list, or type a Hub repo id.")
+        return found
+
+    # --- generate ---------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        temperature: float = 0.8,
+        length: int = limits.DEFAULT_GENERATE_CHARS,
+        seed: str | int | None = None,
+        model: str | None = None,
+        hub_repo_id: str | None = None,
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Session | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S."""
+        net = self.load(model, hub_repo_id, session)
+        try:
+            length = int(length) if length is not None and float(length).is_integer() else length
+            if isinstance(length, int) and length > limits.MAX_GENERATE_CHARS:
+                raise ValueError(f"length must be at most {limits.MAX_GENERATE_CHARS:,} characters, not {length:,}")
+            top_k = int(top_k) if isinstance(top_k, float) and top_k.is_integer() else (top_k or None)
+            settings = SampleSettings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed).checked(len(net.vocab))
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        fitted, changed = prepare_prompt(net, prompt or "")
+        if changed:
+            gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
+        used = str(settings.seed)
+        text = fitted
+        yield text, used
+        last = time.monotonic()
+        stop = threading.Event()
+        for sampled in in_thread(lambda: stream(net, fitted, settings), limits.GENERATE_THREADS, stop, name="generate"):
+            text += sampled.char
+            now = time.monotonic()
+            if now - last >= limits.STREAM_INTERVAL_S:
+                last = now
+                yield text, used
+        yield text, used
+
+    # --- train ----------------------------------------------------------------------------------
+
+    def read_upload(self, file, fold: str | bool | None = None, base: str | None = None, session: Session | None = None) -> Corpus:
+        """The uploaded text, or a gr.Error saying why it cannot be trained on."""
+        path = _upload_path(file)
+        name = Path(getattr(file, "orig_name", None) or path.name).name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise gr.Error(f"{name}: the upload could not be read; try again") from None
+        if size > limits.MAX_UPLOAD_BYTES:
+            raise gr.Error(f"{name} is {size / 2**20:.1f} MB; the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+        fold_flag = _fold_setting(fold)
+        if fold_flag is None and base not in (None, "", SCRATCH):
+            base_dir = self.model_dir(base, session)
+            if base_dir is not None:
+                fold_flag = self.load(base, None, session).ascii_fold
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                corpus = read_corpus(path, fold=bool(fold_flag), name=name)
+        except TextError as exc:
+            raise gr.Error(str(exc)) from None
+        need = min_chars_needed(1, FINETUNE_DEFAULTS["seq_len"], TrainConfig().val_fraction)
+        if corpus.chars < need:
+            raise gr.Error(f"{name} is too short to train on: {corpus.chars:,} characters, but at least {need:,} are needed")
+        return corpus
+
+    def inspect_upload(self, file, base: str | None = None, fold: str | bool | None = None, session: Session | None = None) -> str:
+        """What the app read from the upload, as Markdown; empty when nothing is uploaded."""
+        if file is None:
+            return ""
+        corpus = self.read_upload(file, fold, base, session)
+        lines = [
+            f"**{corpus.name}**: {corpus.chars:,} characters, {len(set(corpus.text)):,} distinct",
+            f"- encoding: {corpus.encoding}",
+            f"- Project Gutenberg header and licence: {'stripped' if corpus.gutenberg_stripped else 'none found'}",
+            f"- ASCII folding: {'on' if corpus.ascii_folded else 'off'}",
+        ]
+        if base and base != SCRATCH:
+            net = self.load(base, None, session)
+            new = net.vocab.unknown_in(normalize(corpus.text, net.ascii_fold or corpus.ascii_folded))
+            lines.append(f"- characters new to {base}: {describe_chars(new) if new else 'none'}"
+                         + (f" ({len(new)}; fine-tuning adds them to the vocabulary)" if new else ""))
+        lines += [f"- note: {n}" for n in corpus.notes]
+        return "\n".join(lines)
+
+    def train(
+        self,
+        file,
+        base: str | None = None,
+        size: str = limits.DEFAULT_SIZE_PRESET,
+        minutes: float = limits.DEFAULT_TIME_BUDGET_MIN,
+        fold: str | bool | None = None,
+        lr: float | None = 0,
+        max_steps: int | None = 0,
+        session: Session | None = None,
+        request: gr.Request | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple]:
+        """Fine-tune (or train from scratch) on the upload, streaming progress, the loss plot and samples.
+
+        Yields (status, plot, sample, generate picker, train base picker, download, session).
+        """
+        session = self.sessions.get(session, getattr(request, "session_hash", None))
+        if session.training:
+            raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
+        corpus = self.read_upload(file, fold, base, session)
+        if not limits.MIN_TIME_BUDGET_MIN <= float(minutes) <= limits.MAX_TIME_BUDGET_MIN:
+            raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, not {minutes}")
+        base = base or self.default_model() or SCRATCH
+        init = None
+        if base != SCRATCH:
+            init = self.model_dir(base, session)
+            if init is None:
+                raise gr.Error(f"There is no model called {base!r} to fine-tune. Pick one from the list, or {SCRATCH!r}.")
+        elif size not in limits.SIZE_PRESETS:
+            raise gr.Error(f"the model size must be one of {', '.join(limits.SIZE_PRESETS)}, not {size!r}")
+        try:
+            config = TrainConfig(
+                time_budget=float(minutes) * 60,
+                max_steps=int(max_steps) if max_steps else None,
+                lr=float(lr) if lr else None,
+                ascii_fold=_fold_setting(fold),
+                sample_interval=limits.TRAIN_SAMPLE_INTERVAL_STEPS,
+                sample_length=limits.TRAIN_SAMPLE_CHARS,
+                device=self.device,
+                **(limits.SIZE_PRESETS[size] if base == SCRATCH else {}),
+            )
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        name, out_dir = session.new_model_dir(corpus.name)
+        card_info = {"name": name, "corpus": corpus.name, "corpus_source": "uploaded to the charrnn web app"}
+        job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)
+
+        session.training = True
+        session.cancel.clear()
+        rows: list[tuple[int, float, str]] = []
+        status, sample_text, last_yield = "Starting…", "", 0.0
+        skip = gr.skip()
+
+        def plot() -> pd.DataFrame:
+            return pd.DataFrame(rows, columns=PLOT_COLUMNS) if rows else empty_plot()
+
+        try:
+            progress(0, desc="waiting for the first step")
+            done = None
+            for event in run_in_thread(job, session):
+                eager = event.kind in ("start", "eval", "sample", "nan")
+                if event.kind == "start":
+                    status = f"Training {name} from {base}: {event.message}"
+                elif event.kind == "step" and event.train_loss is not None:
+                    rows.append((event.step, event.train_loss, "train"))
+                    fraction = event.elapsed / config.time_budget
+                    if event.total_steps:
+                        fraction = max(fraction, event.step / event.total_steps)
+                    desc = f"step {event.step:,} · loss {event.train_loss:.3f} · ETA {_format_seconds(event.eta)}"
+                    progress(min(fraction, 1.0), desc=desc)
+                    status = f"Training {name} from {base}: {desc}"
+                elif event.kind == "eval" and event.val_loss is not None and math.isfinite(event.val_loss):
+                    rows.append((event.step, event.val_loss, "validation"))
+                elif event.kind == "sample":
+                    sample_text = f"step {event.step:,}:\n{event.sample}"
+                elif event.kind == "nan":
+                    gr.Warning(event.message)
+                elif event.kind == "done":
+                    done = event
+                    break
+                now = time.monotonic()
+                if eager or now - last_yield >= limits.TRAIN_UPDATE_INTERVAL_S:
+                    last_yield = now
+                    yield status, plot(), sample_text, skip, skip, skip, session
+        except (TextError, CheckpointError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        finally:
+            session.training = False
+        if done is None or session.closed:
+            return
+        session.add_model(SessionModel(name=name, path=out_dir, base=base))
+        archive = self.archive(name, session)
+        choices = self.model_choices(session)
+        why = done.result.stopped_because if done.result else "finished"
+        why = "stopped early; kept the best checkpoint" if why == "cancelled" else why
+        status = (f"**Done: {name}** ({why}). Best validation loss {done.val_loss:.4f} nats/char. "
+                  f"It is now in the Generate tab's model list, for this session only.")
+        yield (status, plot(), sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
+               gr.update(value=str(archive), visible=True), session)
+
+    def stop_training(self, session: Session | None = None) -> str:
+        """Ask this session's run to stop; it saves the best checkpoint so far and ends normally."""
+        if not isinstance(session, Session) or not session.training:
+            return "Nothing is training in this session."
+        session.cancel.set()
+        return "Stopping: saving the best checkpoint so far…"
+
+    def archive(self, name: str, session: Session | None) -> Path:
+        """A zip of one of this session's models (weights, config, card; no resume state)."""
+        if not isinstance(session, Session) or name not in session.models:
+            raise gr.Error(f"There is no model called {name!r} in this session to download.")
+        model_dir = session.models[name].path
+        target = session.dir / f"{name}.zip"
+        tmp = target.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(model_dir.rglob("*")):
+                rel = path.relative_to(model_dir)
+                if path.is_file() and rel.parts[0] != STATE_DIR:
+                    zf.write(path, f"{name}/{rel.as_posix()}")
+        tmp.replace(target)
+        return target
+
+    def picker_updates(self, session: Session | None = None) -> tuple[dict, dict]:
+        """Fresh choices for both pickers (on page load: shipped models may have appeared)."""
+        choices = self.model_choices(session)
+        value = self.default_model()
+        return gr.update(choices=choices, value=value), gr.update(choices=self.base_choices(session), value=value or SCRATCH)
+
+    def end_session(self, request: gr.Request | None = None) -> None:
+        """The tab was closed: stop its training and delete its models now rather than at TTL."""
+        self.sessions.end(getattr(request, "session_hash", None))
