@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from charrnn.card import model_card
-from charrnn.checkpoint import CARD, CONFIG, WEIGHTS, CheckpointError, load_model
+from charrnn.checkpoint import CARD, CONFIG, INDEX, WEIGHTS, CheckpointError, load_model
 
 
 class HubError(ValueError):
@@ -41,7 +41,8 @@ def push_to_hub(
     repo_id: "owner/name", or just "name" for the token's own account. The repo is
     created if needed. token: a write token for this call only; None means HF_TOKEN or
     the standard login. Only the published model travels (config.json, model.safetensors,
-    README.md): the resumable training state stays local. The model is loaded strictly
+    README.md, and the originality index if there is one): the resumable training state
+    stays local. The model is loaded strictly
     first, so a broken checkpoint is never pushed.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
@@ -71,11 +72,14 @@ def push_to_hub(
             raise HubError(f"{repo_id} already exists and is public; a push does not change its visibility (change it in the repo's settings)")
         # A checkpoint without a card still gets one, made here rather than written into the directory.
         card = directory / CARD if (directory / CARD).is_file() else model_card(model, {}).encode()
+        operations = [CommitOperationAdd(CONFIG, directory / CONFIG), CommitOperationAdd(WEIGHTS, directory / WEIGHTS),
+                      CommitOperationAdd(CARD, card)]
+        if (directory / INDEX).is_file():
+            operations.append(CommitOperationAdd(INDEX, directory / INDEX))
         api.create_commit(
             repo_id=repo_id,
             repo_type="model",
-            operations=[CommitOperationAdd(CONFIG, directory / CONFIG), CommitOperationAdd(WEIGHTS, directory / WEIGHTS),
-                        CommitOperationAdd(CARD, card)],
+            operations=operations,
             commit_message=message or f"Upload charrnn model ({model.num_layers}-layer {model.cell.upper()}, {model.hidden_size} units)",
         )
     except HubError:

@@ -27,7 +27,7 @@ from huggingface_hub import ModelCard, ModelCardData, constants
 from safetensors.torch import save_file
 
 from charrnn.card import model_card
-from charrnn.checkpoint import CheckpointError, load_model, save_checkpoint
+from charrnn.checkpoint import INDEX, CheckpointError, load_model, save_checkpoint
 from charrnn.hub import HubError, push_to_hub
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, sample
@@ -400,13 +400,16 @@ def test_unreachable_hub_and_not_cached(monkeypatch):
 
 def test_push_uploads_the_model_files_and_card_metadata(tmp_path, hub, monkeypatch):
     model, directory = checkpoint(tmp_path, name="fox-model", val_loss=1.25)
+    (directory / INDEX).write_bytes(b"hashed 20-grams")
+    (directory / "training_state").mkdir()
+    (directory / "training_state" / "state.safetensors").write_bytes(b"optimizer moments")
     url = push_to_hub(directory, "tester/fox", token=WRITE_TOKEN, private=True, message="first fox")
     assert url == f"{hub.endpoint}/tester/fox"
     repo = hub.repos["tester/fox"]
     assert repo["private"] is True
     assert [c["message"] for c in repo["commits"]] == ["first fox"]
-    assert set(repo["files"]) == {"config.json", "model.safetensors", "README.md"}  # no training_state
-    for name, data in model_files(directory).items():
+    assert set(repo["files"]) == {"config.json", "model.safetensors", "README.md", INDEX}  # no training_state
+    for name, data in model_files(directory).items() | {INDEX: b"hashed 20-grams"}.items():
         assert repo["files"][name] == data
     assert repo["files"]["model.safetensors"] in hub.lfs.values()  # went through the LFS upload, as on the Hub
     assert hub.validated_cards and "library_name: charrnn" in hub.validated_cards[0]
