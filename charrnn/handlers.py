@@ -289,8 +289,7 @@ class Studio:
                 elif event.kind == "nan":
                     gr.Warning(event.message)
                 elif event.kind == "done":
-                    done = event
-                    break
+                    done = event  # the last event; the loop ends when the worker has finished
                 now = time.monotonic()
                 if eager or now - last_yield >= limits.TRAIN_UPDATE_INTERVAL_S:
                     last_yield = now

@@ -284,9 +284,9 @@ def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.
         except BaseException as exc:  # handed to the consumer, which raises it as the user's error
             items.put(exc)
         finally:
-            items.put(_END)
             if on_exit is not None:
                 on_exit()
+            items.put(_END)
 
     thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()

@@ -1,0 +1,44 @@
+"""Shared set-up for the app tests: a folder of tiny trained models and a served app."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+from charrnn.train import TrainConfig, train
+
+WORDS = ("once upon a time there was a king who had three daughters and the youngest was so beautiful "
+         "that the sun itself was astonished whenever it shone in her face").split()
+
+
+def story_text(lines: int = 400, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    return "\n".join(" ".join(rng.choice(WORDS) for _ in range(10)).capitalize() + "." for _ in range(lines)) + "\n"
+
+
+def make_checkpoints(root: Path) -> Path:
+    """root/fairy-tales: a tiny LSTM trained for a few dozen steps, standing in for the shipped model."""
+    config = TrainConfig(num_layers=1, hidden_size=32, embedding_dim=16, batch_size=8, seq_len=32, max_steps=40,
+                         eval_interval=20, lr=1e-2, seed=1)
+    for _ in train([story_text()], root / "fairy-tales", config):
+        pass
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(checkpoints: Path):
+    """Launch the app in this process on a free port; returns (demo, url)."""
+    from app import build_app
+    from charrnn import session as limits
+
+    demo = build_app(checkpoints)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=limits.MAX_UPLOAD_BYTES)
+    return demo, f"http://127.0.0.1:{port}/"

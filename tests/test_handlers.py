@@ -1,0 +1,201 @@
+"""The app's handlers called directly, as Gradio would call them, without a server."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from app_testing import make_checkpoints, story_text
+
+from charrnn import session as session_mod
+from charrnn.checkpoint import load_model
+from charrnn.handlers import SCRATCH, Studio
+from charrnn.session import Session, Sessions, TrainJob, run_in_thread
+from charrnn.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture
+def studio(checkpoints, tmp_path) -> Studio:
+    return Studio(checkpoints, Sessions(tmp_path / "sessions"))
+
+
+@pytest.fixture
+def upload(tmp_path) -> Path:
+    path = tmp_path / "my story.txt"
+    path.write_text(story_text(200, seed=3).replace("king", "kïng") + "Zebra quiz!\n", encoding="utf-8")
+    return path
+
+
+def test_generate_streams_and_a_seed_reproduces_it(studio):
+    outs = list(studio.generate("Once upon", 0.8, 300, "7", "fairy-tales"))
+    texts = [text for text, _ in outs]
+    assert len(outs) >= 2 and all(a == b[: len(a)] for a, b in zip(texts, texts[1:]))  # grows, never rewrites
+    assert texts[-1].startswith("Once upon") and len(texts[-1]) == len("Once upon") + 300
+    assert outs[-1][1] == "7"
+    assert list(studio.generate("Once upon", 0.8, 300, "7", "fairy-tales"))[-1] == outs[-1]
+    assert list(studio.generate("Once upon", 0.8, 300, "8", "fairy-tales"))[-1][0] != texts[-1]
+
+
+def test_empty_seed_draws_one_and_shows_it(studio):
+    text, used = list(studio.generate("The", 1.0, 80, "", None))[-1]
+    assert used.isdigit()
+    assert list(studio.generate("The", 1.0, 80, used, None))[-1][0] == text
+
+
+def test_unknown_prompt_characters_are_named_in_a_warning(studio):
+    with pytest.warns(UserWarning, match="'✓'"):
+        text, _ = list(studio.generate("Once ✓ upon", 0.0, 20, "1", "fairy-tales"))[-1]
+    assert "✓" not in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"length": 10**7}, "at most 2,000"),
+        ({"top_p": 0}, "top-p"),
+        ({"seed": "abc"}, "seed"),
+        ({"model": "nope"}, "no model called 'nope'"),
+        ({"hub_repo_id": "/etc"}, "not a Hugging Face Hub repo id"),
+    ],
+)
+def test_bad_generate_settings_get_a_clear_error(studio, kwargs, message):
+    args = {"prompt": "Once", "temperature": 0.8, "length": 50, "seed": "1", "model": "fairy-tales"} | kwargs
+    with pytest.raises(gr.Error, match=message):
+        list(studio.generate(**args))
+
+
+def test_upload_report_names_encoding_gutenberg_and_new_characters(studio, tmp_path):
+    path = tmp_path / "book.txt"
+    body = story_text(60) + "Über café!\n"
+    path.write_bytes(("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + body + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicence\n").encode("cp1252"))
+    report = studio.inspect_upload(str(path), "fairy-tales", "keep Unicode")
+    assert "cp1252" in report and "stripped" in report
+    assert "'Ü'" in report and "'é'" in report
+    assert f"{len(body):,} characters" in report
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "PNG image"),
+        (b"Once upon a time.\n", "too short"),
+        (b"\xff\xfe\x00", "UTF-16"),
+    ],
+)
+def test_bad_uploads_are_refused_before_training(studio, tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        studio.inspect_upload(str(path), "fairy-tales")
+    with pytest.raises(gr.Error, match=message):
+        next(studio.train(str(path), "fairy-tales", max_steps=5))
+    assert not any(p.is_dir() for s in studio.sessions.root.iterdir() for p in s.iterdir())  # nothing was trained
+
+
+def test_uploads_over_the_size_cap_are_refused(studio, tmp_path, monkeypatch):
+    monkeypatch.setattr(session_mod, "MAX_UPLOAD_BYTES", 10_000)
+    path = tmp_path / "big.txt"
+    path.write_text(story_text(400))
+    with pytest.raises(gr.Error, match="upload limit"):
+        studio.inspect_upload(str(path), "fairy-tales")
+
+
+def train_to_end(studio, upload, **kwargs):
+    outs = list(studio.train(str(upload), **({"base": "fairy-tales", "minutes": 1, "max_steps": 30} | kwargs)))
+    return outs, outs[-1][-1]
+
+
+def test_fine_tune_streams_progress_and_adds_a_session_model(studio, upload):
+    outs, session = train_to_end(studio, upload)
+    assert len(outs) >= 3
+    status, plot, _, picker, base_picker, download, _ = outs[-1]
+    assert "Done: my-story" in status
+    assert set(plot["curve"]) == {"train", "validation"} and plot["step"].max() == 30
+    assert ("my-story (yours, from fairy-tales)", "my-story") in picker["choices"] and picker["value"] == "my-story"
+    assert (SCRATCH, SCRATCH) in base_picker["choices"]
+    with zipfile.ZipFile(download["value"]) as zf:
+        names = set(zf.namelist())
+    assert {"my-story/README.md", "my-story/config.json", "my-story/model.safetensors"} <= names
+    assert not any("training_state" in n for n in names)  # resume state stays behind
+    model = load_model(session.models["my-story"].path)
+    assert "ï" in model.vocab and "Z" in model.vocab  # the vocabulary grew to the upload's characters
+    text, _ = list(studio.generate("Once", 0.5, 50, "1", "my-story", session=session))[-1]
+    assert len(text) == 54
+    # another visitor cannot reach it by name
+    with pytest.raises(gr.Error, match="no model called 'my-story'"):
+        list(studio.generate("Once", 0.5, 50, "1", "my-story", session=Session(studio.sessions.root, "other")))
+
+
+def test_train_from_scratch_uses_the_size_preset(studio, upload):
+    _, session = train_to_end(studio, upload, base=SCRATCH, size="tiny (1 layer × 128)", max_steps=10)
+    model = load_model(session.models["my-story"].path)
+    assert (model.num_layers, model.hidden_size) == (1, 128)
+
+
+def test_stop_keeps_the_best_checkpoint(studio, upload):
+    session = studio.sessions.get(None, "stopper")
+    outs = []
+    gen = studio.train(str(upload), "fairy-tales", minutes=1, session=session)
+    for out in gen:
+        outs.append(out)
+        if len(outs) == 3:
+            assert "Stopping" in studio.stop_training(session)
+    assert "stopped early; kept the best checkpoint" in outs[-1][0]
+    assert load_model(session.models["my-story"].path).vocab
+
+
+def test_closing_a_session_mid_training_leaves_no_files(studio, upload):
+    session = studio.sessions.get(None, "leaver")
+    gen = studio.train(str(upload), "fairy-tales", minutes=1, session=session)
+    next(gen)
+    studio.sessions.end("leaver")  # what the app's unload does when the tab closes
+    for _ in gen:
+        pass
+    assert not session.dir.exists()
+
+
+def test_zerogpu_style_training_runs_as_resumed_slices(checkpoints, upload, tmp_path, monkeypatch):
+    calls = []
+    real = session_mod._train_slice
+
+    def counted(job, resume, slice_s):
+        calls.append(resume)
+        return real(job, resume, slice_s)
+
+    monkeypatch.setattr(session_mod, "_train_slice", counted)
+    session = Session(tmp_path, "zero")
+    from charrnn.text import read_corpus
+
+    job = TrainJob(corpus=read_corpus(upload), out_dir=session.dir / "m", config=TrainConfig(max_steps=60, time_budget=60),
+                   init=checkpoints / "fairy-tales", card_info={})
+    events = list(run_in_thread(job, session, slice_s=0.3))
+    assert calls[0] is False and calls[1:] and all(calls[1:])  # several slices, each resuming
+    steps = [e.step for e in events if e.kind == "step"]
+    assert steps == sorted(steps) and [e.kind for e in events].count("start") == 1
+    assert events[-1].kind == "done" and events[-1].result.steps == 60
+
+
+def test_train_runs_in_its_own_thread_with_its_own_thread_count(studio, upload):
+    seen = []
+    original = session_mod.in_thread
+
+    def spy(make, torch_threads, stop, **kwargs):
+        seen.append((torch_threads, threading.current_thread().name))
+        return original(make, torch_threads, stop, **kwargs)
+
+    session_mod.in_thread = spy
+    try:
+        train_to_end(studio, upload, max_steps=10)
+    finally:
+        session_mod.in_thread = original
+    assert seen and seen[0][0] == session_mod.TRAIN_THREADS
