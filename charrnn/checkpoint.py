@@ -29,7 +29,7 @@ CARD = "README.md"
 INDEX = "ngram_index.safetensors"  # the training text's hashed 20-grams, for the originality check
 STATE_DIR = "training_state"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # owner/name, optionally @revision
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
 DEFAULT_MODEL = "fairy-tales"
@@ -155,8 +155,20 @@ def is_checkpoint(directory: str | Path) -> bool:
 
 # --- loading ------------------------------------------------------------------------------
 
+def split_revision(name: str | Path, revision: str | None = None) -> tuple[str | Path, str | None]:
+    """'owner/name@v2' -> ('owner/name', 'v2'), so a revision fits wherever one text box names a model."""
+    text = str(name)
+    if isinstance(name, Path) or "@" not in text or Path(text).expanduser().exists() or not REPO_ID.match(text):
+        return name, revision
+    repo_id, _, at = text.partition("@")
+    if revision and revision != at:
+        raise CheckpointError(f"{text} names revision {at!r} but revision {revision!r} was also given")
+    return repo_id, at
+
+
 def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint directory for name: a path as is, a Hub repo id through the standard cache."""
+    """A local checkpoint directory for name: a path as is, a Hub repo id (owner/name[@revision]) through the standard cache."""
+    name, revision = split_revision(name, revision)
     path = Path(name).expanduser()
     if path.exists():
         if revision:
@@ -267,6 +279,7 @@ def read_config(directory: Path, label: str | None = None) -> dict:
 
 def load_model(name: str | Path, revision: str | None = None, device: str | torch.device | None = None) -> CharRNN:
     """Load a model by directory or Hub repo id (at an optional revision), strictly: the weights must match the config."""
+    name, revision = split_revision(name, revision)
     directory = resolve_model_dir(name, revision)
     label = str(name) + (f"@{revision}" if revision else "")
     config = read_config(directory, label)

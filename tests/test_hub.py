@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard, ModelCardData, constants
 from safetensors.torch import save_file
 
@@ -169,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.validated_cards.append(content)
             try:
                 ModelCard(content)  # parses the metadata, model-index included, as the Hub's own client does
-            except ValueError as exc:
+            except (ValueError, yaml.YAMLError) as exc:
                 return self.reply(400, {"errors": [{"message": str(exc)}]})
             self.reply(200, {"errors": [], "warnings": []})
         elif m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", path):
@@ -237,6 +238,22 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env=clean | {"HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)} | env)
 
 
+# --- the Space ------------------------------------------------------------------------------
+
+def test_readme_front_matter_is_a_valid_gradio_space_config():
+    from huggingface_hub import SpaceCard
+
+    data = SpaceCard.load(ROOT / "README.md").data  # raises on YAML the Hub would refuse
+    pinned = re.search(r"^gradio==(\S+)\s*$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert data.sdk == "gradio" and pinned and data.sdk_version == pinned[1]
+    assert (ROOT / data.app_file).is_file() and data.app_file == "app.py"
+    assert isinstance(data.python_version, str) and re.fullmatch(r"3\.\d+", data.python_version)
+    assert data.title and data.emoji and len(data.short_description) <= 60
+    assert data.colorFrom in {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert data.colorTo in {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert data.models is None  # the app loads no Hub model at start: the shipped models are files in the Space
+
+
 # --- model card -----------------------------------------------------------------------------
 
 def test_card_metadata_is_proper_hub_metadata_and_round_trips(tmp_path):
@@ -299,6 +316,9 @@ def test_load_by_repo_id_offline_from_cache(tmp_path, offline_cache):
     assert same_weights(loaded, model) and loaded.source == "owner/fox"
     assert load_model("owner/fox", revision="v2", device="cpu").hidden_size == 24
     assert load_model("owner/fox", revision=other, device="cpu").hidden_size == 24
+    assert load_model("owner/fox@v2", device="cpu").hidden_size == 24  # one text box (the app's) can name a revision
+    with pytest.raises(CheckpointError, match=r"names revision 'v2' but revision 'main' was also given"):
+        load_model("owner/fox@v2", revision="main")
     with pytest.raises(CheckpointError, match=r"owner/fox at revision 'v3' is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it"):
         load_model("owner/fox", revision="v3")
     with pytest.raises(CheckpointError, match=r"^someone/else is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it$"):
