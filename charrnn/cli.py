@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("corpus", nargs="+", help="text files; the last part of each is held out for validation")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--init", help="model directory or Hub repo id to fine-tune from")
+    t.add_argument("--revision", help="Hub revision (branch, tag or commit) of --init")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--time-budget", type=_positive_float, help="wall-clock seconds to train for")
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-p", type=_float)
     s.add_argument("--seed", type=int)
     s.add_argument("--num-samples", type=int, default=1)
-    s.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    s.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     s.add_argument("--device")
 
     e = sub.add_parser("eval", help="loss of a model on a text file, as JSON")
@@ -96,8 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("textfile")
     e.add_argument("--split", choices=["val", "all"], default="val")
     e.add_argument("--val-fraction", type=_float, default=0.1)
-    e.add_argument("--revision")
+    e.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     e.add_argument("--device")
+
+    p = sub.add_parser("push", help="upload a checkpoint directory (weights, config, model card) to the Hugging Face Hub")
+    p.add_argument("directory", help="checkpoint directory to upload")
+    p.add_argument("--repo", required=True, help="Hub model repo, owner/name (created if it does not exist)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", help="commit message")
     return parser
 
 
@@ -114,6 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.revision and not args.init:
+        raise CLIError("--revision names a revision of --init; give --init too")
     corpora = [read_corpus(path) for path in args.corpus]
     config = TrainConfig(
         cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,
@@ -136,7 +145,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_interrupt)
     bar = None
     try:
-        events = train(corpora, args.out, config, init=resolve_shipped(args.init) if args.init else None, resume=args.resume,
+        init = resolve_shipped(args.init) if args.init else None
+        if init is not None and args.revision:
+            init = load_model(init, revision=args.revision, device="cpu")
+        events = train(corpora, args.out, config, init=init, resume=args.resume,
                        overwrite=args.overwrite, cancel=cancel,
                        card_info={"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
                                   "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)})
@@ -221,7 +233,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+def cmd_push(args: argparse.Namespace) -> int:
+    from charrnn.hub import push_to_hub
+
+    print(f"charrnn: pushing {args.directory} to {args.repo}", file=sys.stderr)
+    url = push_to_hub(args.directory, args.repo, private=args.private, message=args.message)
+    print(url)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "push": cmd_push}
 
 
 def main(argv: list[str] | None = None) -> int:
