@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub model repo, owner/name (created if it does not exist)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--message", help="commit message")
+    x = sub.add_parser("index", help="index a model's training text, for the originality check of what it generates")
+    x.add_argument("model", help="model directory (or shipped model name) to write the index into")
+    x.add_argument("corpus", nargs="+", help="the text files the model was trained on")
     return parser
 
 
@@ -242,7 +245,24 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "push": cmd_push}
+def cmd_index(args: argparse.Namespace) -> int:
+    from charrnn.checkpoint import INDEX, is_checkpoint, read_config
+    from charrnn.originality import build_index
+    from charrnn.text import read_corpus
+
+    directory = Path(resolve_shipped(args.model))
+    if not is_checkpoint(directory):
+        raise CLIError(f"{directory} is not a model directory (it needs config.json and model.safetensors)")
+    fold = bool(read_config(directory).get("ascii_fold", False))
+    corpora = [read_corpus(path, fold=fold) for path in args.corpus]  # the model's own normalisation, as in training
+    index = build_index([c.text for c in corpora], ", ".join(c.name for c in corpora), fold)
+    path = index.save(directory / INDEX)
+    print(f"charrnn: indexed {index.chars:,} characters ({len(index.hashes):,} distinct {index.n}-character windows) "
+          f"into {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push}
 
 
 def main(argv: list[str] | None = None) -> int:
