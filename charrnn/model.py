@@ -6,7 +6,6 @@ config.json, so the vocabulary and the text normalisation travel with the weight
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -107,8 +106,11 @@ class CharRNN(
                 noise = torch.randn(len(new_vocab) - n, old_emb.shape[1], device=old_emb.device) * known.std(dim=0, keepdim=True)
                 grown.embedding.weight[n:] = known.mean(dim=0, keepdim=True) + 0.5 * noise
                 grown.head.weight[n:] = old_w[1:].mean(dim=0, keepdim=True) if n > 1 else 0.0
-                # About as likely as a character seen once in a million: present, not disruptive.
-                grown.head.bias[n:] = old_b.max() - math.log(1e6)
+                # Output row and bias are the means of the known characters' (UNK aside), so a new character's
+                # logit is the mean of theirs: its probability is their geometric mean, tiny wherever the model
+                # is sure, yet a fine-tune lifts it in tens of steps (from 1e-6 it took thousands, since Adam
+                # moves a bias by about the LR per step).
+                grown.head.bias[n:] = old_b[1:].mean() if n > 1 else old_b.mean()
         grown.train(self.training)
         return grown
 

@@ -44,6 +44,7 @@ SCRATCH_DEFAULTS = {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "d
 # adapt them to the new text without wiping out what they knew.
 FINETUNE_DEFAULTS = {"batch_size": 32, "seq_len": 128, "lr": 5e-4, "warmup_steps": 20, "max_epochs": 5.0}
 MAX_NAN_STEPS = 20
+NAN_LR_FACTOR = 0.1  # a non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS
 EVAL_CHARS_DURING_TRAINING = 65_536
 
 
@@ -195,6 +196,16 @@ def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dic
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def quick_val_ids(texts: list[str], val_fraction: float, vocab: Vocab) -> torch.Tensor:
+    """The validation text scored at each evaluation: all of it up to EVAL_CHARS_DURING_TRAINING,
+    else the same share of every file's held-out part, so the best model is chosen on every file."""
+    parts = [split_train_val([t], val_fraction)[1] for t in texts]
+    total = sum(len(p) for p in parts)
+    if total > EVAL_CHARS_DURING_TRAINING:
+        parts = [p[: max(2, EVAL_CHARS_DURING_TRAINING * len(p) // total)] for p in parts]
+    return vocab.encode("".join(parts))
+
+
 RESUMABLE_OVERRIDES = ("max_steps", "max_epochs", "time_budget", "patience", "device", "sample_interval")
 
 
@@ -257,7 +268,7 @@ def train(
     if total_chars < need:
         raise TextError(
             f"the text is too short to train on: {total_chars:,} characters, but at least {need:,} are needed "
-            f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a 10% validation part)"
+            f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a {cfg.val_fraction:.0%} validation part)"
         )
     train_text, val_text = split_train_val(texts, cfg.val_fraction)
     # The originality check's index of this text (and the base model's), copied into every checkpoint.
@@ -288,10 +299,11 @@ def train(
                         hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
     model.to(device).train()
     vocab = model.vocab
+    first_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # to fall back on before any evaluation
 
     train_ids = vocab.encode(train_text).to(device)
     val_ids = vocab.encode(val_text).to(device)
-    val_ids_quick = val_ids[:EVAL_CHARS_DURING_TRAINING]
+    val_ids_quick = quick_val_ids(texts, cfg.val_fraction, vocab).to(device)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
                                   fused=device.type == "cuda")
@@ -300,7 +312,7 @@ def train(
     # Loop state: everything resuming must restore to continue bit for bit.
     step, epoch, window, offset = 0, 0, 0, 0
     elapsed_before = 0.0
-    best_val, best_state, evals_since_best, lr_scale, nan_steps = math.inf, None, 0, 1.0, 0
+    best_val, best_state, evals_since_best, lr_scale, nan_steps, last_eval_step = math.inf, None, 0, 1.0, 0, 0
     hidden = None
     eval_interval = cfg.eval_interval
     if state is not None:
@@ -309,17 +321,22 @@ def train(
         step, epoch, window, offset = meta["step"], meta["epoch"], meta["window"], meta["offset"]
         elapsed_before, best_val, evals_since_best = meta["elapsed"], meta["best_val"], meta["evals_since_best"]
         lr_scale, nan_steps, eval_interval = meta["lr_scale"], meta["nan_steps"], meta["eval_interval"]
+        last_eval_step = meta.get("last_eval_step", step)
+        if "hidden.h" in tensors:
+            hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
+        best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
+        # Last, since building a model draws random numbers: dropout then continues exactly where it stopped.
         torch.set_rng_state(tensors["rng.cpu"])
         if "rng.cuda" in tensors and device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], device)
         data_rng.set_state(tensors["rng.data"])
-        if "hidden.h" in tensors:
-            hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
-        best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
+        resumed_with = card_info.get("command")
         card_info = meta.get("card_info", card_info)
+        if resumed_with and resumed_with not in card_info.get("command", ""):
+            card_info["command"] = f"{card_info.get('command', '')}`, then resumed with `{resumed_with}"
 
     streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
-    steps_per_epoch = len(streams)
+    steps_per_epoch = len(Streams(train_ids, cfg.batch_size, cfg.seq_len))  # from offset 0, so a resumed run plans the same
     chars_per_step = cfg.batch_size * cfg.seq_len
     total_steps = cfg.max_steps
     if cfg.max_epochs is not None:
@@ -352,13 +369,15 @@ def train(
             "window": window, "offset": offset, "elapsed": elapsed_before + (time.monotonic() - t0),
             "best_val": best_val, "evals_since_best": evals_since_best, "lr_scale": lr_scale,
             "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
+            "last_eval_step": last_eval_step,
         }
         save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
                         extra_files={INDEX: Path(corpus_index.name) / INDEX})
 
     def evaluate_and_save() -> Iterator[TrainEvent]:
-        nonlocal best_val, best_state, evals_since_best
+        nonlocal best_val, best_state, evals_since_best, last_eval_step
         val = evaluate_ids(model, val_ids_quick)["loss"]
+        last_eval_step = step
         if math.isfinite(val) and val < best_val:
             best_val, evals_since_best = val, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -391,9 +410,11 @@ def train(
         if stopped:
             break
 
-        if window >= steps_per_epoch:  # new epoch: shift the window grid so each epoch cuts the text differently
+        if window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
             epoch, window = epoch + 1, 0
-            offset = int(torch.randint(0, cfg.seq_len, (1,), generator=data_rng))
+            # A shifted grid may hold one window fewer; the offset never leaves a stream shorter than a window.
+            max_offset = min(cfg.seq_len - 1, len(train_ids) - 1 - cfg.batch_size * cfg.seq_len)
+            offset = int(torch.randint(0, max_offset + 1, (1,), generator=data_rng))
             streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
             hidden = None
         x, y = streams.window(window)
@@ -409,13 +430,15 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(loss) or not torch.isfinite(grad_norm):
             nan_steps += 1
-            lr_scale *= 0.5
+            lr_scale *= NAN_LR_FACTOR
             optimizer.zero_grad(set_to_none=True)
             hidden = None
-            if best_state is not None:  # weights may already be poisoned: go back to the best ones
-                model.load_state_dict(best_state)
+            # The weights that gave a non-finite loss may be poisoned: go back to the best ones (or the first).
+            model.load_state_dict(best_state if best_state is not None else first_state)
             optimizer.state.clear()
-            yield TrainEvent("nan", step=step, epoch=epoch, lr=lr, message=f"non-finite loss at step {step}: skipped the step and halved the learning rate")
+            yield TrainEvent("nan", step=step, epoch=epoch, lr=lr,
+                             message=f"non-finite loss at step {step}: skipped the step, went back to the best weights so far "
+                                     f"and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
             if nan_steps >= MAX_NAN_STEPS:
                 stopped = "diverged (loss kept becoming NaN or inf; try a lower learning rate)"
                 break
@@ -451,11 +474,14 @@ def train(
             model.train()
             yield TrainEvent("sample", step=step, elapsed=now, sample=text)
 
-    # Final evaluation of where training stopped, then the best model on the full validation text.
-    if step > 0 and "diverged" not in stopped:
+    # Final evaluation of where training stopped (unless that step was just evaluated), then the
+    # best model on the full validation text.
+    if step > last_eval_step and "diverged" not in stopped:
         yield from evaluate_and_save()
     if best_state is None:
-        raise CheckpointError("training stopped before any step succeeded; nothing was saved" if "diverged" in stopped else "training stopped before the first step; nothing was saved")
+        if "diverged" in stopped:
+            raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
+        raise CheckpointError("training stopped before the first step; nothing was saved")
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
     # With several files, each file's held-out part is scored on its own (exactly what

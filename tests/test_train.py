@@ -1,0 +1,263 @@
+"""The training loop as a user meets it: it learns, it stops when told, it resumes exactly, it fine-tunes."""
+
+import math
+import random
+import threading
+from collections import Counter
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import charrnn.checkpoint
+from charrnn.batching import split_train_val
+from charrnn.checkpoint import CheckpointError, load_model, load_training_state
+from charrnn.evaluate import evaluate_text
+from charrnn.model import CharRNN
+from charrnn.sampling import SampleSettings, sample
+from charrnn.text import TextError
+from charrnn.train import EVAL_CHARS_DURING_TRAINING, TrainConfig, quick_val_ids, resolve, train
+from charrnn.vocab import Vocab
+
+REPEATED = "the quick brown fox jumps over the lazy dog. " * 60
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread, and the test machine is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(**overrides) -> TrainConfig:
+    base = {"num_layers": 1, "hidden_size": 32, "embedding_dim": 16, "dropout": 0.0, "batch_size": 4, "seq_len": 16,
+            "lr": 1e-2, "warmup_steps": 2, "max_steps": 20, "eval_interval": 10, "patience": None}
+    return TrainConfig(**(base | overrides))
+
+
+def run(corpora, out, config, **kw):
+    events = list(train(corpora, out, config, **kw))
+    assert events[0].kind == "start" and events[-1].kind == "done"
+    return events, events[-1].result
+
+
+def unigram_entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log(n / len(text)) for n in counts.values())
+
+
+def weights(directory) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def state_weights(directory) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_training_state(directory)["tensors"].items() if k.startswith("model.")}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_tiny_model_overfits_repeated_text_far_below_unigram_entropy(tmp_path):
+    config = tiny(batch_size=8, seq_len=32, lr=2e-2, max_steps=80, eval_interval=20, sample_interval=40, sample_length=30)
+    events, result = run([REPEATED], tmp_path / "m", config)
+    assert result.best_val_loss < 0.25 * unigram_entropy(REPEATED)  # about 2.9 nats/char for a unigram model
+    steps = [e for e in events if e.kind == "step"]
+    assert steps[-1].step == 80 and steps[-1].train_loss < steps[0].train_loss
+    assert all(e.chars_per_s and e.eta is not None for e in steps)
+    assert [e.step for e in events if e.kind == "eval"] == [20, 40, 60, 80]
+    assert [len(e.sample) for e in events if e.kind == "sample"] == [30, 30]
+    assert "bits/char" in events[-1].message and result.stopped_because == "finished"
+    model = load_model(tmp_path / "m")
+    assert sample(model, "the quick ", SampleSettings(length=9, temperature=0, seed=0))[0] == "brown fox"
+
+
+def test_training_on_cpu_is_deterministic_given_a_seed(tmp_path):
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        run([REPEATED], tmp_path / name, tiny(max_steps=12, seed=seed))
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert_same(state_weights(tmp_path / "a"), state_weights(tmp_path / "b"))
+    assert not torch.equal(weights(tmp_path / "a")["head.weight"], weights(tmp_path / "c")["head.weight"])
+
+
+def test_resuming_a_cancelled_run_ends_exactly_where_an_uninterrupted_run_does(tmp_path):
+    config = tiny(max_steps=40, eval_interval=10, dropout=0.1, num_layers=2)  # dropout: the RNG must resume too
+    run([REPEATED], tmp_path / "whole", config)
+
+    cancel = threading.Event()
+    events = []
+    for event in train([REPEATED], tmp_path / "split", config, cancel=cancel):
+        events.append(event)
+        if event.kind == "step" and event.step == 20:
+            cancel.set()
+    assert events[-1].result.stopped_because == "cancelled" and events[-1].result.steps == 20
+    assert load_training_state(tmp_path / "split")["meta"]["step"] == 20
+
+    events, result = run([REPEATED], tmp_path / "split", TrainConfig(), resume=True)
+    assert result.steps == 40 and [e.step for e in events if e.kind == "eval"] == [30, 40]
+    assert_same(state_weights(tmp_path / "split"), state_weights(tmp_path / "whole"))
+    assert_same(weights(tmp_path / "split"), weights(tmp_path / "whole"))
+
+
+def test_cancelling_from_another_thread_stops_cleanly_and_keeps_the_best_model(tmp_path):
+    cancel, evaluated = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=lambda: evaluated.wait(30) and cancel.set())
+    watcher.start()
+    events = []
+    for event in train([REPEATED], tmp_path / "m", tiny(max_steps=100_000, eval_interval=5), cancel=cancel):
+        events.append(event)
+        if event.kind == "eval":
+            evaluated.set()
+    watcher.join()
+    result = events[-1].result
+    assert result.stopped_because == "cancelled" and result.steps < 1000
+    best = min(e.val_loss for e in events if e.kind == "eval")
+    model = load_model(tmp_path / "m")
+    val_text = split_train_val([REPEATED], 0.1)[1]
+    assert evaluate_text(model, val_text)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_best_model_is_kept_by_validation_loss_and_training_stops_when_it_stalls(tmp_path):
+    # Random letters cannot be predicted better than uniformly: a big model memorises the
+    # training part, validation gets worse, and patience ends the run.
+    rng = random.Random(0)
+    text = "".join(rng.choice("abcdefghijklmnop") for _ in range(3000))
+    config = tiny(hidden_size=48, batch_size=4, seq_len=32, lr=3e-2, warmup_steps=0, max_steps=300, eval_interval=10, patience=3)
+    events, result = run([text], tmp_path / "m", config)
+    assert result.stopped_because == "validation loss stopped improving" and result.steps < 300
+    vals = [e.val_loss for e in events if e.kind == "eval"]
+    assert vals[-1] > min(vals) and all(v > min(vals) for v in vals[-3:])
+    assert result.best_val_loss == pytest.approx(min(vals), rel=1e-6)
+    model = load_model(tmp_path / "m")
+    assert evaluate_text(model, split_train_val([text], 0.1)[1])["loss"] == pytest.approx(min(vals), rel=1e-6)
+    assert not torch.equal(weights(tmp_path / "m")["head.weight"], state_weights(tmp_path / "m")["model.head.weight"])
+
+
+def test_validation_is_the_last_tenth_of_each_file(tmp_path):
+    assert split_train_val(["a" * 10, "b" * 20], 0.1) == ("a" * 9 + "b" * 18, "a" + "bb")
+    poem, code = "roses are red, violets are blue\n" * 40, "x = [i * 2 for i in range(10)]\n" * 80
+    events, result = run([poem, code], tmp_path / "m", tiny(max_steps=10))
+    assert f"{len(poem) + len(code) - 128 - 248:,} training and {128 + 248:,} validation" in events[0].message
+    # The reported loss is the character-weighted mean of `charrnn eval FILE --split val` for each file.
+    model = load_model(tmp_path / "m")
+    per_file = [evaluate_text(model, split_train_val([t], 0.1)[1]) for t in (poem, code)]
+    mean = sum(r["loss"] * r["chars"] for r in per_file) / sum(r["chars"] for r in per_file)
+    assert result.best_val_loss == pytest.approx(mean, rel=1e-6)
+
+
+def test_evaluation_during_training_samples_every_file_when_validation_is_long():
+    vocab = Vocab.build(["ab"])
+    ids = quick_val_ids(["a" * 2_000_000, "b" * 20_000], 0.1, vocab)
+    assert len(ids) <= EVAL_CHARS_DURING_TRAINING
+    assert (ids == vocab.index("b")).sum() > 500
+
+
+def test_time_budget_stops_training(tmp_path):
+    events, result = run([REPEATED], tmp_path / "m", tiny(max_steps=None, eval_interval=None, time_budget=1.0))
+    assert result.stopped_because == "time budget reached"
+    assert 1.0 <= max(e.elapsed for e in events if e.kind == "step") + 1.0 and result.elapsed < 20
+
+
+def test_max_epochs_counts_passes_over_the_text(tmp_path):
+    # 900 training characters make 4 streams of 224 = 14 windows of 16; a shifted second epoch has 13.
+    text = REPEATED[:1000]
+    events, result = run([text], tmp_path / "m", tiny(max_steps=None, max_epochs=2.0))
+    assert result.steps == 28
+    assert not [e for e in events if e.kind == "nan"]
+    assert events[-1].total_steps == 28
+
+
+def test_too_little_text_says_how_much_is_needed(tmp_path):
+    with pytest.raises(TextError, match=r"2,000 characters, but at least [\d,]+ are needed"):
+        list(train(["x" * 2000], tmp_path / "m", TrainConfig(seq_len=256)))
+    with pytest.raises(TextError, match="no training text"):
+        list(train([""], tmp_path / "m", tiny()))
+    assert not (tmp_path / "m").exists()
+
+
+def test_random_cjk_text_trains_with_a_capped_vocabulary(tmp_path):
+    rng = random.Random(0)
+    text = "".join(chr(0x20000 + rng.randrange(50_000)) for _ in range(40_000))
+    run([text], tmp_path / "m", tiny(hidden_size=16, max_steps=2))
+    assert len(load_model(tmp_path / "m").vocab) == 4096
+
+
+def test_fine_tuning_grows_the_vocabulary_and_keeps_the_old_text(tmp_path):
+    run([REPEATED], tmp_path / "base", tiny(batch_size=8, seq_len=32, lr=2e-2, max_steps=80, eval_interval=40))
+    base = load_model(tmp_path / "base")
+    old_loss = evaluate_text(base, REPEATED)["loss"]
+
+    danish = "Æbleskiver på 3 måder, søde og små. " * 60
+    config = TrainConfig(max_steps=80, eval_interval=40, lr=5e-3, batch_size=8, seq_len=32, warmup_steps=2)
+    _, result = run([danish], tmp_path / "tuned", config, init=str(tmp_path / "base"))
+    assert result.config["hidden_size"] == 32 and result.config["dropout"] == 0.0  # the base model's architecture
+    tuned = load_model(tmp_path / "tuned")
+    n = len(base.vocab)
+    assert tuned.vocab.chars[:n] == base.vocab.chars
+    assert {"Æ", "å", "ø", "3"} <= set(tuned.vocab.chars[n:])
+    # It still knows the old text ...
+    assert evaluate_text(tuned, REPEATED)["loss"] < max(2 * old_loss, 0.25 * unigram_entropy(REPEATED))
+    assert sample(tuned, "the quick ", SampleSettings(length=9, temperature=0, seed=1))[0] == "brown fox"
+    # ... and has learned something of the new one.
+    grown = base.grow_vocab(tuned.vocab)
+    assert evaluate_text(tuned, danish)["loss"] < evaluate_text(grown, danish)["loss"] - 0.5
+    assert {"Æ", "å", "ø"} <= set(sample(tuned, "søde og små. ", SampleSettings(length=200, temperature=0.5, seed=1))[0])
+
+
+def test_fine_tuning_has_its_own_gentler_defaults():
+    base = CharRNN(list(Vocab.build([REPEATED]).chars), num_layers=1, hidden_size=16, embedding_dim=8, dropout=0.0)
+    scratch, tuned = resolve(TrainConfig(), None, [REPEATED * 20]), resolve(TrainConfig(), base, [REPEATED * 20])
+    assert tuned.lr < scratch.lr and tuned.max_epochs < scratch.max_epochs and tuned.warmup_steps < scratch.warmup_steps
+    assert (tuned.hidden_size, tuned.num_layers) == (16, 1)
+
+
+def test_a_nan_loss_is_reported_the_lr_cut_and_never_saved_as_best(tmp_path):
+    events, result = run([REPEATED], tmp_path / "m", tiny(lr=1e6, warmup_steps=0, max_steps=15, eval_interval=5))
+    nans = [i for i, e in enumerate(events) if e.kind == "nan"]
+    assert nans, "an LR of 1e6 must blow up"
+    first = events[nans[0]]
+    assert "learning rate" in first.message
+    later_steps = [e for e in events[nans[0]:] if e.kind == "step"]
+    assert later_steps and all(e.lr <= first.lr * 0.1 * 1.0001 for e in later_steps)
+    assert all(math.isfinite(e.best_val_loss) for e in events if e.kind == "eval")
+    assert math.isfinite(result.best_val_loss)
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "m").values())
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    run([REPEATED], tmp_path / "m", tiny(max_steps=10))
+    before = weights(tmp_path / "m")
+
+    def disk_full(_tensors, filename, *_args, **_kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(charrnn.checkpoint, "save_file", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        list(train([REPEATED], tmp_path / "m", tiny(max_steps=10, seed=99), overwrite=True))
+    monkeypatch.undo()
+    assert_same(weights(tmp_path / "m"), before)
+    load_model(tmp_path / "m")
+    load_training_state(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no half-written staging directory left behind
+
+
+def test_an_existing_model_is_never_replaced_unless_asked(tmp_path):
+    run([REPEATED], tmp_path / "m", tiny(max_steps=5))
+    before = weights(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="--overwrite"):
+        list(train([REPEATED], tmp_path / "m", tiny(max_steps=5, seed=2)))
+    assert_same(weights(tmp_path / "m"), before)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not empty"):
+        list(train([REPEATED], tmp_path / "notes", tiny(max_steps=5)))
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        list(train([REPEATED], tmp_path / "notes", tiny(), resume=True))
+    run([REPEATED], tmp_path / "m", tiny(max_steps=5, seed=2), overwrite=True)
+    assert not torch.equal(weights(tmp_path / "m")["head.weight"], before["head.weight"])
