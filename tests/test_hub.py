@@ -449,7 +449,7 @@ def test_push_without_a_card_makes_one_and_leaves_the_directory_alone(tmp_path, 
     assert same_weights(load_model("tester/plain", device="cpu"), model)
 
 
-def test_push_errors(tmp_path, hub):
+def test_push_errors(tmp_path, hub, monkeypatch):
     _, directory = checkpoint(tmp_path)
     with pytest.raises(HubError, match=r"^pushing needs a Hugging Face token with write access: set HF_TOKEN, run `hf auth login`, or give one$"):
         push_to_hub(directory, "tester/fox")
@@ -466,6 +466,11 @@ def test_push_errors(tmp_path, hub):
     with pytest.raises(HubError, match=r"^tester/public already exists and is public; a push does not change its visibility"):
         push_to_hub(directory, "tester/public", token=WRITE_TOKEN, private=True)
     assert hub.repos["tester/public"]["commits"] == []
+    named_only = push_to_hub(directory, "just-a-name", token=WRITE_TOKEN)  # the token's own account
+    assert named_only == f"{hub.endpoint}/tester/just-a-name" and "model.safetensors" in hub.repos["tester/just-a-name"]["files"]
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(HubError, match=r"^could not reach the Hub to push tester/fox \(ConnectError\)$"):
+        push_to_hub(directory, "tester/fox", token=WRITE_TOKEN)
     (directory / "model.safetensors").write_bytes(b"truncated")
     with pytest.raises(HubError, match=r"^not pushing: .*model.safetensors is damaged or truncated"):
         push_to_hub(directory, "tester/fox", token=WRITE_TOKEN)
