@@ -22,6 +22,7 @@ import gradio as gr
 
 from charrnn import session as limits
 from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio, empty_plot
+from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
 from charrnn.session import Session, Sessions
 
 EXAMPLE_PROMPTS = [
@@ -82,6 +83,7 @@ def build_generate_tab(studio: Studio, session: gr.State) -> UI:
                 seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
                 # Issue 7 (insight engineer): the Inspect (confidence colouring + alternatives),
                 # temperatures side by side and originality views go here.
+                build_inspect_views(studio, session, prompt, output, model, hub_repo_id, length, seed, top_k, top_p)
         inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session]
         run = generate_btn.click(studio.generate, inputs, [output, seed_used], api_name="generate",
                                  concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
@@ -132,6 +134,74 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                    max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample, download=download))
 
 
+# --- issue 7 (insight engineer): seeing inside the model --------------------------------------------
+
+NEURON_EXAMPLE = (
+    'The old woman opened the door and looked out into the snow.\n'
+    '"Who is there?" she asked. "It is only me," said the little boy, "and I am cold."\n\n'
+    'She let him in, and they sat by the fire until morning. "Tell me a story," he begged,\n'
+    'and so she told him about the king who had three daughters.\n'
+)
+
+
+def build_inspect_views(studio: Studio, session: gr.State, prompt, output, model, hub_repo_id, length, seed, top_k, top_p) -> UI:
+    """Under the generated text: confidence colouring with alternatives, temperatures side by side, originality."""
+    views = InsightViews(studio)
+    with gr.Accordion("See inside the model", open=True, elem_id="insight"):
+        with gr.Row():
+            inspect = gr.Button("Inspect", size="sm", elem_id="inspect-btn")
+            sweep = gr.Button("Temperature side by side", size="sm", elem_id="sweep-btn")
+            original = gr.Button("Originality check", size="sm", elem_id="originality-btn")
+        view = gr.HTML("<p>Inspect colours the generated text by how sure the model was of each character; "
+                       "hover over a character for the five it considered.</p>",
+                       css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="insight-view")
+        with gr.Accordion("The same as data (what the API returns)", open=False):
+            data = gr.JSON(elem_id="insight-data")
+    model_in = [model, hub_repo_id, session]
+    inspect.click(views.inspect, [prompt, output, *model_in], [view, data], api_name="inspect", concurrency_id="generate")
+    sweep.click(views.temperatures, [prompt, length, seed, model, hub_repo_id, top_k, top_p, session], [view, data],
+                api_name="temperatures", concurrency_id="generate")
+    original.click(views.originality, [prompt, output, *model_in], [view, data], api_name="originality", concurrency_id="generate")
+    return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data))
+
+
+def build_neurons_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
+    """Colour a text by one LSTM cell, and find the cells that track quotes, line position and the like."""
+    views = InsightViews(studio)
+    with gr.Tab("Neurons", id="neurons"):
+        gr.Markdown("Run a text through the model chosen in the Generate tab and colour each character by the value of "
+                    "one cell after reading it (red positive, blue negative): Karpathy's char-RNN visualisation. "
+                    "Or let the app find the cells that follow simple features of the text.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                text = gr.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20, elem_id="neuron-text")
+                use_last = gr.Button("Use the last generated text", size="sm")
+                with gr.Row():
+                    layer = gr.Number(1, label="Layer", precision=0, minimum=1, elem_id="neuron-layer",
+                                      info="1 is nearest the input")
+                    unit = gr.Number(0, label="Unit", precision=0, minimum=0, elem_id="neuron-unit",
+                                     info="0 to hidden size − 1")
+                state = gr.Radio(list(STATES), value=next(iter(STATES)), label="State",
+                                 info="c is the cell's memory; h = o · tanh(c) is what the layer outputs")
+                with gr.Row():
+                    show = gr.Button("Colour by this cell", variant="primary", elem_id="neuron-show")
+                    find = gr.Button("Find interesting cells", elem_id="neuron-find")
+            with gr.Column(scale=3):
+                view = gr.HTML(css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="neuron-view")
+                cells = gr.Dataframe(headers=["feature", "rank", "layer", "unit", "state", "r"], interactive=False,
+                                     label="Interesting cells: click a row to colour the text by that cell", elem_id="cells")
+                how = gr.Markdown(elem_id="cells-how")
+                with gr.Accordion("The same as data (what the API returns)", open=False):
+                    data = gr.JSON()
+    model_in = [generate.model, generate.hub_repo_id, session]
+    use_last.click(None, generate.output, text, js="(generated) => generated")
+    show.click(views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons", concurrency_id="generate")
+    find.click(views.find_cells, [text, *model_in], [cells, how], api_name="find_cells", concurrency_id="generate")
+    cells.select(views.pick_cell, [cells], [layer, unit, state], api_name="pick_cell").then(
+        views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons_of_picked_cell", concurrency_id="generate")
+    return UI(dict(text=text, layer=layer, unit=unit, state=state, show=show, find=find, view=view, cells=cells, how=how, data=data))
+
+
 def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None = None) -> gr.Blocks:
     """The whole app; checkpoints points at another folder of shipped models (tests use tiny ones)."""
     studio = Studio(checkpoints, sessions)
@@ -142,6 +212,7 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         generate = build_generate_tab(studio, session)
         train = build_train_tab(studio, session, generate)
         # Issue 7 (insight engineer): build_neurons_tab(studio, session, generate) is called here.
+        build_neurons_tab(studio, session, generate)
         demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
         demo.unload(studio.end_session)
     demo.queue(max_size=limits.QUEUE_MAX_SIZE)
