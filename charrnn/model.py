@@ -19,6 +19,9 @@ CELLS = ("lstm", "gru")
 MAX_LOADABLE_VOCAB = 65_536
 MAX_LOADABLE_HIDDEN = 8_192
 MAX_LOADABLE_LAYERS = 16
+# Each size is capped above, but 16 layers of 8,192 would still be 34 GB of weights: the
+# total is capped too, so a hostile config.json is refused before a tensor is allocated.
+MAX_LOADABLE_PARAMETERS = 100_000_000
 
 
 class CharRNN(
@@ -164,3 +167,8 @@ def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: i
             raise ValueError(f"config.json: {name} must be a whole number from 1 to {top}, not {value!r}")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"config.json: dropout must be in [0, 1), not {dropout!r}")
+    gates = 4 if cell == "lstm" else 3
+    rnn = gates * hidden_size * (embedding_dim + hidden_size + 2) + (num_layers - 1) * gates * hidden_size * (2 * hidden_size + 2)
+    total = len(vocab) * embedding_dim + rnn + (hidden_size + 1) * len(vocab)
+    if total > MAX_LOADABLE_PARAMETERS:
+        raise ValueError(f"config.json: the model would have {total:,} parameters; charrnn allows at most {MAX_LOADABLE_PARAMETERS:,}")

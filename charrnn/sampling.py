@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,15 @@ from charrnn.text import normalize
 from charrnn.vocab import fit_prompt
 
 MAX_PROMPT_CHARS = 2048  # only the tail of a longer prompt is read: an LSTM's memory is far shorter
+PROMPT_WINDOW_CHARS = 4 * MAX_PROMPT_CHARS  # raw characters fitted to reach that tail: bounded work for any prompt
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_TEMPERATURE = 10.0
+# Below this a temperature only overflows the scaled logits (1e-300 makes them inf): it means greedy.
+MIN_TEMPERATURE = 1e-3
+# The hard cap on one generation, for every caller (the app sets a lower one of its own): a
+# request for ten million characters is refused rather than left to run for hours.
+MAX_SAMPLE_LENGTH = 100_000
+MAX_NUM_SAMPLES = 256  # samples generated together as one batch
 DEFAULT_ALTERNATIVES = 5
 
 
@@ -38,13 +47,15 @@ class SampleSettings:
         length, temperature, top_k, top_p, seed = self.length, self.temperature, self.top_k, self.top_p, self.seed
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise ValueError(f"length must be a whole number of characters, 0 or more, not {length!r}")
+        if length > MAX_SAMPLE_LENGTH:
+            raise ValueError(f"length must be at most {MAX_SAMPLE_LENGTH:,} characters, not {length:,}")
         try:
             temperature = float(temperature)
         except (TypeError, ValueError):
             raise ValueError(f"temperature must be a number, not {temperature!r}") from None
         if not math.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number, 0 or more, not {temperature!r}")
-        temperature = min(temperature, MAX_TEMPERATURE)
+        temperature = 0.0 if temperature < MIN_TEMPERATURE else min(temperature, MAX_TEMPERATURE)
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
                 raise ValueError(f"top-k must be a whole number, 0 or more (0 means off), not {top_k!r}")
@@ -90,8 +101,10 @@ class SampledChar:
 
 def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
     """The prompt as the model reads it: normalised its way, unknown characters folded or dropped."""
-    fitted, changed = fit_prompt(normalize(prompt or "", model.ascii_fold), model.vocab)
-    return fitted[-MAX_PROMPT_CHARS:], changed
+    tail = (prompt or "")[-PROMPT_WINDOW_CHARS:]
+    invalid = list(dict.fromkeys(_SURROGATE.findall(tail)))  # lone surrogates: no character at all
+    fitted, changed = fit_prompt(normalize(_SURROGATE.sub("", tail), model.ascii_fold), model.vocab)
+    return fitted[-MAX_PROMPT_CHARS:], invalid + changed
 
 
 class FusedStepper:
@@ -208,7 +221,7 @@ def stream(model: CharRNN, prompt: str, settings: SampleSettings, alternatives: 
 
 def sample(model: CharRNN, prompt: str, settings: SampleSettings, num_samples: int = 1) -> list[str]:
     """num_samples continuations generated together as one batch."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"the number of samples must be a whole number, 1 or more, not {num_samples!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_NUM_SAMPLES:
+        raise ValueError(f"the number of samples must be a whole number from 1 to {MAX_NUM_SAMPLES}, not {num_samples!r}")
     columns = [chosen.tolist() for chosen, _ in generate_ids(model, prompt, settings, num_samples)]
     return [model.vocab.decode(row) for row in zip(*columns)] if columns else [""] * num_samples

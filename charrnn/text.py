@@ -64,15 +64,41 @@ class Corpus:
         return len(self.text)
 
 
+def utf16_without_bom(data: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when data looks like BOM-less UTF-16 (a NUL in every other byte of ASCII text)."""
+    head = data[:4096]
+    if len(data) % 2 or len(head) < 8:
+        return None
+    for encoding, nul_half in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
+        if nul_half.count(0) >= 0.9 * len(nul_half):
+            try:
+                data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            return encoding
+    return None
+
+
 def decode_bytes(data: bytes) -> tuple[str, str]:
     """Decode with the encodings real files use; cp1252 is the last resort and warns."""
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace"), "utf-8-sig"
+        text = data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - data.count("\ufffd".encode())
+        if bad > 0:
+            warnings.warn(f"{bad:,} byte sequences are not valid UTF-8 despite the UTF-8 byte-order mark; they became \ufffd", stacklevel=2)
+        return text, "utf-8-sig"
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
+        try:
+            return data.decode("utf-32"), "utf-32"
+        except UnicodeDecodeError as exc:
+            raise TextError(f"the file starts with a UTF-32 byte-order mark but is not valid UTF-32 ({exc.reason})") from None
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
         try:
             return data.decode("utf-16"), "utf-16"
         except UnicodeDecodeError as exc:
             raise TextError(f"the file starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason})") from None
+    if (encoding := utf16_without_bom(data)) is not None:
+        return data.decode(encoding), encoding
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -87,8 +113,8 @@ def check_not_binary(data: bytes, name: str = "the file") -> None:
     for signature, what in BINARY_SIGNATURES.items():
         if data.startswith(signature):
             raise TextError(f"{name} is {what}, not a text file")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return  # UTF-16 text is full of NUL bytes by design
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or utf16_without_bom(data):
+        return  # UTF-16 and UTF-32 text is full of NUL bytes by design
     if b"\x00" in data:
         raise TextError(f"{name} contains NUL bytes, so it is binary, not a text file")
 

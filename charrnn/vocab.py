@@ -81,17 +81,19 @@ def fit_prompt(prompt: str, vocab: Vocab) -> tuple[str, list[str]]:
     caller can warn about them by name.
     """
     out: list[str] = []
-    changed: list[str] = []
+    replacement: dict[str, str] = {}  # each unknown character once, in order of appearance: a
+    # prompt of 100,000 distinct CJK characters costs 100,000 look-ups, not 100,000 squared
     for char in prompt:
         if char in vocab and char != UNK:
             out.append(char)
             continue
-        folded = unidecode(char, errors="ignore")
-        if folded and all(c in vocab and c != UNK for c in folded):
-            out.append(folded)
-        if char not in changed:
-            changed.append(char)
-    return "".join(out), changed
+        if char not in replacement:
+            # A lone surrogate (invalid Unicode a client can still send) has no folding: drop it
+            # here rather than let unidecode warn about "a narrow Python build".
+            folded = "" if "\ud800" <= char <= "\udfff" else unidecode(char, errors="ignore")
+            replacement[char] = folded if folded and all(c in vocab and c != UNK for c in folded) else ""
+        out.append(replacement[char])
+    return "".join(out), list(replacement)
 
 
 def describe_chars(chars: list[str], limit: int = 12) -> str:
