@@ -24,6 +24,13 @@ class CLIError(Exception):
     pass
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (as every other refusal is), not a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
     print(f"charrnn: warning: {message}", file=sys.stderr)
 
@@ -46,7 +53,7 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="charrnn", description="Character-level LSTM language models: train, sample, evaluate.")
+    parser = OneLineParser(prog="charrnn", description="Character-level LSTM language models: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on text files (or fine-tune one with --init)")

@@ -342,6 +342,8 @@ def train(
     if cfg.max_epochs is not None:
         by_epochs = int(cfg.max_epochs * steps_per_epoch)
         total_steps = min(total_steps, by_epochs) if total_steps else by_epochs
+    if state is None and config.warmup_steps is None and total_steps:
+        cfg.warmup_steps = min(cfg.warmup_steps, max(1, total_steps // 10))  # a default warmup never eats a short run
     hyper = {k: v for k, v in asdict(cfg).items() if v is not None}
 
     def progress(now_elapsed: float) -> float:

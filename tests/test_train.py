@@ -159,7 +159,8 @@ def test_evaluation_during_training_samples_every_file_when_validation_is_long()
 def test_time_budget_stops_training(tmp_path):
     events, result = run([REPEATED], tmp_path / "m", tiny(max_steps=None, eval_interval=None, time_budget=1.0))
     assert result.stopped_because == "time budget reached"
-    assert 1.0 <= max(e.elapsed for e in events if e.kind == "step") + 1.0 and result.elapsed < 20
+    assert all(e.elapsed < 1.5 for e in events if e.kind == "step")  # no step starts after the budget
+    assert result.elapsed < 15  # the budget, then one last evaluation and the model card's samples
 
 
 def test_max_epochs_counts_passes_over_the_text(tmp_path):
