@@ -1,0 +1,37 @@
+"""The shipped checkpoints: the app's first second depends on them loading and writing sense."""
+
+from pathlib import Path
+
+import pytest
+
+from charrnn.checkpoint import SHIPPED, load_model
+from charrnn.sampling import SampleSettings, sample
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_loads_strictly_and_writes_only_known_characters(name: str) -> None:
+    directory: Path = SHIPPED[name]
+    assert (directory / "model.safetensors").is_file(), f"{directory} is missing its weights"
+    assert (directory / "README.md").is_file(), f"{directory} is missing its model card"
+    model = load_model(directory, device="cpu")  # strict=True inside
+    texts = sample(model, "Once upon a time", SampleSettings(length=300, temperature=1.0, seed=3).checked(len(model.vocab)), num_samples=2)
+    for text in texts:
+        assert len(text) == 300
+        assert set(text) <= set(model.vocab.chars[1:]), "sampled a character outside the vocabulary (or the unknown symbol)"
+        assert " " in text and sum(c.isalpha() for c in text) > 150, f"does not look like prose: {text!r}"
+
+
+def test_fairy_tales_is_the_default_model() -> None:
+    from charrnn.checkpoint import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "fairy-tales"
+    model = load_model(SHIPPED[DEFAULT_MODEL], device="cpu")
+    assert model.ascii_fold, "the fairy-tale model was trained on ASCII-folded text"
+    assert len(model.vocab) < 100
+
+
+def test_shipped_checkpoints_are_small_and_pickle_free() -> None:
+    for directory in SHIPPED.values():
+        files = [p for p in directory.rglob("*") if p.is_file() and "training_state" not in p.parts]
+        assert sum(p.stat().st_size for p in files) < 25 * 1024 * 1024
+        assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
