@@ -325,6 +325,20 @@ def test_load_by_repo_id_offline_from_cache(tmp_path, offline_cache):
         load_model("someone/else")
 
 
+def test_app_picker_loads_a_repo_id_offline_from_cache(tmp_path, offline_cache):
+    import gradio as gr
+
+    from charrnn.handlers import Studio
+
+    model, directory = checkpoint(tmp_path)
+    cache_repo(offline_cache, "owner/fox", model_files(directory))
+    studio = Studio(tmp_path / "no-shipped-models", device="cpu")
+    assert same_weights(studio.load(None, "owner/fox"), model)  # the Generate tab's "Hub repo id" box
+    assert same_weights(studio.load(None, "owner/fox@main"), model)
+    with pytest.raises(gr.Error, match="owner/other is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it"):
+        studio.load(None, "owner/other")
+
+
 def test_cli_samples_a_repo_id_offline_from_a_warm_cache(tmp_path):
     model, directory = checkpoint(tmp_path)
     cache = tmp_path / "hub-cache"
