@@ -6,6 +6,8 @@ import random
 import socket
 from pathlib import Path
 
+import torch
+
 from charrnn.train import TrainConfig, train
 
 WORDS = ("once upon a time there was a king who had three daughters and the youngest was so beautiful "
@@ -19,10 +21,16 @@ def story_text(lines: int = 400, seed: int = 0) -> str:
 
 def make_checkpoints(root: Path) -> Path:
     """root/fairy-tales: a tiny LSTM trained for a few dozen steps, standing in for the shipped model."""
+    # One thread: on a busy 2-core machine, OpenMP threads fighting for cores make a tiny LSTM ~7x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     config = TrainConfig(num_layers=1, hidden_size=32, embedding_dim=16, batch_size=8, seq_len=32, max_steps=40,
                          eval_interval=20, lr=1e-2, seed=1)
-    for _ in train([story_text()], root / "fairy-tales", config):
-        pass
+    try:
+        for _ in train([story_text()], root / "fairy-tales", config):
+            pass
+    finally:
+        torch.set_num_threads(threads)
     return root
 
 

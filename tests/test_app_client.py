@@ -1,0 +1,87 @@
+"""The running app driven over HTTP with gradio_client, as a program (or the browser) would."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from app_testing import make_checkpoints, serve, story_text
+
+from charrnn import session as limits
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    demo, url = serve(make_checkpoints(tmp_path_factory.mktemp("checkpoints")))
+    yield url
+    demo.close()
+
+
+def generate(client, prompt="Once upon", seed="5", model="fairy-tales", length=300):
+    job = client.submit(prompt, 0.8, length, seed, model, "", 0, 1.0, api_name="/generate")
+    updates = list(job)
+    return updates, tuple(job.result())  # result() raises the app's error, if any
+
+
+def test_generate_streams_and_reproduces_with_a_seed(app_url):
+    client = Client(app_url, verbose=False)
+    updates, (text, used) = generate(client)
+    assert len(updates) >= 2 and text.startswith("Once upon") and len(text) == len("Once upon") + 300
+    assert used == "5"
+    assert generate(client)[1] == (text, used)
+    assert generate(client, seed="6")[1][0] != text
+    _, (_, drawn) = generate(client, seed="")
+    assert drawn.isdigit()
+
+
+def test_fine_tune_then_generate_with_it_in_this_session_only(app_url, tmp_path):
+    upload = tmp_path / "fable.txt"
+    upload.write_text(story_text(150, seed=9))
+    client = Client(app_url, verbose=False)
+    job = client.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 30,
+                        api_name="/train")
+    updates = list(job)
+    status, plot, _, picker, _, download = job.outputs()[-1]
+    assert len(updates) >= 3 and "Done: fable" in status
+    assert {row[2] for row in plot["data"]} == {"train", "validation"}
+    assert picker["value"] == "fable" and ["fable (yours, from fairy-tales)", "fable"] in picker["choices"]
+    with zipfile.ZipFile(download["value"]) as zf:
+        assert "fable/model.safetensors" in zf.namelist()
+    _, (text, _) = generate(client, prompt="Once", model="fable", length=40)
+    assert len(text) == 44
+    stranger = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="no model called 'fable'"):
+        generate(stranger, model="fable")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"%PDF-1.4\n" + bytes(range(256)) * 10, "PDF document"),
+        (b"Too short.\n", "too short"),
+        (b"abc\x00def" * 300, "NUL bytes"),
+    ],
+)
+def test_each_bad_upload_gets_its_error(app_url, tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(path)), "fairy-tales", "as the base model", api_name="/read_upload")
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(path)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 5,
+                       api_name="/train")
+
+
+def test_an_upload_over_the_size_cap_is_refused(app_url, tmp_path):
+    path = tmp_path / "huge.txt"
+    with open(path, "wb") as f:
+        f.truncate(limits.MAX_UPLOAD_BYTES + 1)
+    client = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="(?i)too large|size|limit"):
+        client.predict(handle_file(str(path)), "fairy-tales", "as the base model", api_name="/read_upload")
