@@ -67,7 +67,8 @@ def build_generate_tab(studio: Studio, session: gr.State) -> UI:
                                     info="The shipped models, and the ones you fine-tune in the Train tab (this session only).")
                 hub_repo_id = gr.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1,
                                          info="A charrnn model on the Hugging Face Hub; used instead of the list when filled in.")
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP)
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP,
+                                        elem_id="temperature")
                 length = gr.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1, label="Length (characters)")
                 seed = gr.Textbox(label="Random seed", placeholder="empty = random", max_lines=1,
                                   info="The same seed, settings and model give the same text.")
@@ -108,7 +109,7 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                                     label="Time budget (minutes)", info="Training stops when this runs out; the best model so far is kept.")
                 fold = gr.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
                                 info="Folding turns curly quotes and accents into plain ASCII: a smaller vocabulary learns faster.")
-                with gr.Accordion("Advanced", open=False):
+                with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
                     lr = gr.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
                     max_steps = gr.Number(0, label="Stop after this many steps (0 = only the time budget)", minimum=0, precision=0)
                 with gr.Row():
