@@ -29,6 +29,7 @@ CARD = "README.md"
 INDEX = "ngram_index.safetensors"  # the training text's hashed 20-grams, for the originality check
 STATE_DIR = "training_state"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a 65,536-character vocabulary is under 1 MB of JSON; more is not a charrnn config
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # owner/name, optionally @revision
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
@@ -260,6 +261,9 @@ def read_config(directory: Path, label: str | None = None) -> dict:
             )
     if not config_path.is_file():
         raise CheckpointError(f"{label} is not a charrnn model: it has no {CONFIG}")
+    size = config_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{label}: {CONFIG} is {size:,} bytes; a charrnn config is at most {MAX_CONFIG_BYTES:,}, so it was not read")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -291,6 +295,8 @@ def load_model(name: str | Path, revision: str | None = None, device: str | torc
         raise CheckpointError(f"{label}: the weights do not match {CONFIG} ({_mismatch(exc)})") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{label}: cannot load the weights ({exc})") from None
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise CheckpointError(f"{label}: {WEIGHTS} holds NaN or infinite weights, so the model cannot generate text")
     model.source = str(name)  # type: ignore[attr-defined]
     model.revision = revision  # type: ignore[attr-defined]
     model.directory = directory  # type: ignore[attr-defined]
