@@ -244,7 +244,7 @@ def test_readme_front_matter_is_a_valid_gradio_space_config():
     from huggingface_hub import SpaceCard
 
     data = SpaceCard.load(ROOT / "README.md").data  # raises on YAML the Hub would refuse
-    pinned = re.search(r"^gradio==(\S+)\s*$", (ROOT / "requirements.txt").read_text(), re.M)
+    pinned = re.search(r"^gradio(?:\[oauth\])?==(\S+)\s*$", (ROOT / "requirements.txt").read_text(), re.M)
     assert data.sdk == "gradio" and pinned and data.sdk_version == pinned[1]
     assert (ROOT / data.app_file).is_file() and data.app_file == "app.py"
     assert isinstance(data.python_version, str) and re.fullmatch(r"3\.\d+", data.python_version)
