@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import random
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import torch
@@ -38,6 +42,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@functools.cache
+def tiny_checkpoints() -> Path:
+    """One folder of tiny models for all the app tests in this pytest run."""
+    root = Path(tempfile.mkdtemp(prefix="charrnn-test-checkpoints-"))
+    atexit.register(shutil.rmtree, root, True)
+    return make_checkpoints(root)
+
+
+@functools.cache
+def _shared():
+    demo, url = serve(tiny_checkpoints())
+    atexit.register(demo.close)
+    return demo, url
+
+
+def shared_app() -> str:
+    """One served app for the client and browser tests (starting one costs seconds); returns its URL."""
+    return _shared()[1]
+
+
+def shared_demo():
+    return _shared()[0]
 
 
 def serve(checkpoints: Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 
 import pytest
-from app_testing import make_checkpoints, serve, story_text
+from app_testing import shared_app, story_text
 
 from charrnn import session as limits
 
@@ -15,10 +15,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    demo, url = serve(make_checkpoints(tmp_path_factory.mktemp("checkpoints")))
-    yield url
-    demo.close()
+def app_url():
+    return shared_app()
 
 
 def generate(client, prompt="Once upon", seed="5", model="fairy-tales", length=300):
@@ -85,3 +83,22 @@ def test_an_upload_over_the_size_cap_is_refused(app_url, tmp_path):
     client = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="(?i)too large|size|limit"):
         client.predict(handle_file(str(path)), "fairy-tales", "as the base model", api_name="/read_upload")
+
+
+def test_closing_the_session_deletes_its_models(app_url, tmp_path):
+    import time
+
+    from app_testing import shared_demo
+
+    upload = tmp_path / "brief.txt"
+    upload.write_text(story_text(120, seed=2))
+    client = Client(app_url, verbose=False)
+    client.predict(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 10, api_name="/train")
+    root = shared_demo().studio.sessions.root
+    mine = [d for d in root.iterdir() if d.name.startswith(client.session_hash[:16])]
+    assert mine and (mine[0] / "brief" / "model.safetensors").is_file()
+    client.close()  # like closing the tab: the heartbeat stops, the app's unload runs
+    deadline = time.monotonic() + 45
+    while mine[0].exists() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert not mine[0].exists()

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_testing import make_checkpoints, serve, story_text
+from app_testing import shared_app, story_text
 
 CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -23,8 +23,8 @@ if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    demo, url = serve(make_checkpoints(tmp_path_factory.mktemp("checkpoints")))
+def page():
+    url = shared_app()
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
@@ -33,7 +33,6 @@ def page(tmp_path_factory):
         page.goto(url)
         yield page
         browser.close()
-    demo.close()
 
 
 def test_generate_in_the_browser(page):

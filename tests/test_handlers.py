@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from app_testing import make_checkpoints, story_text
+from app_testing import story_text, tiny_checkpoints
 
 from charrnn import session as session_mod
 from charrnn.checkpoint import load_model
@@ -18,8 +18,8 @@ from charrnn.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> Path:
-    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+def checkpoints() -> Path:
+    return tiny_checkpoints()
 
 
 @pytest.fixture
