@@ -62,6 +62,8 @@ def push_to_hub(
     except HFValidationError:
         raise HubError(f"{repo_id!r} is not a valid Hub repo name (use owner/name: letters, digits, '-', '_', '.')") from None
     token = (token or "").strip() or None
+    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+        raise HubError("that token has characters a Hugging Face token never has: copy it again from https://huggingface.co/settings/tokens")
     if token is None and get_token() is None:
         raise HubError("pushing needs a Hugging Face token with write access: set HF_TOKEN, run `hf auth login`, or give one")
     api = HfApi(token=token)

@@ -472,6 +472,8 @@ def test_push_errors(tmp_path, hub, monkeypatch):
     with pytest.raises(HubError, match=r"^the Hub refused the token \(invalid or expired\)") as refused:
         push_to_hub(directory, "tester/fox", token=bad_token)
     assert bad_token not in str(refused.value)
+    with pytest.raises(HubError, match=r"^that token has characters a Hugging Face token never has"):
+        push_to_hub(directory, "tester/fox", token="hf_…")  # an ellipsis pasted from a placeholder
     with pytest.raises(HubError, match=r"is not a valid Hub repo name"):
         push_to_hub(directory, "tester/bad name!", token=WRITE_TOKEN)
     with pytest.raises(HubError, match=r"no such checkpoint directory"):
