@@ -99,8 +99,8 @@ class FakeHub(ThreadingHTTPServer):
         self.validated_cards: list[str] = []
         self.tokens = {WRITE_TOKEN: "tester"}
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes], private: bool = False) -> None:
-        self.repos[repo_id] = {"private": private, "sha": COMMIT, "files": dict(files), "commits": []}
+    def add_repo(self, repo_id: str, files: dict[str, bytes], private: bool = False, gated: bool = False) -> None:
+        self.repos[repo_id] = {"private": private, "gated": gated, "sha": COMMIT, "files": dict(files), "commits": []}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -131,6 +131,9 @@ class Handler(BaseHTTPRequestHandler):
         repo = self.server.repos.get(repo_id)
         if repo is None or (repo["private"] and self.user() is None):
             self.reply(401 if self.user() is None else 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            return None
+        if repo.get("gated") and self.user() is None:
+            self.reply(403, {"error": "Access to this model is restricted"}, {"X-Error-Code": "GatedRepo"})
             return None
         if revision not in (None, "main", repo["sha"]):
             self.reply(404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"})
@@ -415,6 +418,9 @@ def test_repo_not_found_private_and_missing_revision_messages(tmp_path, hub, mon
         load_model("owner/nope")
     with pytest.raises(CheckpointError, match=r"^owner/secret: no such model on the Hub, or it is private and no token is set"):
         load_model("owner/secret")
+    hub.add_repo("owner/gated", model_files(directory), gated=True)
+    with pytest.raises(CheckpointError, match=r"^owner/gated is gated: accept its terms on the Hub, then set HF_TOKEN or run `hf auth login`$"):
+        load_model("owner/gated")
     monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
     assert load_model("owner/secret", device="cpu").hidden_size == 16  # the token from HF_TOKEN reaches the Hub
     with pytest.raises(CheckpointError, match=r"^owner/nope: no such model on the Hub, or it is private and your token cannot read it$"):
