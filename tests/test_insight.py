@@ -207,3 +207,28 @@ def test_neuron_views_colour_by_one_unit_and_rank_cells(saved_tiny):
     assert "Pearson" in how
     evt = gr.SelectData(None, {"index": [0, 1], "value": rows[0][1], "row_value": rows[0]})
     assert views.pick_cell(rows, evt) == (rows[0][2], rows[0][3], rows[0][4])
+
+
+def test_each_view_is_an_api_endpoint(tmp_path):
+    """The calls the README documents, through gradio_client against the served app."""
+    gradio_client = pytest.importorskip("gradio_client")
+    from app_testing import make_checkpoints, serve
+
+    demo, url = serve(make_checkpoints(tmp_path))
+    try:
+        c = gradio_client.Client(url, verbose=False)
+        text, _ = c.predict("Once upon", 0.8, 60, "1", "fairy-tales", "", 0, 1.0, api_name="/generate")
+        _, data = c.predict("Once upon", text, "fairy-tales", "", api_name="/inspect")
+        assert len(data["chars"]) == 60 and len(data["chars"][0]["alternatives"]) == 5
+        _, data = c.predict("Once upon", 40, "1", "fairy-tales", "", 0, 1.0, api_name="/temperatures")
+        assert [s["temperature"] for s in data["samples"]] == [0.2, 0.5, 0.8, 1.0, 1.3]
+        _, data = c.predict("Once upon", text, "fairy-tales", "", api_name="/originality")
+        assert data["available"] and 0 <= data["share"] <= 1  # train wrote the index into the checkpoint
+        _, data = c.predict(text, 1, 3, "cell state c", "fairy-tales", "", api_name="/neurons")
+        assert len(data["values"]) == len(text)
+        table, how = c.predict(text, "fairy-tales", "", api_name="/find_cells")
+        assert table["headers"] == ["feature", "rank", "layer", "unit", "state", "r"] and table["data"] and "Pearson" in how
+        with pytest.raises(Exception, match="unit must be a whole number from 0 to 31"):
+            c.predict(text, 1, 99, "cell state c", "fairy-tales", "", api_name="/neurons")
+    finally:
+        demo.close()
