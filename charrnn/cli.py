@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -64,48 +65,48 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--time-budget", type=_positive_float, help="wall-clock seconds to train for")
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--max-epochs", type=_positive_float)
-    t.add_argument("--ascii", action="store_true", default=None, help="fold the text to ASCII with unidecode")
-    t.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
-    t.add_argument("--layers", type=int, dest="num_layers")
-    t.add_argument("--hidden", type=int, dest="hidden_size")
-    t.add_argument("--embedding", type=int, dest="embedding_dim")
-    t.add_argument("--dropout", type=_float)
-    t.add_argument("--seq-len", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=_positive_float)
-    t.add_argument("--weight-decay", type=_float, default=0.01)
-    t.add_argument("--warmup-steps", type=int)
-    t.add_argument("--val-fraction", type=_float, default=0.1)
+    t.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+    t.add_argument("--max-epochs", type=_positive_float, help="stop after N passes over the text (default 20 from scratch, 5 fine-tuning, unless a step or time budget is given)")
+    t.add_argument("--ascii", action="store_true", default=None, help="fold the text to ASCII with unidecode (default: off, or as the --init model does)")
+    t.add_argument("--cell", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default lstm)")
+    t.add_argument("--layers", type=int, dest="num_layers", help="recurrent layers (default 2)")
+    t.add_argument("--hidden", type=int, dest="hidden_size", help="units per layer (default 512)")
+    t.add_argument("--embedding", type=int, dest="embedding_dim", help="character embedding size (default 64)")
+    t.add_argument("--dropout", type=_float, help="dropout probability (default 0.1)")
+    t.add_argument("--seq-len", type=int, help="characters per backpropagation window (default 128)")
+    t.add_argument("--batch-size", type=int, help="parallel streams per step (default 32)")
+    t.add_argument("--lr", type=_positive_float, help="peak AdamW learning rate (default 2e-3 from scratch, 5e-4 fine-tuning)")
+    t.add_argument("--weight-decay", type=_float, default=0.01, help="AdamW weight decay (default 0.01)")
+    t.add_argument("--warmup-steps", type=int, help="linear warmup before the cosine decay (default 100, 20 fine-tuning)")
+    t.add_argument("--val-fraction", type=_float, default=0.1, help="share held out from the end of each file (default 0.1)")
     t.add_argument("--patience", type=int, default=8, help="evaluations without improvement before stopping")
-    t.add_argument("--eval-interval", type=int)
+    t.add_argument("--eval-interval", type=int, help="steps between evaluations and checkpoints (default: about 20 per run)")
     t.add_argument("--sample-every", type=int, dest="sample_interval", help="print a short sample every N steps")
-    t.add_argument("--max-vocab", type=int, default=4096)
-    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--max-vocab", type=int, default=4096, help="most distinct characters; rarer ones become unknown (default 4096)")
+    t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
     t.add_argument("--device", help="cpu, cuda, mps or auto (default)")
-    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core, or one if other processes already fill the cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate text from a model")
     s.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model directory, shipped model name or Hub repo id (default: fairy-tales)")
-    s.add_argument("--prompt", default="")
-    s.add_argument("--temperature", type=_float, default=0.8)
-    s.add_argument("--length", type=int, default=500)
-    s.add_argument("--top-k", type=int)
-    s.add_argument("--top-p", type=_float)
-    s.add_argument("--seed", type=int)
-    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--prompt", default="", help="text to continue (default: none)")
+    s.add_argument("--temperature", type=_float, default=0.8, help="0 is greedy, higher is wilder (default 0.8)")
+    s.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    s.add_argument("--top-k", type=int, help="sample only from the K likeliest characters")
+    s.add_argument("--top-p", type=_float, help="sample only from the likeliest characters whose probabilities add up to P")
+    s.add_argument("--seed", type=int, help="same seed and settings give the same text (default: drawn and printed)")
+    s.add_argument("--num-samples", type=int, default=1, help="samples generated together as one batch")
     s.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
-    s.add_argument("--device")
+    s.add_argument("--device", help="cpu, cuda, mps or auto (default)")
 
     e = sub.add_parser("eval", help="loss of a model on a text file, as JSON")
-    e.add_argument("model")
-    e.add_argument("textfile")
-    e.add_argument("--split", choices=["val", "all"], default="val")
-    e.add_argument("--val-fraction", type=_float, default=0.1)
+    e.add_argument("model", help="model directory, shipped model name or Hub repo id")
+    e.add_argument("textfile", help="text to score, read and normalised as for training")
+    e.add_argument("--split", choices=["val", "all"], default="val", help="val: the held-out end of the file, as in training (default); all: the whole file")
+    e.add_argument("--val-fraction", type=_float, default=0.1, help="the share training held out (default 0.1)")
     e.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
-    e.add_argument("--device")
+    e.add_argument("--device", help="cpu, cuda, mps or auto (default)")
 
     p = sub.add_parser("push", help="upload a checkpoint directory (weights, config, model card) to the Hugging Face Hub")
     p.add_argument("directory", help="checkpoint directory to upload")
@@ -118,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _choose_threads(requested: int | None) -> int:
+    """Torch's default of a thread per core collapses when other processes already fill the cores: each
+    of an LSTM step's thousands of small parallel regions waits for a descheduled thread (at load 11 on
+    2 cores, a 1x128 training step took 0.25 s on one thread and 4 to 15 s on two). There, use one."""
+    import torch
+
+    if requested is not None:
+        if requested < 1:
+            raise CLIError(f"--threads must be 1 or more, not {requested}")
+        torch.set_num_threads(requested)
+    elif torch.get_num_threads() > 1 and hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -125,12 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from charrnn.train import TrainConfig, train
 
     fold = True if args.ascii else None
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CLIError(f"--threads must be 1 or more, not {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _choose_threads(args.threads)  # the start line says how many
     if args.revision and not args.init:
         raise CLIError("--revision names a revision of --init; give --init too")
     corpora = [read_corpus(path) for path in args.corpus]
@@ -203,6 +214,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from charrnn.sampling import SampleSettings, prepare_prompt, sample, stream
     from charrnn.vocab import describe_chars
 
+    _choose_threads(None)
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
     settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed).checked(len(model.vocab))
     prompt, changed = prepare_prompt(model, args.prompt)
@@ -229,6 +241,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from charrnn.batching import split_train_val
     from charrnn.evaluate import evaluate_ids
     from charrnn.text import normalize, read_corpus
+
+    _choose_threads(None)
 
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
     text = normalize(read_corpus(args.textfile).text, model.ascii_fold)

@@ -171,13 +171,19 @@ def filter_logits(logits: torch.Tensor, settings: SampleSettings) -> torch.Tenso
 
 
 def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (chosen ids [B], model probabilities [B, V]) per step; constant memory however long."""
+    """Yield (chosen ids [B], model probabilities [B, V]) per step; constant memory however long.
+
+    A raw prompt or unchecked settings are made safe here too (both steps are idempotent), so a
+    library caller cannot crash it; prepare_prompt tells what was changed, for a warning.
+    """
+    vocab = model.vocab
+    settings = settings.checked(len(vocab))
+    prompt = prepare_prompt(model, prompt)[0]
     with torch.inference_mode():
         was_training = model.training
         model.eval()
         device = model.device
         generator = torch.Generator(device=device).manual_seed(settings.seed)
-        vocab = model.vocab
         context = prompt or ("\n" if "\n" in vocab else vocab.chars[1])
         ids = vocab.encode(context).to(device)[None].expand(batch_size, -1)
         with autocast_for(device):

@@ -157,3 +157,11 @@ def test_long_samples_run_in_constant_memory():
     assert count == 20_000
     assert rss_bytes() - before < 30 * 2**20
     assert not torch.is_grad_enabled() or all(p.grad is None for p in model.parameters())
+
+
+def test_library_callers_may_pass_raw_prompts_and_unchecked_settings():
+    model = random_model()
+    assert sample(model, "Thé fox", SampleSettings(length=20, seed=5))[0] == sample(model, "he fox", settings(length=20, seed=5))[0]
+    assert len(sample(model, "", SampleSettings(length=10, seed=None))[0]) == 10
+    with pytest.raises(ValueError, match="top-p"):
+        sample(model, "", SampleSettings(top_p=3.0))
