@@ -133,7 +133,8 @@ def activations(model: CharRNN, text: str) -> Activations:
 # --- what cells mean --------------------------------------------------------------------------
 
 FEATURES: dict[str, str] = {
-    "inside quotes": '1 between an opening and a closing double quote (a blank line also closes), else 0',
+    "inside quotes": "1 inside a quotation in double or single quotes (an apostrophe as in don't is no quote; "
+                     "a blank line closes any quote), else 0",
     "position in line": "the number of characters since the last newline",
     "inside a word": "1 on letters, 0 on spaces, punctuation and digits",
     "just after a newline": "1 right after reading a newline, else 0",
@@ -144,16 +145,24 @@ FEATURES: dict[str, str] = {
 def text_features(text: str) -> dict[str, np.ndarray]:
     """Simple per-character features of text, each the value after reading that character."""
     quote, line = np.zeros(len(text)), np.zeros(len(text))
-    inside, column, previous = 0, 0, ""
+    double, single, column, previous = 0, 0, 0, "\n"
     for t, ch in enumerate(text):
+        following = text[t + 1] if t + 1 < len(text) else "\n"
         if ch == '"':
-            inside = 1 - inside
+            double = 1 - double
         elif ch in "\u201c\u00ab":
-            inside = 1
-        elif ch in "\u201d\u00bb" or (ch == "\n" and previous == "\n"):
-            inside = 0
+            double = 1
+        elif ch in "\u201d\u00bb":
+            double = 0
+        elif ch in "'\u2018\u2019":  # Grimm quotes with these; they are apostrophes too, so look at the neighbours
+            if not single and (previous.isspace() or previous in '"([-\u201c') and following.isalnum() and ch != "\u2019":
+                single = 1
+            elif single and not following.isalnum() and not previous.isspace():
+                single = 0
+        if ch == "\n" and previous == "\n":
+            double = single = 0
         column = 0 if ch == "\n" else column + 1
-        quote[t], line[t], previous = inside, column, ch
+        quote[t], line[t], previous = double or single, column, ch
     return {
         "inside quotes": quote,
         "position in line": line,

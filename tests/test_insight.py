@@ -81,6 +81,9 @@ def test_text_features_mark_quotes_lines_words_newlines_and_capitals():
     assert f["inside a word"].tolist()[:6] == [1, 0, 0, 1, 1, 0]
     assert f["just after a newline"].tolist()[8:12] == [1, 0, 0, 1]
     assert f["upper case"].tolist()[:6] == [0, 0, 0, 1, 0, 0]
+    grimm = "He said 'don't go' and 'yes'."
+    inside = text_features(grimm)["inside quotes"]
+    assert "".join(c for c, v in zip(grimm, inside) if v) == "'don't go'yes"  # single quotes too; apostrophes are no quotes
 
 
 def test_correlation_is_pearson_and_undefined_for_a_constant_unit():
