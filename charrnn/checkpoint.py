@@ -70,18 +70,57 @@ def replace_dir(new: Path, target: Path) -> None:
     if _exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)
         return
+    recover_interrupted_swap(target)
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     os.rename(target, old)
-    os.rename(new, target)
+    os.rename(new, target)  # a kill between these two renames leaves the checkpoint at NAME.old
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_interrupted_swap(target: Path) -> Path:
+    """Put back a checkpoint that replace_dir's fallback moved to NAME.old before a kill; where it is."""
+    old = target.with_name(target.name + ".old")
+    if target.exists() or not is_checkpoint(old):
+        return target
+    try:
+        os.rename(old, target)
+    except OSError:  # a read-only location: load it where it is
+        return old
+    return target
+
+
 def staging_dir(target: Path) -> Path:
+    """A fresh hidden directory beside target; those left by killed processes are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    prefix = f".{target.name}.tmp-"
+    for stale in target.parent.glob(prefix + "*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
     tmp.chmod(0o755)
     return tmp
+
+
+def check_writable(target: str | Path) -> None:
+    """Fail before a long run, not at its first checkpoint minutes later, when target cannot be written."""
+    target = Path(target)
+    try:
+        probe = staging_dir(target)
+    except OSError as exc:
+        raise CheckpointError(f"could not write the checkpoint to {target}: {exc.strerror or exc}") from None
+    shutil.rmtree(probe, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_tree(path: Path) -> None:
@@ -116,8 +155,9 @@ def save_checkpoint(
     extra_files: name -> existing file to copy in (a corpus index, for example).
     """
     target = Path(target)
-    tmp = staging_dir(target)
+    tmp = None
     try:
+        tmp = staging_dir(target)
         write_model_files(model, tmp, card, best_state_dict)
         if training_state is not None:
             state_dir = tmp / STATE_DIR
@@ -131,10 +171,12 @@ def save_checkpoint(
         _fsync_tree(tmp)
         replace_dir(tmp, target)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"could not write the checkpoint to {target}: {exc.strerror or exc}") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
@@ -170,7 +212,7 @@ def split_revision(name: str | Path, revision: str | None = None) -> tuple[str |
 def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
     """A local checkpoint directory for name: a path as is, a Hub repo id (owner/name[@revision]) through the standard cache."""
     name, revision = split_revision(name, revision)
-    path = Path(name).expanduser()
+    path = recover_interrupted_swap(Path(name).expanduser())
     if path.exists():
         if revision:
             raise CheckpointError(f"{path} is a local directory; a revision applies to Hub repo ids only")

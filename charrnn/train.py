@@ -25,6 +25,7 @@ from charrnn.card import model_card
 from charrnn.checkpoint import (
     INDEX,
     CheckpointError,
+    check_writable,
     is_checkpoint,
     load_model,
     load_training_state,
@@ -251,6 +252,7 @@ def train(
         if is_checkpoint(out_dir):
             raise CheckpointError(f"{out_dir} already holds a model; pass --resume to continue it or --overwrite to replace it")
         raise CheckpointError(f"{out_dir} exists and is not empty; choose a new directory for the model")
+    check_writable(out_dir)  # a read-only or full disk fails now, not at the first checkpoint minutes into the run
 
     base: CharRNN | None = None
     if init is not None and state is None:
