@@ -164,6 +164,6 @@ def test_every_bad_input_is_one_line_on_stderr_and_exit_code_2(capsys, tmp_path,
 def test_python_dash_m_and_the_console_script_work(model_dir):
     ok = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(model_dir), "--length", "20", "--seed", "3"],
                         capture_output=True, text=True, timeout=180)
-    assert ok.returncode == 0 and len(ok.stdout) == 21, ok.stderr
+    assert ok.returncode == 0 and len(ok.stdout) == 21, (ok.returncode, ok.stdout, ok.stderr)
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts["charrnn"] == "charrnn.cli:main"

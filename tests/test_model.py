@@ -85,3 +85,16 @@ def test_absurd_configs_are_refused_before_allocating():
         tiny(hidden_size=10**6)
     with pytest.raises(ValueError, match="cell"):
         tiny(cell="transformer")
+
+
+def test_device_is_chosen_automatically_and_can_be_overridden():
+    from charrnn.checkpoint import pick_device
+
+    best = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device(None).type == pick_device("auto").type == best
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
