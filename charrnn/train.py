@@ -467,7 +467,7 @@ def train(
             cps = speed_steps * chars_per_step / dt if dt > 0 else None
             speed_t, speed_steps = time.monotonic(), 0
             p = progress(now)
-            eta = (now / p - now) if p > 0 else None
+            eta = max(0.0, now / p - now) if p > 0 else None
             yield TrainEvent("step", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
                              eta=eta, lr=lr, train_loss=recent_loss / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
             recent_loss, recent_count = 0.0, 0
