@@ -9,6 +9,7 @@ an atomically written checkpoint directory.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import platform
 import threading
@@ -263,6 +264,9 @@ def train(
     texts = [normalize(c.text if isinstance(c, Corpus) else c, fold) for c in corpora]
     if not texts or not any(texts):
         raise TextError("no training text was given")
+    text_digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    if state is not None and state["meta"].get("text_sha256", text_digest) != text_digest:
+        raise CheckpointError(f"{out_dir} was trained on other text: resuming needs the same files, in the same order")
     cfg = resolve(config, base, texts) if state is None else config
     cfg.ascii_fold = fold if state is None else cfg.ascii_fold
     need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
@@ -373,7 +377,7 @@ def train(
             "window": window, "offset": offset, "elapsed": elapsed_before + (time.monotonic() - t0),
             "best_val": best_val, "evals_since_best": evals_since_best, "lr_scale": lr_scale,
             "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
-            "last_eval_step": last_eval_step,
+            "last_eval_step": last_eval_step, "text_sha256": text_digest,
         }
         save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
                         extra_files={INDEX: Path(corpus_index.name) / INDEX})
