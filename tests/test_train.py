@@ -97,6 +97,8 @@ def test_resuming_a_cancelled_run_ends_exactly_where_an_uninterrupted_run_does(t
     assert events[-1].result.stopped_because == "cancelled" and events[-1].result.steps == 20
     assert load_training_state(tmp_path / "split")["meta"]["step"] == 20
 
+    with pytest.raises(CheckpointError, match="other text"):
+        list(train([REPEATED + "!"], tmp_path / "split", TrainConfig(), resume=True))
     events, result = run([REPEATED], tmp_path / "split", TrainConfig(), resume=True)
     assert result.steps == 40 and [e.step for e in events if e.kind == "eval"] == [30, 40]
     assert_same(state_weights(tmp_path / "split"), state_weights(tmp_path / "whole"))
