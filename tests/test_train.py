@@ -211,6 +211,13 @@ def test_fine_tuning_grows_the_vocabulary_and_keeps_the_old_text(tmp_path):
     assert {"Æ", "å", "ø"} <= set(sample(tuned, "søde og små. ", SampleSettings(length=200, temperature=0.5, seed=1))[0])
 
 
+def test_an_ascii_folded_model_folds_everything_it_reads(tmp_path):
+    run(["“Naïve” café, señor. " * 100], tmp_path / "m", tiny(ascii_fold=True, max_steps=5))
+    model = load_model(tmp_path / "m")
+    assert model.ascii_fold and {'"', "e", "i", "n"} <= set(model.vocab.chars) and not {"“", "é", "ï", "ñ"} & set(model.vocab.chars)
+    assert evaluate_text(model, "“Naïve” café")["loss"] == pytest.approx(evaluate_text(model, '"Naive" cafe')["loss"])
+
+
 def test_fine_tuning_has_its_own_gentler_defaults():
     base = CharRNN(list(Vocab.build([REPEATED]).chars), num_layers=1, hidden_size=16, embedding_dim=8, dropout=0.0)
     scratch, tuned = resolve(TrainConfig(), None, [REPEATED * 20]), resolve(TrainConfig(), base, [REPEATED * 20])
