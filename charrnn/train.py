@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from charrnn.autosize import auto_config
 from charrnn.batching import Streams, min_chars_needed, split_train_val
 from charrnn.card import model_card
 from charrnn.checkpoint import (
@@ -81,6 +82,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 1337
     device: str | None = None
+    autosize: str | None = None  # set by charrnn.autosize: what a time budget chose and why
 
     def __post_init__(self) -> None:
         checks = [
@@ -149,6 +151,8 @@ def hardware_name(device: torch.device) -> str:
 def resolve(config: TrainConfig, base: CharRNN | None, texts: list[str]) -> TrainConfig:
     """Fill every None in config from the base model or the defaults."""
     resolved = copy.copy(config)
+    if base is None and resolved.time_budget is not None and resolved.autosize is None:
+        resolved = auto_config(resolved, texts)  # the budget picks size, batch, LR and schedule
     defaults = FINETUNE_DEFAULTS if base is not None else SCRATCH_DEFAULTS
     if base is not None:
         for name in ("num_layers", "hidden_size", "embedding_dim", "cell"):
@@ -400,7 +404,8 @@ def train(
     t0 = time.monotonic()
     yield TrainEvent("start", step=step, total_steps=total_steps, lr=cfg.lr,
                      message=f"{model.num_parameters():,} parameters, vocabulary {len(vocab)}, {len(train_text):,} training and "
-                             f"{len(val_text):,} validation characters, on {hardware_name(device)}")
+                             f"{len(val_text):,} validation characters, on {hardware_name(device)}"
+                             + (f"\n{cfg.autosize}" if cfg.autosize and state is None else ""))
     stopped = "finished"
     recent_loss, recent_count, speed_t, speed_steps = 0.0, 0, time.monotonic(), 0
     while True:

@@ -1,0 +1,173 @@
+"""Training throughput: charrnn's trainer against a plain PyTorch loop, in the same process.
+
+The reference is written out here on purpose: nn.Embedding + nn.LSTM + nn.Linear over
+contiguous streams with carried state, AdamW, gradient clipping. charrnn's side is
+charrnn.train.train itself (the one training loop), timed between its step events, so
+evaluation and checkpoint writing are not counted. Then variants of the plain loop show
+what moves the number on this machine: threads, batch/sequence shape, fused AdamW, bf16
+autocast, and (with --compile) torch.compile.
+
+    python bench/train_speed.py              # ~1-2 minutes on a 2-core CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from charrnn.checkpoint import pick_device  # noqa: E402
+from charrnn.evaluate import autocast_for  # noqa: E402
+from charrnn.train import SCRATCH_DEFAULTS, TrainConfig, train  # noqa: E402
+from charrnn.vocab import Vocab  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+
+
+def load_text() -> str:
+    if CORPUS.is_file():
+        return CORPUS.read_text(encoding="utf-8")
+    rng = random.Random(0)  # throughput does not depend on what the text says
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    return " ".join(rng.choice(words) for _ in range(200_000))
+
+
+def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidden: int, batch: int, seq: int, steps: int,
+                          device: torch.device, fused: bool = False, bf16: bool = False, compile_step: bool = False) -> float:
+    """The plain loop; chars/s over `steps` steps after two warm-up steps."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(vocab_size, 64).to(device)
+    lstm = nn.LSTM(64, hidden, layers, batch_first=True).to(device)
+    head = nn.Linear(hidden, vocab_size).to(device)
+    params = [*emb.parameters(), *lstm.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01, **({"fused": True} if fused else {}))
+    stream_len = (len(ids) - 1) // batch
+    inputs = ids[: batch * stream_len].view(batch, stream_len).to(device)
+    targets = ids[1 : batch * stream_len + 1].view(batch, stream_len).to(device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else autocast_for(device)
+
+    def loss_of(x, y, state):
+        out, state = lstm(emb(x), state)
+        return F.cross_entropy(head(out).float().flatten(0, 1), y.flatten()), state
+
+    if compile_step:
+        loss_of = torch.compile(loss_of)
+    state, k = None, 0
+
+    def step() -> None:
+        nonlocal state, k
+        if (k + 1) * seq > stream_len:
+            k, state = 0, None
+        with amp:
+            loss, state = loss_of(inputs[:, k * seq : (k + 1) * seq], targets[:, k * seq : (k + 1) * seq], state)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        state = tuple(s.detach().float() for s in state)
+        k += 1
+
+    step()
+    step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * batch * seq / (time.perf_counter() - t0)
+
+
+def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: int, steps: int) -> float:
+    """charrnn.train.train, timed from its step-10 event to its step-(10+steps) event (steps a multiple of 10)."""
+    config = TrainConfig(num_layers=layers, hidden_size=hidden, batch_size=batch, seq_len=seq, max_steps=steps + 10,
+                         eval_interval=10**9, patience=None, dropout=0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        events = train([text], Path(tmp) / "m", config)
+        marks = {}
+        for event in events:
+            if event.kind == "step":
+                marks[event.step] = time.perf_counter()
+                if event.step >= 10 + steps:
+                    break
+        events.close()
+    # From step 10: steps 1..10 include the first calls' one-off costs.
+    return steps * batch * seq / (marks[10 + steps] - marks[10])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (a multiple of 10)")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile on the plain loop (slow to compile)")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    text = load_text()
+    vocab = Vocab.build([text])
+    ids = vocab.encode(text)
+    threads = torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device {device}, torch {torch.__version__}, {threads} threads, load average {load:.1f}, "
+          f"text {len(text):,} chars{'' if CORPUS.is_file() else ' (synthetic: corpora absent)'}")
+
+    d = SCRATCH_DEFAULTS
+    shapes = [("default 2x512, batch 32, seq 128", d["num_layers"], d["hidden_size"], d["batch_size"], d["seq_len"]),
+              ("2x256, batch 32, seq 64 (time-budget choice for 1 min)", 2, 256, 32, 64)]
+    steps = max(10, args.steps - args.steps % 10)
+    print("\n1. charrnn trainer vs the plain loop (same shapes, same process)")
+    base = {}
+    for name, layers, hidden, batch, seq in shapes:
+        ref = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)
+        ours = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps)
+        ref2 = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)  # again, to see the drift
+        ref_mean = (ref + ref2) / 2
+        base[(layers, hidden, batch, seq)] = ref_mean
+        print(f"  {name}: charrnn {ours:,.0f} chars/s, plain loop {ref_mean:,.0f} chars/s ({ref:,.0f} before, {ref2:,.0f} after) "
+              f"-> {ours / ref_mean:.2f}x", flush=True)
+
+    print("\n2. what moves the plain loop (2x512; each ratio against the plain loop measured just before it)")
+    layers, hidden = d["num_layers"], d["hidden_size"]
+    variants = [
+        ("fused AdamW", {"fused": True}, None, (32, 128)),
+        ("bf16 autocast", {"bf16": True}, None, (32, 128)),
+        ("batch 64, seq 64", {}, None, (64, 64)),
+        ("batch 16, seq 128", {}, None, (16, 128)),
+        ("batch 32, seq 64", {}, None, (32, 64)),
+        ("1 thread", {}, 1, (32, 128)),
+    ]
+    if args.compile:
+        variants.append(("torch.compile", {"compile_step": True}, None, (32, 128)))
+    for name, kwargs, n_threads, (batch, seq) in variants:
+        if n_threads is not None and n_threads == threads:
+            continue
+        plain = reference_chars_per_s(ids, len(vocab), layers, hidden, 32, 128, steps // 2, device)
+        if n_threads is not None:
+            torch.set_num_threads(n_threads)
+        try:
+            fast = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps // 2, device, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a variant this machine cannot run is reported, not fatal
+            print(f"  {name}: not available here ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
+            continue
+        finally:
+            torch.set_num_threads(threads)
+        print(f"  {name}: {fast:,.0f} chars/s vs {plain:,.0f} -> {fast / plain:.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

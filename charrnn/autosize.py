@@ -1,0 +1,217 @@
+"""What to train when the user gives a wall-clock budget instead of a model size.
+
+`charrnn train --time-budget S` with no size options measures, on the device it will train
+on, how many characters per second a few candidate models process, then applies rules
+derived from short runs on tinyshakespeare (bench/time_to_quality.py checks them). Any
+option the user did give is kept as given.
+
+The rules, and what they came from:
+
+1. Size. A char-LSTM trained for a fixed time is best when it sees about CHARS_PER_PARAM
+   characters per parameter or more: a larger model that sees less is still far from its
+   own optimum when time runs out, a smaller one stops improving. So the chosen model is
+   the largest candidate whose measured speed lets it see budget x chars/s >=
+   CHARS_PER_PARAM x parameters. On a 2-core CPU (2x256 ~39k chars/s, 2x384 ~20k,
+   2x512 ~12k) this picks 2x256 for one minute and 2x384 for five; a GPU, where big
+   models cost little more per character, gets a much larger model for the same budget.
+   CHARS_PER_PARAM = 1.5 sits between the two points measured here: a 2x256 model for
+   60 s sees ~2.3 chars per parameter and beats both 2x128 and 2x384, a 2x512 model for
+   300 s sees only ~1.1 and loses to 2x384. However long the budget, a model never gets more
+   than PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
+2. Learning rate. Short runs need a high one: 2x256 for 30 s reached 1.64 nats/char with
+   lr 0.01, batch 32, sequence 64, but 1.89 with lr 0.005 and sequence 128. Adam's best LR
+   falls roughly as 1/width, so lr = 0.01 x 256 / hidden, within [1e-3, 1e-2], and x
+   sqrt(batch / 32) for the larger batches used on a GPU.
+3. Shape. Sequence 64 rather than 128 doubles the number of updates in the same time and
+   the hidden state is carried across windows anyway, so long context is still learnt. Batch
+   32 on a CPU (larger batches do not raise chars/s there); on a GPU the batch is raised
+   while chars/s keeps rising by more than a third, since there the batch is nearly free.
+4. Regularisation. Dropout only pays once the text is seen several times: 0 below 2
+   epochs, 0.1 below 6, 0.2 below 15, 0.3 beyond.
+5. Schedule. Warmup of ~2% of the steps (20 to 200), cosine to 5% over the budget (the
+   trainer's schedule follows elapsed time). Evaluations cost wall-clock time that a short
+   budget cannot spare: 4 during a budget up to 2 minutes, 10 up to 10 minutes, then 20.
+6. The seconds spent measuring come out of the budget, so `--time-budget 60` takes 60 s.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from charrnn.checkpoint import pick_device
+from charrnn.evaluate import autocast_for
+from charrnn.model import CharRNN
+from charrnn.vocab import UNK
+
+if TYPE_CHECKING:
+    from charrnn.train import TrainConfig
+
+# (layers, hidden) in increasing cost; embedding 64 for all but the largest.
+CANDIDATES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
+CHARS_PER_PARAM = 1.5
+MAX_PROBE_SHARE = 0.03  # stop trying larger models once measuring has taken 3% of the budget
+PARAMS_PER_TRAIN_CHAR = 8.0  # with dropout, 2x768 (7.3M) on tinyshakespeare (1M chars) is about the most a text supports
+START_CANDIDATE = 2  # 2x256: measured first, then up while it fits, down while it does not
+CPU_BATCH, CPU_SEQ = 32, 64
+GPU_BATCHES = (32, 64, 128, 256, 512)
+
+
+@dataclass
+class SizePlan:
+    """What autosize chose and why; the trainer reports `reason` at start-up."""
+
+    num_layers: int
+    hidden_size: int
+    embedding_dim: int
+    batch_size: int
+    seq_len: int
+    chars_per_s: float
+    parameters: int
+    probe_seconds: float
+    reason: str
+
+
+def count_parameters(num_layers: int, hidden: int, embedding: int, vocab_size: int) -> int:
+    lstm = sum(4 * hidden * ((embedding if k == 0 else hidden) + hidden + 2) for k in range(num_layers))
+    return vocab_size * embedding + lstm + hidden * vocab_size + vocab_size
+
+
+def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int, vocab_size: int, batch: int, seq_len: int,
+                        device: torch.device, steps: int = 3, max_seconds: float = 1.0) -> float:
+    """Training characters per second of one (model, batch) on device: forward, backward, clip, AdamW.
+
+    Uses CharRNN itself under the trainer's autocast, so what is measured is what will run.
+    """
+    vocab = [UNK] + [chr(0x100 + i) for i in range(vocab_size - 1)]
+    model = CharRNN(vocab, cell=cell, num_layers=num_layers, hidden_size=hidden, embedding_dim=embedding, dropout=0.0).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen).to(device)
+
+    def one_step() -> None:
+        with autocast_for(device):
+            logits, _ = model(x[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    one_step()  # first call pays for allocation and kernel selection
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    done = 0
+    while done < steps and (done == 0 or time.perf_counter() - start < max_seconds):
+        one_step()
+        done += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return done * batch * seq_len / (time.perf_counter() - start)
+
+
+def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
+                hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
+                seq_len: int | None = None) -> SizePlan:
+    """Rule 1 (and the batch part of rule 3), by measuring candidates on device."""
+    t0 = time.perf_counter()
+    seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
+    fixed_size = num_layers is not None or hidden_size is not None
+    if fixed_size:
+        candidates = [(num_layers or 2, hidden_size or 512)]
+    else:
+        candidates = list(CANDIDATES)
+
+    def embedding_for(hidden: int) -> int:
+        return embedding_dim or (64 if hidden <= 1024 else 128)
+
+    def params_of(layers: int, hidden: int) -> int:
+        return count_parameters(layers, hidden, embedding_for(hidden), vocab_size)
+
+    if not fixed_size:  # the text caps the size whatever the budget; the smallest is always allowed
+        candidates = [c for c in candidates if params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or candidates[:1]
+    probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
+
+    def measure(layers: int, hidden: int, batch: int) -> float:
+        return measure_chars_per_s(cell, layers, hidden, embedding_for(hidden), vocab_size, batch, seq, device, max_seconds=probe_s)
+
+    def batch_for(layers: int, hidden: int) -> tuple[int, float]:
+        if batch_size is not None or device.type == "cpu":
+            b = batch_size or CPU_BATCH
+            return b, measure(layers, hidden, b)
+        best_b, best_cps = GPU_BATCHES[0], measure(layers, hidden, GPU_BATCHES[0])
+        for b in GPU_BATCHES[1:]:
+            cps = measure(layers, hidden, b)
+            if cps < 1.33 * best_cps:
+                break
+            best_b, best_cps = b, cps
+        return best_b, best_cps
+
+    def fits(cps: float, layers: int, hidden: int) -> bool:
+        return (budget_s - (time.perf_counter() - t0)) * cps >= CHARS_PER_PARAM * params_of(layers, hidden)
+
+    measured: dict[int, tuple[int, float]] = {}
+    k = 0 if fixed_size else min(START_CANDIDATE, len(candidates) - 1)
+    measured[k] = batch_for(*candidates[k])
+    if fixed_size:
+        pass
+    elif fits(measured[k][1], *candidates[k]):
+        while k + 1 < len(candidates) and time.perf_counter() - t0 < MAX_PROBE_SHARE * budget_s:
+            nxt = batch_for(*candidates[k + 1])
+            if not fits(nxt[1], *candidates[k + 1]):
+                break
+            k += 1
+            measured[k] = nxt
+    else:
+        while k > 0:  # going down is never cut short: a smaller model is needed
+            k -= 1
+            measured[k] = batch_for(*candidates[k])
+            if fits(measured[k][1], *candidates[k]):
+                break
+    layers, hidden = candidates[k]
+    batch, cps = measured[k]
+    emb = embedding_for(hidden)
+    params = count_parameters(layers, hidden, emb, vocab_size)
+    spent = time.perf_counter() - t0
+    ratio = max(budget_s - spent, 0.0) * cps / params
+    why = "as given" if fixed_size else f"the largest that sees >= {CHARS_PER_PARAM} chars per parameter in the budget"
+    reason = (f"time budget {budget_s:g}s: {layers}x{hidden} ({params:,} parameters, {why}), batch {batch}, sequence {seq}, "
+              f"measured {cps:,.0f} chars/s -> ~{ratio:.1f} chars per parameter")
+    return SizePlan(layers, hidden, emb, batch, seq, cps, params, spent, reason)
+
+
+def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
+    """config (a TrainConfig) with every None that the budget rules cover filled in, and the
+    measuring time taken off the budget. Only for training from scratch with a time budget."""
+    cfg = copy.copy(config)
+    device = pick_device(cfg.device)
+    vocab_size = min(len(set().union(*map(set, texts))) + 1, cfg.max_vocab)
+    train_chars = sum(len(t) for t in texts) * (1 - cfg.val_fraction)
+    plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
+                       cfg.batch_size, cfg.seq_len)
+    budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
+    chars_in_budget = budget * plan.chars_per_s
+    epochs = chars_in_budget / max(train_chars, 1.0)
+    steps = chars_in_budget / (plan.batch_size * plan.seq_len)
+    evals = 4 if cfg.time_budget <= 120 else 10 if cfg.time_budget <= 600 else 20
+    lr = min(1e-2, max(1e-3, 0.01 * 256 / plan.hidden_size)) * math.sqrt(plan.batch_size / CPU_BATCH)
+    chosen = {
+        "num_layers": plan.num_layers, "hidden_size": plan.hidden_size, "embedding_dim": plan.embedding_dim,
+        "batch_size": plan.batch_size, "seq_len": plan.seq_len, "lr": lr,
+        "dropout": 0.0 if epochs < 2 else 0.1 if epochs < 6 else 0.2 if epochs < 15 else 0.3,
+        "warmup_steps": int(min(200, max(20, steps * 0.02))),
+        "eval_interval": max(10, int(steps / evals)),
+    }
+    for name, value in chosen.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
+    cfg.time_budget = budget
+    cfg.autosize = f"{plan.reason}; ~{epochs:.1f} epochs, lr {cfg.lr:.2g}, dropout {cfg.dropout}"
+    return cfg
