@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-steps", type=int, help="linear warmup before the cosine decay (default 100, 20 fine-tuning)")
     t.add_argument("--val-fraction", type=_float, default=0.1, help="share held out from the end of each file (default 0.1)")
     t.add_argument("--patience", type=int, default=8, help="evaluations without improvement before stopping")
-    t.add_argument("--eval-interval", type=int, help="steps between evaluations and checkpoints (default: about 20 per run)")
+    t.add_argument("--eval-interval", type=int, help="steps between evaluations and checkpoints (default: automatic, about 20 per run)")
     t.add_argument("--sample-every", type=int, dest="sample_interval", help="print a short sample every N steps")
     t.add_argument("--max-vocab", type=int, default=4096, help="most distinct characters; rarer ones become unknown (default 4096)")
     t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
