@@ -105,6 +105,14 @@ def test_resuming_a_cancelled_run_ends_exactly_where_an_uninterrupted_run_does(t
     assert_same(weights(tmp_path / "split"), weights(tmp_path / "whole"))
 
 
+def test_a_gru_trains_resumes_and_samples(tmp_path):
+    run([REPEATED], tmp_path / "m", tiny(cell="gru", num_layers=2, max_steps=10, eval_interval=5))
+    _, result = run([REPEATED], tmp_path / "m", TrainConfig(max_steps=15), resume=True)
+    model = load_model(tmp_path / "m")
+    assert model.cell == "gru" and result.steps == 15
+    assert len(sample(model, "the ", SampleSettings(length=40, seed=1), num_samples=2)[1]) == 40
+
+
 def test_cancelling_from_another_thread_stops_cleanly_and_keeps_the_best_model(tmp_path):
     cancel, evaluated = threading.Event(), threading.Event()
     watcher = threading.Thread(target=lambda: evaluated.wait(30) and cancel.set())
