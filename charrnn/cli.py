@@ -145,6 +145,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.revision and not args.init:
         raise CLIError("--revision names a revision of --init; give --init too")
     corpora = [read_corpus(path) for path in args.corpus]
+    for corpus in corpora:  # decoding problems were already warned about; this is the other thing done to the text
+        if corpus.gutenberg_stripped:
+            print(f"charrnn: {corpus.name}: stripped the Project Gutenberg header and licence", file=sys.stderr)
     config = TrainConfig(
         cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,
         dropout=args.dropout, ascii_fold=fold, max_vocab=args.max_vocab, batch_size=args.batch_size, seq_len=args.seq_len,

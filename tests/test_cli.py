@@ -65,6 +65,13 @@ def test_train_reports_progress_and_the_validation_loss(capsys, corpus, tmp_path
     assert "loss=" in err and "eta=" in err  # the tqdm progress line
 
 
+def test_train_says_when_it_strips_a_gutenberg_licence(capsys, tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text("*** START OF THE PROJECT GUTENBERG EBOOK FOX ***\n" + TEXT + "*** END OF THE PROJECT GUTENBERG EBOOK FOX ***\nLicence.\n")
+    code, _, err = cli(capsys, "train", book, "--out", tmp_path / "m", "--max-steps", "2", *TINY)
+    assert code == 0 and "book.txt: stripped the Project Gutenberg header and licence" in err
+
+
 def test_train_refuses_to_replace_a_model_unless_told(capsys, corpus, model_dir, tmp_path):
     code, _, err = cli(capsys, "train", corpus, "--out", model_dir, "--max-steps", "2", *TINY)
     assert code == 2 and "--overwrite" in err
