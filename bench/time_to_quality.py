@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -100,12 +101,16 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is far faster on a busy machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not CORPUS.is_file():
         print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
         return 0
     text = read_corpus(CORPUS).text
-    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.1f}")
     rows = []
     for budget in args.budgets:
         ours = ref = None
