@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -122,6 +123,7 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
                 seq_len: int | None = None) -> SizePlan:
     """Rule 1 (and the batch part of rule 3), by measuring candidates on device."""
     t0 = time.perf_counter()
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun every rank trains at the measured speed
     seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
     fixed_size = num_layers is not None or hidden_size is not None
     if fixed_size:
@@ -155,7 +157,7 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
         return best_b, best_cps
 
     def fits(cps: float, layers: int, hidden: int) -> bool:
-        return (budget_s - (time.perf_counter() - t0)) * cps >= CHARS_PER_PARAM * params_of(layers, hidden)
+        return (budget_s - (time.perf_counter() - t0)) * cps * ranks >= CHARS_PER_PARAM * params_of(layers, hidden)
 
     measured: dict[int, tuple[int, float]] = {}
     k = 0 if fixed_size else min(START_CANDIDATE, len(candidates) - 1)
@@ -197,7 +199,7 @@ def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
     plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
                        cfg.batch_size, cfg.seq_len)
     budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
-    chars_in_budget = budget * plan.chars_per_s
+    chars_in_budget = budget * plan.chars_per_s * int(os.environ.get("WORLD_SIZE", "1"))
     epochs = chars_in_budget / max(train_chars, 1.0)
     steps = chars_in_budget / (plan.batch_size * plan.seq_len)
     evals = 4 if cfg.time_budget <= 120 else 10 if cfg.time_budget <= 600 else 20

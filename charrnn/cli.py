@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, resolve_shipped
+from charrnn.distributed import main_rank_only
 from charrnn.text import TextError
 
 EXIT_BAD_INPUT = 2
@@ -177,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        card_info={"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
                                   "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)})
         postfix: dict[str, str] = {}
-        for event in events:
+        for event in main_rank_only(events):  # under torchrun only rank 0 reports
             if event.kind == "start":
                 print(f"charrnn: {event.message}", file=sys.stderr)
                 total = event.total_steps or (int(config.time_budget) if config.time_budget else None)

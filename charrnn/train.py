@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from charrnn import distributed
 from charrnn.autosize import auto_config
 from charrnn.batching import Streams, min_chars_needed, split_train_val
 from charrnn.card import model_card
@@ -132,6 +133,7 @@ class TrainResult:
     elapsed: float
     stopped_because: str
     config: dict = field(default_factory=dict)
+    rank_weights_sha256: list[str] | None = None  # under torchrun: each rank's final weights, equal when in step
 
 
 def hardware_name(device: torch.device) -> str:
@@ -243,6 +245,7 @@ def train(
     cleanly; the best checkpoint so far is kept.
     """
     config = config or TrainConfig()
+    ddp = distributed.start(config.device)  # under torchrun: this rank's device and the process group
     out_dir = Path(out_dir)
     cancel = cancel or threading.Event()
     card_info = dict(card_info or {})
@@ -272,6 +275,8 @@ def train(
     if state is not None and state["meta"].get("text_sha256", text_digest) != text_digest:
         raise CheckpointError(f"{out_dir} was trained on other text: resuming needs the same files, in the same order")
     cfg = resolve(config, base, texts) if state is None else config
+    if ddp:  # every rank runs rank 0's plan (autosize measures on each, and they may differ)
+        cfg = ddp.from_main(cfg)
     cfg.ascii_fold = fold if state is None else cfg.ascii_fold
     need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
     total_chars = sum(len(t) for t in texts)
@@ -285,7 +290,7 @@ def train(
     corpus_index = staged_index(texts, ", ".join(c.name for c in corpora if isinstance(c, Corpus)), cfg.ascii_fold,
                                 merge_from=[getattr(base, "directory", None), out_dir if resume else None])
 
-    device = pick_device(cfg.device)
+    device = ddp.device if ddp else pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
     # Model: resumed, fine-tuned (vocabulary grown), or new.
@@ -308,6 +313,7 @@ def train(
         model = CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
                         hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
     model.to(device).train()
+    net = ddp.wrap(model) if ddp else model  # DDP averages the gradients across ranks in backward
     vocab = model.vocab
     first_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # to fall back on before any evaluation
 
@@ -345,8 +351,9 @@ def train(
         if resumed_with and resumed_with not in card_info.get("command", ""):
             card_info["command"] = f"{card_info.get('command', '')}`, then resumed with `{resumed_with}"
 
-    streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
-    steps_per_epoch = len(Streams(train_ids, cfg.batch_size, cfg.seq_len))  # from offset 0, so a resumed run plans the same
+    streams_batch = cfg.batch_size * (ddp.world_size if ddp else 1)  # under DDP each rank reads its slice of the streams
+    streams = Streams(train_ids, streams_batch, cfg.seq_len, offset)
+    steps_per_epoch = len(Streams(train_ids, streams_batch, cfg.seq_len))  # from offset 0, so a resumed run plans the same
     chars_per_step = cfg.batch_size * cfg.seq_len
     total_steps = cfg.max_steps
     if cfg.max_epochs is not None:
@@ -388,7 +395,7 @@ def train(
 
     def evaluate_and_save() -> Iterator[TrainEvent]:
         nonlocal best_val, best_state, evals_since_best, last_eval_step
-        val = evaluate_ids(model, val_ids_quick)["loss"]
+        val = ddp.mean_val_loss(model, val_ids_quick) if ddp else evaluate_ids(model, val_ids_quick)["loss"]
         last_eval_step = step
         if math.isfinite(val) and val < best_val:
             best_val, evals_since_best = val, 0
@@ -398,7 +405,7 @@ def train(
         now = elapsed_before + (time.monotonic() - t0)
         yield TrainEvent("eval", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
                          lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val)
-        if best_state is not None:
+        if best_state is not None and (ddp is None or ddp.is_main):
             checkpoint("eval")
 
     t0 = time.monotonic()
@@ -420,28 +427,32 @@ def train(
             stopped = "validation loss stopped improving"
         else:
             stopped = ""
+        if ddp:
+            stopped = ddp.agree_to_stop(stopped)
         if stopped:
             break
 
         if window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
             epoch, window = epoch + 1, 0
             # A shifted grid may hold one window fewer; the offset never leaves a stream shorter than a window.
-            max_offset = min(cfg.seq_len - 1, len(train_ids) - 1 - cfg.batch_size * cfg.seq_len)
+            max_offset = min(cfg.seq_len - 1, len(train_ids) - 1 - streams_batch * cfg.seq_len)
             offset = int(torch.randint(0, max_offset + 1, (1,), generator=data_rng))
-            streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, offset)
+            streams = Streams(train_ids, streams_batch, cfg.seq_len, offset)
             hidden = None
         x, y = streams.window(window)
+        if ddp:
+            x, y = ddp.my_rows(x), ddp.my_rows(y)
         lr = _lr_at(cfg, step, progress(now)) * lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
         with autocast_for(device):
-            logits, new_hidden = model(x, hidden)
+            logits, new_hidden = net(x, hidden)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
+        if torch.isfinite(loss) or ddp:  # under DDP every rank joins backward; a NaN reaches all through the averaged gradients
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not torch.isfinite(loss) or not torch.isfinite(grad_norm):
+        if (not torch.isfinite(loss) and not ddp) or not torch.isfinite(grad_norm):
             nan_steps += 1
             lr_scale *= NAN_LR_FACTOR
             optimizer.zero_grad(set_to_none=True)
@@ -469,6 +480,8 @@ def train(
             per_step = (time.monotonic() - t0) / 10
             planned = [s for s in (total_steps, cfg.time_budget / per_step if cfg.time_budget else None) if s]
             eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
+            if ddp:
+                eval_interval = ddp.from_main(eval_interval)
 
         now = elapsed_before + (time.monotonic() - t0)
         if step % 10 == 0 or step == 1:
@@ -516,8 +529,13 @@ def train(
         for t in (0.5, 0.8, 1.0)
     ]
     del best_model
-    checkpoint(stopped)
+    if ddp is None or ddp.is_main:
+        checkpoint(stopped)
+    digests = ddp.weight_digests(model) if ddp else None
+    if ddp:
+        ddp.finish()
     elapsed = elapsed_before + (time.monotonic() - t0)
-    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg))
+    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg),
+                         rank_weights_sha256=digests)
     yield TrainEvent("done", step=step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
                      message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char)", result=result)
