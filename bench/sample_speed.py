@@ -86,10 +86,13 @@ def main() -> int:
     parser.add_argument("--model", default="fairy-tales")
     parser.add_argument("--length", type=int, default=2000, help="characters per speed measurement")
     parser.add_argument("--long", type=int, default=100_000, help="characters for the memory run")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is far faster on a busy machine)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
+        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
     try:
         model = load_model(resolve_shipped(args.model), device="cpu")
     except (CheckpointError, OSError, ValueError) as exc:

@@ -101,10 +101,13 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is far faster on a busy machine)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
+        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
     if not CORPUS.is_file():
         print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
         return 0
