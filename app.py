@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from charrnn import session as limits
-from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio, empty_plot
+from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio
 from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
 from charrnn.session import Session, Sessions
 
@@ -117,7 +117,7 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                     stop = gr.Button("Stop", variant="stop")
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload a text, pick where to start from, and press Start.", elem_id="train-status")
-                plot = gr.LinePlot(empty_plot(), x="step", y="loss", color="curve", title="Loss (nats per character)",
+                plot = gr.LinePlot(None, x="step", y="loss", color="curve", title="Loss (nats per character)",
                                    x_title="step", y_title="loss", height=300, elem_id="loss-plot")
                 sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
                 download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="download")

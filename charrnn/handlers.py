@@ -16,6 +16,8 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio import processing_utils
+from gradio.utils import get_upload_folder
 
 from charrnn import session as limits
 from charrnn.batching import min_chars_needed
@@ -102,6 +104,9 @@ class Studio:
         Other sessions' models and arbitrary paths are not reachable by name, whatever a
         client sends: a session model is found only in this session's own list.
         """
+        for what, value in (("model", model), ("Hub repo id", hub_repo_id)):
+            if value is not None and not isinstance(value, str):  # an API client can send anything
+                raise gr.Error(f"the {what} must be given as text, not {type(value).__name__}")
         repo = (hub_repo_id or "").strip()
         if repo:
             if Path(repo).expanduser().exists() or not REPO_ID.match(repo):
@@ -231,6 +236,9 @@ class Studio:
         if session.training:
             raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
         corpus = self.read_upload(file, fold, base, session)
+        upload = _upload_path(file)
+        if Path(get_upload_folder()) in upload.resolve().parents:  # the visitor's text: gone with the session too
+            session.cached_files.add(upload.resolve())
         if not limits.MIN_TIME_BUDGET_MIN <= float(minutes) <= limits.MAX_TIME_BUDGET_MIN:
             raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, not {minutes}")
         base = base or self.default_model() or SCRATCH
@@ -261,11 +269,15 @@ class Studio:
         session.training = True
         session.cancel.clear()
         rows: list[tuple[int, float, str]] = []
-        status, sample_text, last_yield = "Starting…", "", 0.0
+        status, sample_text, last_yield, first = "Starting…", "", 0.0, True
         skip = gr.skip()
 
-        def plot() -> pd.DataFrame:
-            return pd.DataFrame(rows, columns=PLOT_COLUMNS) if rows else empty_plot()
+        def plot(final: bool = False) -> pd.DataFrame | dict | None:
+            # Gradio's plot fixes its colour legend from the first data it draws, so it gets
+            # data once both curves have a point (the first evaluation); until then, no update.
+            if final or any(curve == "validation" for _, _, curve in rows):
+                return pd.DataFrame(rows, columns=PLOT_COLUMNS) if rows else empty_plot()
+            return None if first else skip
 
         try:
             progress(0, desc="waiting for the first step")
@@ -294,6 +306,7 @@ class Studio:
                 if eager or now - last_yield >= limits.TRAIN_UPDATE_INTERVAL_S:
                     last_yield = now
                     yield status, plot(), sample_text, skip, skip, skip, session
+                    first = False
         except (TextError, CheckpointError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         finally:
@@ -307,7 +320,7 @@ class Studio:
         why = "stopped early; kept the best checkpoint" if why == "cancelled" else why
         status = (f"**Done: {name}** ({why}). Best validation loss {done.val_loss:.4f} nats/char. "
                   f"It is now in the Generate tab's model list, for this session only.")
-        yield (status, plot(), sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
+        yield (status, plot(final=True), sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
                gr.update(value=str(archive), visible=True), session)
 
     def stop_training(self, session: Session | None = None) -> str:
@@ -330,6 +343,8 @@ class Studio:
                 if path.is_file() and rel.parts[0] != STATE_DIR:
                     zf.write(path, f"{name}/{rel.as_posix()}")
         tmp.replace(target)
+        # The DownloadButton serves a copy in Gradio's cache, which would outlive the session.
+        session.cached_files.add(Path(get_upload_folder()) / processing_utils.hash_file(target) / target.name)
         return target
 
     def picker_updates(self, session: Session | None = None) -> tuple[dict, dict]:

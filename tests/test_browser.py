@@ -30,6 +30,7 @@ def page():
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(60_000)
+        sync_api.expect.set_options(timeout=60_000)  # the default 5 s is too short on a busy 2-core machine
         page.goto(url)
         yield page
         browser.close()
@@ -65,5 +66,6 @@ def test_fine_tune_in_the_browser(page, tmp_path):
     sync_api.expect(status).to_contain_text(re.compile(r"step [0-9,]+ · loss"))  # live progress
     sync_api.expect(status).to_contain_text("Done: little-story", timeout=120_000)
     sync_api.expect(page.locator("#loss-plot canvas, #loss-plot svg").first).to_be_visible()
+    sync_api.expect(page.locator("#loss-plot")).to_contain_text("validation")  # both curves are drawn
     sync_api.expect(page.locator("#download")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "train_tab.png"), full_page=True)
