@@ -130,6 +130,9 @@ class Session:
         self.closed = False
         self._loaded: dict[str, tuple[int, CharRNN]] = {}
         self._lock = threading.Lock()
+        # Copies Gradio made of this session's files (its upload, its download zips) in Gradio's
+        # own cache, which outlives sessions by hours: removed with the session.
+        self.cached_files: set[Path] = set()
 
     def __deepcopy__(self, memo):  # gr.State copies values it is given; a session is shared, never copied
         return self
@@ -176,6 +179,13 @@ class Session:
         self.models.clear()
         self._loaded.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+        for path in list(self.cached_files):
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # Gradio keeps each file in a directory of its own, named by its hash
+            except OSError:
+                pass
+        self.cached_files.clear()
 
 
 class Sessions:
