@@ -334,3 +334,133 @@ def test_cli_clamps_and_handles_hostile_prompts(model_dir, capsys):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "does not know" in captured.err
     assert len(captured.out) <= MAX_PROMPT_CHARS + 11
+
+
+# --- the same through the running app's API (gradio_client, and raw HTTP for what it cannot send) ----------
+
+@pytest.fixture(scope="module")
+def app_url() -> str:
+    pytest.importorskip("gradio_client")
+    from app_testing import shared_app
+
+    return shared_app()
+
+
+APP_REFUSED = {**REFUSED, "one character": (b"a", "too short"), "utf-32 cut short": (STORY.encode("utf-32")[:-1], "not valid UTF-32")}
+
+
+@pytest.mark.parametrize("name", list(APP_REFUSED))
+def test_app_refuses_each_bad_upload_with_the_engines_message(app_url, tmp_path, name):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    data, why = APP_REFUSED[name]
+    path = tmp_path / "upload.txt"
+    path.write_bytes(data)
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match=why):
+        client.predict(handle_file(str(path)), "fairy-tales", "small (2 layers × 256)", 1, "as the base model", 0, 3, api_name="/train")
+
+
+def test_app_reads_awkward_but_readable_uploads(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    cjk = "".join(chr(0x4E00 + i) for i in range(20_992)) + "".join(chr(0x20000 + i) for i in range(29_008))
+    uploads = {
+        "utf-16": STORY.encode("utf-16"),
+        "utf-16-le": STORY.encode("utf-16-le"),
+        "cp1252": ("Café déjà vu — “fox”.\n" * 200).encode("cp1252"),
+        "utf-8-sig": b"\xef\xbb\xbf" + STORY.replace("\n", "\r\n").encode(),
+        "utf-8": ("The fox 🦊 and cafe\u0301\n" * 100 + cjk).encode(),
+    }
+    for encoding, data in uploads.items():
+        path = tmp_path / f"{encoding}.txt"
+        path.write_bytes(data)
+        report = client.predict(handle_file(str(path)), "from scratch", "keep Unicode", api_name="/read_upload")
+        assert f"encoding: {encoding}" in report
+    assert "50,0" in report  # the CJK file: its 50,000+ distinct characters are reported, and it is accepted
+
+
+def _raw_call(base: str, api: str, body: bytes, timeout: float = 60) -> tuple[str, str]:
+    """POST to Gradio's HTTP API and read the SSE answer: (last event name, its data)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}/gradio_api/call/{api}", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            event_id = json.loads(response.read())["event_id"]
+    except urllib.error.HTTPError as exc:
+        return f"http {exc.code}", exc.read().decode()
+    with urllib.request.urlopen(f"{base}/gradio_api/call/{api}/{event_id}", timeout=timeout) as response:
+        lines = response.read().decode("utf-8", "replace").splitlines()
+    events = [line[len("event: "):] for line in lines if line.startswith("event: ")]
+    data = [line[len("data: "):] for line in lines if line.startswith("data: ")]
+    return events[-1], data[-1]
+
+
+def _body(*values: str) -> bytes:
+    defaults = ['"Once"', "0.8", "20", '"1"', '"fairy-tales"', '""', "0", "1.0"]
+    return ('{"data": [' + ", ".join(v if v is not None else d for v, d in zip(values + (None,) * 8, defaults)) + "]}").encode()
+
+
+RAW_GENERATE = [
+    # (what, JSON body, expected: "error:<message part>", "error" for Gradio's own refusal, or "complete")
+    ("temperature NaN", _body(None, "NaN"), "error:temperature must be a finite number"),
+    ("temperature Infinity", _body(None, "Infinity"), "error:greater than maximum"),
+    ("temperature -1", _body(None, "-1"), "error:less than minimum"),
+    ("temperature a string", _body(None, '"hot"'), "error"),
+    ("length NaN", _body(None, None, "NaN"), "error:length must be a whole number"),
+    ("length 1e400", _body(None, None, "1e400"), "error:greater than maximum"),
+    ("length 10 million", _body(None, None, "10000000"), "error:greater than maximum"),
+    ("length 0.5", _body(None, None, "20.5"), "error:length must be a whole number"),
+    ("top-k NaN", _body(None, None, None, None, None, None, "NaN"), "error:top-k must be a whole number"),
+    ("top-k 1e9", _body(None, None, None, None, None, None, "1000000000"), "error:greater than maximum"),
+    ("top-p NaN", _body(None, None, None, None, None, None, None, "NaN"), "error:top-p must be in"),
+    ("top-p 5", _body(None, None, None, None, None, None, None, "5"), "error:greater than maximum"),
+    ("seed 1e400", _body(None, None, None, '"1e400"'), "error:seed must be a whole number"),
+    ("seed 1.5", _body(None, None, None, "1.5"), "error:seed must be a whole number"),
+    ("seed a list", _body(None, None, None, "[1, 2]"), "error:seed must be a whole number"),
+    ("seed 30 digits", _body(None, None, None, "123456789012345678901234567890"), "complete"),
+    ("model a list", _body(None, None, None, None, '["fairy-tales"]'), "error:must be given as text"),
+    ("hub id a dict", _body(None, None, None, None, None, '{"a": 1}'), "error:not a Hugging Face Hub repo id"),
+    ("everything null", b'{"data": [null, null, null, null, null, null, null, null]}', "error"),
+    ("too few values", b'{"data": ["Once"]}', "error"),
+    ("lone surrogates", _body('"On\\ud800ce\\udfff"'), "complete"),
+    ("control characters", _body('"\\u0000\\u001b[31m\\u0007\\u202e"'), "complete"),
+    ("a dict as prompt", _body('{"prompt": "Once"}'), "complete"),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "expected"), RAW_GENERATE, ids=[r[0] for r in RAW_GENERATE])
+def test_app_generate_refuses_or_survives_anything_a_client_sends(app_url, what, body, expected):  # noqa: ARG001
+    import json
+
+    base = app_url.rstrip("/")
+    event, data = _raw_call(base, "generate", body)
+    kind, _, message = expected.partition(":")
+    assert event == kind, data
+    if message:
+        assert message in json.loads(data)["error"]
+    if kind == "complete":
+        text, seed = json.loads(data)
+        assert len(text) >= 20 and not any("\ud800" <= c <= "\udfff" for c in text) and seed.isdigit()
+        assert all(c.isprintable() or c in "\n" for c in text)
+    assert _raw_call(base, "generate", _body())[0] == "complete"  # and the app still serves the next visitor
+
+
+def test_app_refuses_bodies_that_are_not_json_or_not_utf8(app_url):
+    base = app_url.rstrip("/")
+    assert _raw_call(base, "generate", b'{"data": [')[0].startswith("http 4")
+    assert _raw_call(base, "generate", b'{"data": ["On\xff\xfece", 0.8, 20, "1", "fairy-tales", "", 0, 1.0]}')[0].startswith("http 4")
+
+
+def test_app_reads_only_the_tail_of_a_huge_prompt(app_url):
+    import json
+
+    event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps("once upon a time " * 60_000)))  # 1 MB
+    assert event == "complete"
+    text, _ = json.loads(data)
+    assert len(text) == MAX_PROMPT_CHARS + 20
