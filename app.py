@@ -216,7 +216,9 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         build_neurons_tab(studio, session, generate)
         demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
         demo.unload(studio.end_session)
-    demo.queue(max_size=limits.QUEUE_MAX_SIZE)
+    # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
+    # is the generation limit: every viewing event joins "generate"; training alone is limited to 1.
+    demo.queue(max_size=limits.QUEUE_MAX_SIZE, default_concurrency_limit=limits.GENERATE_CONCURRENCY)
     demo.studio = studio  # type: ignore[attr-defined]
     return demo
 

@@ -102,3 +102,15 @@ def test_closing_the_session_deletes_its_models(app_url, tmp_path):
     while mine[0].exists() and time.monotonic() < deadline:
         time.sleep(0.25)
     assert not mine[0].exists()
+
+
+def test_generation_runs_several_at_once_and_training_one_at_a_time():
+    from app_testing import shared_demo
+
+    demo = shared_demo()
+    limit: dict[str, set] = {}
+    for fn in demo.fns.values():  # a group runs under the lowest limit any of its events sets
+        value = demo._queue.default_concurrency_limit if fn.concurrency_limit == "default" else fn.concurrency_limit
+        limit.setdefault(fn.concurrency_id, set()).add(value)
+    assert min(limit["generate"]) == limits.GENERATE_CONCURRENCY >= 2
+    assert limit["train"] == {limits.TRAIN_CONCURRENCY} == {1}
