@@ -115,7 +115,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (a multiple of 10)")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile on the plain loop (slow to compile)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
+        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
     device = pick_device(args.device)
     text = load_text()
     vocab = Vocab.build([text])
@@ -148,7 +154,6 @@ def main() -> int:
         ("batch 64, seq 64", {}, None, (64, 64)),
         ("batch 16, seq 128", {}, None, (16, 128)),
         ("batch 32, seq 64", {}, None, (32, 64)),
-        ("1 thread", {}, 1, (32, 128)),
     ]
     if args.compile:
         variants.append(("torch.compile", {"compile_step": True}, None, (32, 128)))
@@ -166,6 +171,18 @@ def main() -> int:
         finally:
             torch.set_num_threads(threads)
         print(f"  {name}: {fast:,.0f} chars/s vs {plain:,.0f} -> {fast / plain:.2f}x", flush=True)
+
+    other = 1 if threads > 1 else (os.cpu_count() or 1)
+    if other != threads:
+        print(f"\n3. threads (2x256, batch 32, seq 64): {threads} against {other}")
+        mine = reference_chars_per_s(ids, len(vocab), 2, 256, 32, 64, 5, device)
+        torch.set_num_threads(other)
+        try:
+            theirs = reference_chars_per_s(ids, len(vocab), 2, 256, 32, 64, 5, device)
+        finally:
+            torch.set_num_threads(threads)
+        print(f"  {threads} thread(s) {mine:,.0f} chars/s, {other} thread(s) {theirs:,.0f} chars/s -> {mine / theirs:.2f}x "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 
