@@ -130,8 +130,9 @@ class Session:
         self.closed = False
         self._loaded: dict[str, tuple[int, CharRNN]] = {}
         self._lock = threading.Lock()
-        # Copies Gradio made of this session's files (its upload, its download zips) in Gradio's
-        # own cache, which outlives sessions by hours: removed with the session.
+        # Copies Gradio made of this session's download zips in its own cache, which outlives
+        # sessions by hours: removed with the session. (Not uploads: Gradio keeps one copy per
+        # content, which another visitor's queued job may be about to read.)
         self.cached_files: set[Path] = set()
 
     def __deepcopy__(self, memo):  # gr.State copies values it is given; a session is shared, never copied
@@ -281,22 +282,31 @@ def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.
     generator sets stop: with drain=False the worker stops at the next item; with drain=True
     the iterator sees stop itself (train's cancel) and finishes its own way.
     """
-    items: queue.Queue = queue.Queue()
+    # A stoppable worker may run only a little ahead of its reader, so Stop saves the work.
+    items: queue.Queue = queue.Queue(maxsize=0 if drain else 256)
+
+    def put(item) -> bool:
+        while True:
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    return False
 
     def work() -> None:
         if not torch.cuda.is_available():
             torch.set_num_threads(torch_threads)
         try:
             for item in make():
-                items.put(item)
-                if stop.is_set() and not drain:
+                if not put(item) or (stop.is_set() and not drain):
                     break
         except BaseException as exc:  # handed to the consumer, which raises it as the user's error
-            items.put(exc)
+            put(exc)
         finally:
             if on_exit is not None:
                 on_exit()
-            items.put(_END)
+            put(_END)
 
     thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()

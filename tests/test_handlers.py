@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -199,3 +200,25 @@ def test_train_runs_in_its_own_thread_with_its_own_thread_count(studio, upload):
     finally:
         session_mod.in_thread = original
     assert seen and seen[0][0] == session_mod.TRAIN_THREADS
+
+
+def test_stopping_a_generation_stops_its_worker(studio, monkeypatch):
+    import charrnn.handlers
+
+    made = []
+
+    def counted_stream(*args, **kwargs):
+        for item in charrnn.sampling.stream(*args, **kwargs):
+            made.append(item)
+            yield item
+
+    monkeypatch.setattr(charrnn.handlers, "stream", counted_stream)
+    gen = studio.generate("Once", 1.0, 2000, "1", "fairy-tales")
+    next(gen), next(gen)
+    time.sleep(0.5)  # the worker runs ahead of a reader that has stopped reading, but not far
+    gen.close()  # what Stop (Gradio cancelling the event) does
+    deadline = time.monotonic() + 10
+    while any(t.name == "generate" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "generate" for t in threading.enumerate())
+    assert len(made) < 1000
