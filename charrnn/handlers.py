@@ -236,9 +236,6 @@ class Studio:
         if session.training:
             raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
         corpus = self.read_upload(file, fold, base, session)
-        upload = _upload_path(file)
-        if Path(get_upload_folder()) in upload.resolve().parents:  # the visitor's text: gone with the session too
-            session.cached_files.add(upload.resolve())
         if not limits.MIN_TIME_BUDGET_MIN <= float(minutes) <= limits.MAX_TIME_BUDGET_MIN:
             raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, not {minutes}")
         base = base or self.default_model() or SCRATCH

@@ -159,7 +159,11 @@ def test_closing_the_tab_mid_training_cancels_it_frees_the_slot_and_leaves_no_fi
 
 
 def test_a_closed_session_leaves_no_files_behind(app_url, tmp_path):
-    """Its models, its upload and the downloadable zip Gradio copied into its own cache all go."""
+    """Its models and the downloadable zip Gradio copied into its own cache go with it.
+
+    (The upload's copy stays for Gradio's delete_cache: Gradio keeps one copy per content,
+    which another visitor's queued job may share, as the closed-tab test above does.)
+    """
     from gradio.utils import get_upload_folder
 
     cache = Path(get_upload_folder())
@@ -169,9 +173,9 @@ def test_a_closed_session_leaves_no_files_behind(app_url, tmp_path):
     visitor = Client(app_url, verbose=False)
     *_, download = fine_tune(visitor, upload, max_steps=5)
     client_copy = Path(download["value"])  # what gradio_client downloaded for us (same machine, same folder)
-    server_copies = [p for p in cache.glob("*/short-lived.*") if p not in before and p != client_copy]
+    server_copies = [p for p in cache.glob("*/short-lived.zip") if p not in before and p != client_copy]
     client_copy.unlink()
-    assert {p.suffix for p in server_copies} == {".zip", ".txt"}
+    assert len(server_copies) == 1
     mine = session_dirs(visitor)
     assert mine
     visitor.close()
