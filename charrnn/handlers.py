@@ -91,6 +91,8 @@ class Studio:
         return [*self.model_choices(session), (SCRATCH, SCRATCH)]
 
     def model_dir(self, name: str, session: Session | None) -> Path | None:
+        if not isinstance(name, str):  # an API client can send a list or a dict
+            return None
         shipped = self.shipped()
         if name in shipped:
             return shipped[name]
@@ -232,16 +234,17 @@ class Studio:
 
         Yields (status, plot, sample, generate picker, train base picker, download, session).
         """
-        session = self.sessions.get(session, getattr(request, "session_hash", None))
-        if session.training:
+        session_hash = getattr(request, "session_hash", None)
+        existing = self.sessions.peek(session, session_hash)  # a refused request creates no session directory
+        if existing is not None and existing.training:
             raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
-        corpus = self.read_upload(file, fold, base, session)
+        corpus = self.read_upload(file, fold, base, existing)
         if not limits.MIN_TIME_BUDGET_MIN <= float(minutes) <= limits.MAX_TIME_BUDGET_MIN:
             raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, not {minutes}")
         base = base or self.default_model() or SCRATCH
         init = None
         if base != SCRATCH:
-            init = self.model_dir(base, session)
+            init = self.model_dir(base, existing)
             if init is None:
                 raise gr.Error(f"There is no model called {base!r} to fine-tune. Pick one from the list, or {SCRATCH!r}.")
         elif size not in limits.SIZE_PRESETS:
@@ -259,6 +262,9 @@ class Studio:
             )
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
+        session = self.sessions.get(session, session_hash)
+        if session.training:
+            raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
         name, out_dir = session.new_model_dir(corpus.name)
         card_info = {"name": name, "corpus": corpus.name, "corpus_source": "uploaded to the charrnn web app"}
         job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)

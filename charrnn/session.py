@@ -202,13 +202,18 @@ class Sessions:
         self._live: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         atexit.register(shutil.rmtree, self.root, True)
 
-    def get(self, session: Session | None, session_id: str | None) -> Session:
+    def peek(self, session: Session | None, session_id: str | None) -> Session | None:
+        """The visitor's live session, without creating one (and its directory) for a request that may be refused."""
         if isinstance(session, Session) and not session.closed:
             return session
-        session_id = session_id or "local"
-        live = self._live.get(session_id)
-        if live is not None and not live.closed:
+        live = self._live.get(session_id or "local")
+        return live if live is not None and not live.closed else None
+
+    def get(self, session: Session | None, session_id: str | None) -> Session:
+        live = self.peek(session, session_id)
+        if live is not None:
             return live
+        session_id = session_id or "local"
         session = Session(self.root, session_id)
         self._live[session_id] = session
         return session

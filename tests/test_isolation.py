@@ -199,6 +199,9 @@ def test_limits_hold_over_the_api(app_url, tmp_path):
     for minutes in (limits.MAX_TIME_BUDGET_MIN + 1, 10**9, 0, -1):
         with pytest.raises(AppError, match=r"time budget|minimum|maximum|greater|less"):
             client.predict(handle_file(str(upload)), "fairy-tales", SIZE, minutes, "as the base model", 0, 0, api_name="/train")
+    for hostile in (["fairy-tales"], {"name": "fairy-tales"}, 7):
+        with pytest.raises(AppError, match="no model called"):
+            client.predict(handle_file(str(upload)), hostile, SIZE, 1, "as the base model", 0, 3, api_name="/train")
     assert not session_dirs(client)
 
 
