@@ -95,6 +95,48 @@ def build_generate_tab(studio: Studio, session: gr.State) -> UI:
                    top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn, stop=stop_btn))
 
 
+def build_push_to_hub(session: gr.State, model: gr.components.Component) -> UI:
+    """The "Push to Hub" box under a training run (issue 6): upload one of this session's models.
+
+    The token comes from the password box, or from the visitor's Hugging Face sign-in on a
+    Space with `hf_oauth: true`, and goes straight into the one upload call: it is not stored,
+    logged or shown back, and the box is emptied after a push.
+    """
+    signed_in = bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))  # what hf_oauth sets on a Space
+    with gr.Accordion("Push to the Hugging Face Hub", open=False, elem_id="push-to-hub"):
+        gr.Markdown("Uploads the model picked in Generate (after training, the one you just trained): weights, config "
+                    "and model card. The training state stays here.")
+        if signed_in:
+            gr.LoginButton()
+        repo = gr.Textbox(label="Repo", placeholder="you/char-rnn-poems", max_lines=1, elem_id="push-repo")
+        token = gr.Textbox(label="Access token with write permission" + (", or sign in above" if signed_in else ""),
+                           type="password", placeholder="hf_…", max_lines=1, elem_id="push-token",
+                           info="Used for this upload only: never stored, logged or shown.")
+        private = gr.Checkbox(True, label="Private repo")
+        button = gr.Button("Push to Hub", elem_id="push-button")
+        result = gr.Markdown(elem_id="push-result")
+
+    def push(name: str, repo_id: str, token_text: str, make_private: bool, state: Session | None,
+             oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
+        from charrnn.hub import HubError, push_to_hub
+
+        if not isinstance(state, Session) or name not in state.models:
+            raise gr.Error("Only a model you trained in this session can be pushed: train one, then push it from here.")
+        if state.training:
+            raise gr.Error("Training is still running: wait for it to finish (or press Stop), then push.")
+        if not (repo_id or "").strip():
+            raise gr.Error("Give the repo to push to, for example you/char-rnn-poems.")
+        secret = (token_text or "").strip() or (oauth_token.token if oauth_token is not None else None)
+        try:
+            url = push_to_hub(state.models[name].path, repo_id, token=secret, private=bool(make_private))
+        except HubError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Pushed **{name}** to [{url}]({url}).", ""
+
+    button.click(push, [model, repo, token, private, session], [result, token], api_name="push", concurrency_limit=2)
+    return UI(dict(repo=repo, token=token, private=private, push=button, result=result))
+
+
 def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
     default = studio.default_model()
     with gr.Tab("Train", id="train"):
@@ -121,7 +163,7 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                                    x_title="step", y_title="loss", height=300, elem_id="loss-plot")
                 sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
                 download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="download")
-                # Issue 6 (Hub engineer): the "Push to Hub" control (repo name + token or gr.LoginButton) goes here.
+                build_push_to_hub(session, generate.model)  # issue 6
         read_inputs = [upload, base, fold, session]
         upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload")
         base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base", show_progress="hidden")

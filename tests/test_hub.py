@@ -532,3 +532,37 @@ def test_weights_that_do_not_match_are_named(tmp_path):
     save_file(tensors, str(directory / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"the weights do not match config.json \(.*head"):
         load_model(directory)
+
+
+# --- the app's "Push to Hub" -----------------------------------------------------------------
+
+def test_app_push_to_hub_uses_the_token_for_that_call_only(tmp_path, hub):
+    import gradio as gr
+
+    from app import build_app
+    from charrnn.session import Session, SessionModel
+
+    shipped_model = tiny_model()
+    save_checkpoint(tmp_path / "shipped" / "fairy-tales", shipped_model, model_card(shipped_model, {}))
+    demo = build_app(tmp_path / "shipped")
+    push = next(f for f in demo.fns.values() if f.api_name == "push").fn
+    token_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "push-token")
+    assert token_box.type == "password"
+    visitor = Session(tmp_path, "visitor")
+    try:
+        model, trained = checkpoint(tmp_path, name="mine")
+        visitor.add_model(SessionModel("mine", trained, "fairy-tales"))
+        with pytest.raises(gr.Error, match="Only a model you trained in this session can be pushed"):
+            push("fairy-tales", "tester/x", WRITE_TOKEN, True, visitor)
+        with pytest.raises(gr.Error, match="pushing needs a Hugging Face token with write access"):
+            push("mine", "tester/x", "", True, visitor)
+        message, token_after = push("mine", "tester/app-model", WRITE_TOKEN, True, visitor)
+        assert token_after == "" and WRITE_TOKEN not in message  # the box is emptied, the token never echoed
+        assert f"{hub.endpoint}/tester/app-model" in message and hub.repos["tester/app-model"]["private"]
+        assert hub.repos["tester/app-model"]["files"]["model.safetensors"] == (trained / "model.safetensors").read_bytes()
+        signed_in = gr.OAuthToken(token=WRITE_TOKEN, scope="openid profile write-repos", expires_at=0)
+        message, _ = push("mine", "tester/signed-in", "", False, visitor, signed_in)  # the LoginButton's token
+        assert "tester/signed-in" in message and not hub.repos["tester/signed-in"]["private"]
+        assert WRITE_TOKEN not in repr(visitor.__dict__)  # nothing kept in the session
+    finally:
+        visitor.close()
