@@ -20,8 +20,8 @@ The rules, and what they came from:
    than PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
 2. Learning rate. Short runs need a high one: 2x256 for 30 s reached 1.64 nats/char with
    lr 0.01, batch 32, sequence 64, but 1.89 with lr 0.005 and sequence 128. Adam's best LR
-   falls roughly as 1/width, so lr = 0.01 x 256 / hidden, within [1e-3, 1e-2], and x
-   sqrt(batch / 32) for the larger batches used on a GPU.
+   falls roughly as 1/width, so lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32)
+   for the larger batches used on a GPU, and never above 1e-2.
 3. Shape. Sequence 64 rather than 128 doubles the number of updates in the same time and
    the hidden state is carried across windows anyway, so long context is still learnt. Batch
    32 on a CPU (larger batches do not raise chars/s there); on a GPU the batch is raised
@@ -203,7 +203,7 @@ def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
     epochs = chars_in_budget / max(train_chars, 1.0)
     steps = chars_in_budget / (plan.batch_size * plan.seq_len)
     evals = 4 if cfg.time_budget <= 120 else 10 if cfg.time_budget <= 600 else 20
-    lr = min(1e-2, max(1e-3, 0.01 * 256 / plan.hidden_size)) * math.sqrt(plan.batch_size / CPU_BATCH)
+    lr = min(1e-2, max(1e-3, 0.01 * 256 / plan.hidden_size) * math.sqrt(plan.batch_size / CPU_BATCH))
     chosen = {
         "num_layers": plan.num_layers, "hidden_size": plan.hidden_size, "embedding_dim": plan.embedding_dim,
         "batch_size": plan.batch_size, "seq_len": plan.seq_len, "lr": lr,
