@@ -1,9 +1,11 @@
 """What to train when the user gives a wall-clock budget instead of a model size.
 
 `charrnn train --time-budget S` with no size options measures, on the device it will train
-on, how many characters per second a few candidate models process, then applies rules
-derived from short runs on tinyshakespeare (bench/time_to_quality.py checks them). Any
-option the user did give is kept as given.
+on, how many characters per second a few candidate models process, then applies the rules
+below. Any option the user did give is kept as given. The rules rest on short runs on
+tinyshakespeare on an idle 2-core CPU (the figures quoted) and on scaling arguments; this
+module's own runs (bench/time_to_quality.py, figures in the README) were made on a machine
+busy with other work, so the constants are a first fit, to be refined on an idle machine.
 
 The rules, and what they came from:
 
@@ -11,13 +13,16 @@ The rules, and what they came from:
    characters per parameter or more: a larger model that sees less is still far from its
    own optimum when time runs out, a smaller one stops improving. So the chosen model is
    the largest candidate whose measured speed lets it see budget x chars/s >=
-   CHARS_PER_PARAM x parameters. On a 2-core CPU (2x256 ~39k chars/s, 2x384 ~20k,
-   2x512 ~12k) this picks 2x256 for one minute and 2x384 for five; a GPU, where big
-   models cost little more per character, gets a much larger model for the same budget.
-   CHARS_PER_PARAM = 1.5 sits between the two points measured here: a 2x256 model for
-   60 s sees ~2.3 chars per parameter and beats both 2x128 and 2x384, a 2x512 model for
-   300 s sees only ~1.1 and loses to 2x384. However long the budget, a model never gets more
-   than PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
+   CHARS_PER_PARAM x parameters. Since chars/s falls about as 1/parameters, the chosen
+   size grows about as the square root of the budget (as compute-optimal sizes do). On an
+   idle 2-core CPU (2x256 ~39k chars/s, 2x384 ~20k estimated, 2x512 ~12k) this picks 2x256
+   for one minute and 2x384 for five; a GPU, where big models cost little more per
+   character, gets a larger model for the same budget. CHARS_PER_PARAM = 1.5 keeps a margin
+   on both sides of those choices: 2x256 for 60 s sees ~2.3 chars per parameter (2x256 is
+   the size whose 60-70 s results are known: ~1.63 plain, 1.64 in 30 s with rule 2), while
+   2x512 for 300 s would see only ~1.1 (plain 2x512 needed 600 s, ~2.2 chars per parameter,
+   to reach 1.455). However long the budget, a model never gets more than
+   PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
 2. Learning rate. Short runs need a high one: 2x256 for 30 s reached 1.64 nats/char with
    lr 0.01, batch 32, sequence 64, but 1.89 with lr 0.005 and sequence 128. Adam's best LR
    falls roughly as 1/width, so lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32)
