@@ -23,7 +23,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.checkpoint import CheckpointError, load_model, resolve_shipped  # noqa: E402
+from charrnn.checkpoint import CheckpointError, load_model, pick_threads, resolve_shipped  # noqa: E402
 from charrnn.sampling import FusedStepper, SampleSettings, sample, stream  # noqa: E402
 
 PROMPT = ("Once upon a time there lived a king and a queen who had no children, and they were very sad about it. "
@@ -88,11 +88,8 @@ def main() -> int:
     parser.add_argument("--long", type=int, default=100_000, help="characters for the memory run")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
-        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
-        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
+    if pick_threads(args.threads) == 1 and args.threads is None:
+        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
     try:
         model = load_model(resolve_shipped(args.model), device="cpu")
     except (CheckpointError, OSError, ValueError) as exc:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.batching import split_train_val  # noqa: E402
+from charrnn.checkpoint import pick_threads  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
 from charrnn.text import read_corpus  # noqa: E402
@@ -103,11 +104,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
-        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
-        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
+    if pick_threads(args.threads) == 1 and args.threads is None:
+        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
     if not CORPUS.is_file():
         print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
         return 0

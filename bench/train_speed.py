@@ -27,7 +27,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.checkpoint import pick_device  # noqa: E402
+from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
 from charrnn.evaluate import autocast_for  # noqa: E402
 from charrnn.train import SCRATCH_DEFAULTS, TrainConfig, train  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
@@ -117,11 +117,8 @@ def main() -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif torch.get_num_threads() > 1 and os.getloadavg()[0] >= (os.cpu_count() or 1):
-        torch.set_num_threads(1)  # as `charrnn train` does: on a busy machine more threads than free cores collapse
-        print("the machine is busy (load average >= cores): using 1 thread, as charrnn's CLI would; --threads to override")
+    if pick_threads(args.threads) == 1 and args.threads is None:
+        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
     device = pick_device(args.device)
     text = load_text()
     vocab = Vocab.build([text])

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import threading
 import warnings
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, resolve_shipped
+from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, pick_threads, resolve_shipped
 from charrnn.distributed import main_rank_only
 from charrnn.text import TextError
 
@@ -121,18 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _choose_threads(requested: int | None) -> int:
-    """Torch's default of a thread per core collapses when other processes already fill the cores: each
-    of an LSTM step's thousands of small parallel regions waits for a descheduled thread (at load 11 on
-    2 cores, a 1x128 training step took 0.25 s on one thread and 4 to 15 s on two). There, use one."""
-    import torch
-
-    if requested is not None:
-        if requested < 1:
-            raise CLIError(f"--threads must be 1 or more, not {requested}")
-        torch.set_num_threads(requested)
-    elif torch.get_num_threads() > 1 and hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1):
-        torch.set_num_threads(1)
-    return torch.get_num_threads()
+    try:
+        return pick_threads(requested)
+    except ValueError as exc:
+        raise CLIError(f"--{exc}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:

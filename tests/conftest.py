@@ -11,6 +11,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny models, which run fastest on one thread; on a machine whose cores are already
+    busy, two threads make each small op wait for a descheduled thread (a 60-step sample: 0.03 s vs 6 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     if not CORPORA.is_dir():

@@ -18,14 +18,6 @@ TEXT = "the quick brown fox jumps over the lazy dog.\n" * 60
 TINY = ["--layers", "1", "--hidden", "24", "--embedding", "8", "--batch-size", "4", "--seq-len", "16", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cli(capsys, *argv) -> tuple[int, str, str]:
     try:
         code = main([str(a) for a in argv])

@@ -38,15 +38,6 @@ STORY = "Once upon a time a little fox lived at the edge of a wood, and every ni
 TINY = {"num_layers": 1, "hidden_size": 16, "embedding_dim": 8, "max_steps": 2, "eval_interval": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and two spinning threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:

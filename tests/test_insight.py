@@ -28,15 +28,6 @@ from charrnn.vocab import Vocab
 TEXT = 'She said "come here" and he came.\nThen "no, not now" was all.\n\nHe LAUGHED at it.\n'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from more threads, and a busy machine makes them spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(num_layers: int = 2, cell: str = "lstm", seed: int = 0) -> CharRNN:
     torch.manual_seed(seed)
     return CharRNN(list(Vocab.build([TEXT]).chars), cell=cell, num_layers=num_layers, hidden_size=12, embedding_dim=6).eval()

@@ -10,16 +10,6 @@ from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a machine whose cores are already busy, two threads
-    make each small op wait for a descheduled thread (a 60-step batch-4 sample: 0.03 s vs 6 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(cell: str = "lstm", text: str = "abcdefgh \n", **kw) -> CharRNN:
     torch.manual_seed(0)
     vocab = Vocab.build([text])

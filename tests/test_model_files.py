@@ -27,14 +27,6 @@ TEXT = "Once upon a time a little fox lived at the edge of a wood, and every nig
 TINY = {"num_layers": 1, "hidden_size": 16, "embedding_dim": 8, "max_steps": 2, "eval_interval": 1, "batch_size": 4, "seq_len": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def good(tmp_path) -> Path:
     torch.manual_seed(0)

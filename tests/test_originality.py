@@ -17,15 +17,6 @@ from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from more threads, and a busy machine makes them spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def lowercase_text(n_words: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(300)]

@@ -17,16 +17,6 @@ FIXED = {"a": 0.5, "b": 0.3, "c": 0.15, "d": 0.05}
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a machine whose cores are already busy, two threads
-    make each small op wait for a descheduled thread (a 60-step batch-4 sample: 0.03 s vs 6 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fixed_model(unknown_logit: float = 5.0) -> CharRNN:
     torch.manual_seed(0)
     chars = [UNK, *FIXED]
