@@ -397,14 +397,15 @@ def train(
         nonlocal best_val, best_state, evals_since_best, last_eval_step
         val = ddp.mean_val_loss(model, val_ids_quick) if ddp else evaluate_ids(model, val_ids_quick)["loss"]
         last_eval_step = step
-        if math.isfinite(val) and val < best_val:
+        # Worse than guessing uniformly means the weights blew up (an absurd LR): never publish that.
+        if math.isfinite(val) and val < best_val and val < math.log(len(vocab)) + 1.0:
             best_val, evals_since_best = val, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             evals_since_best += 1
         now = elapsed_before + (time.monotonic() - t0)
         yield TrainEvent("eval", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val)
+                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val if math.isfinite(best_val) else None)
         if best_state is not None and (ddp is None or ddp.is_main):
             checkpoint("eval")
 
@@ -507,6 +508,8 @@ def train(
     if best_state is None:
         if "diverged" in stopped:
             raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
+        if step > 0:
+            raise CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: the learning rate is probably far too high")
         raise CheckpointError("training stopped before the first step; nothing was saved")
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
