@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from charrnn.batching import eval_streams
 from charrnn.model import CharRNN
+from charrnn.text import normalize
 
 EVAL_WINDOW = 256
 
@@ -45,6 +46,4 @@ def evaluate_ids(model: CharRNN, ids: torch.Tensor) -> dict:
 
 def evaluate_text(model: CharRNN, text: str) -> dict:
     """Loss on raw text, after the model's own normalisation (so eval matches training)."""
-    from charrnn.text import normalize
-
     return evaluate_ids(model, model.vocab.encode(normalize(text, model.ascii_fold)))
