@@ -81,6 +81,14 @@ def bandwidth_gb_s(megabytes: int, repeats: int) -> float:
     return buf.numel() * 4 / best / 1e9
 
 
+def matmul_peak_flops(dtype: torch.dtype) -> float:
+    """The best FLOP/s of a large square matrix product on this CPU, in dtype, with the current threads."""
+    a, b = torch.randn(1024, 1024).to(dtype), torch.randn(1024, 1024).to(dtype)
+    a @ b
+    best = min(timed(lambda: a @ b)[0] for _ in range(10))
+    return 2 * 1024**3 / best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="fairy-tales")
@@ -128,6 +136,16 @@ def main() -> int:
     t16, _ = timed(lambda: sample(model, "", settings, num_samples=16))
     ours16 = 16 * args.length / t16
     print(f"  batch 16: {ours16:,.0f} chars/s -> {ours16 / ours:.1f}x batch 1")
+    # The ceiling: a batch-16 step multiplies every weight by 16 rows, so it cannot be faster than
+    # those FLOPs at the best matrix-product rate this CPU reaches in the dtype the batched step uses.
+    batched = FusedStepper.for_model(model, 16)
+    flops16 = 2 * 16 * sum(w.numel() for w in [batched.w_hh0, *batched.w_cat, batched.w_head]) if batched.lstm else float("nan")
+    peak = matmul_peak_flops(batched.dtype)
+    floor16 = flops16 / peak
+    print(f"  a batch-16 step is {flops16 / 1e6:.0f} MFLOP in {batched.dtype}; this CPU's best {batched.dtype} matrix product "
+          f"measured {peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms "
+          f"and batch 16 can be at most {16 * (t_batch1 / args.length) / floor16:.1f}x batch 1 here "
+          f"(measured step: {t16 / args.length * 1e3:.2f} ms)")
 
     print("\n4. batch 1 against the memory-bandwidth floor")
     step_s = t_batch1 / args.length

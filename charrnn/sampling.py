@@ -4,6 +4,12 @@ At batch 1 an nn.LSTM call costs far more in dispatch than in arithmetic, so aft
 priming, each step is a hand-fused addmm plus gate math over the model's own weights
 (bench/sample_speed.py measures the gain). The first layer's input projection is folded
 into a per-character table, so it costs a row lookup.
+
+On a CPU that multiplies bf16 natively (AVX512-BF16 or AMX), priming and batched steps run
+their matrix products in bf16 with fp32 state: on a Zen 5 core that cut priming on a
+200-character prompt from 22 to 14 ms and a batch-16 step from 1.8 to 0.65 ms, and changed
+the fairy-tales model's loss on 30,000 characters by 4e-5 nats. A batch-1 step stays fp32,
+where oneDNN's bf16 matrix-vector product is slower (0.37 against 0.21 ms).
 """
 
 from __future__ import annotations
@@ -107,35 +113,67 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
     return fitted[-MAX_PROMPT_CHARS:], invalid + changed
 
 
-class FusedStepper:
-    """One step of the network at a small batch, as addmm plus gate math on the model's weights."""
+BF16_MIN_BATCH = 3  # measured crossover on a Zen 5 core: bf16 and fp32 steps tie at batch 2, bf16 is 2x faster at 4
 
-    def __init__(self, model: CharRNN) -> None:
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether this CPU multiplies bf16 in hardware; emulated bf16 would be slower than fp32."""
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay in fp32
+        return False
+
+
+def priming_autocast(device: torch.device):
+    """Reading the prompt in one nn.LSTM call: bf16 on CUDA and on CPUs with native bf16."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if native_bf16(device) else autocast_for(device)
+
+
+class FusedStepper:
+    """One step of the network at a small batch, as addmm plus gate math on the model's weights.
+
+    matmul_dtype bf16 stores the matrices in bf16 and multiplies in it; the table, biases, gate
+    math and state stay fp32.
+    """
+
+    def __init__(self, model: CharRNN, matmul_dtype: torch.dtype = torch.float32) -> None:
         self.model = model
         self.lstm = model.cell == "lstm"
+        self.dtype = matmul_dtype
         if not self.lstm:
             return
         rnn, layers = model.rnn, model.num_layers
         with torch.inference_mode():
             w0 = rnn.weight_ih_l0.float()
             self.table = (model.embedding.weight.float() @ w0.t() + rnn.bias_ih_l0 + rnn.bias_hh_l0).contiguous()
-            self.w_hh0 = rnn.weight_hh_l0.float().t().contiguous()
-            self.w_cat = [torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1).float().t().contiguous() for k in range(1, layers)]
+            self.w_hh0 = rnn.weight_hh_l0.float().t().contiguous().to(matmul_dtype)
+            self.w_cat = [torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1).float().t().contiguous().to(matmul_dtype)
+                          for k in range(1, layers)]
             self.b_cat = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() for k in range(1, layers)]
-            self.w_head = model.head.weight.float().t().contiguous()
+            self.w_head = model.head.weight.float().t().contiguous().to(matmul_dtype)
             self.b_head = model.head.bias.float()
 
     @classmethod
-    def for_model(cls, model: CharRNN) -> FusedStepper:
-        """The model's stepper, kept on the model and rebuilt only when its weights change
-        (training, loading or moving them changes their version or storage): building one
-        copies every weight, a few ms that would otherwise delay each request's first character."""
+    def for_model(cls, model: CharRNN, batch_size: int = 1) -> FusedStepper:
+        """The model's stepper for this batch size, kept on the model and rebuilt only when its
+        weights change (training, loading or moving them changes their version or storage):
+        building one copies every weight, a few ms that would otherwise delay each request's
+        first character."""
+        dtype = torch.bfloat16 if batch_size >= BF16_MIN_BATCH and native_bf16(model.device) else torch.float32
         key = tuple((p.data_ptr(), p._version) for p in model.parameters())
-        cached = model.__dict__.get("_fused_stepper")
+        cache = model.__dict__.setdefault("_fused_steppers", {})
+        cached = cache.get(dtype)
         if cached is None or cached[0] != key:
-            cached = (key, cls(model))
-            model.__dict__["_fused_stepper"] = cached
+            cached = (key, cls(model, dtype))
+            cache[dtype] = cached
         return cached[1]
+
+    def _project(self, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return torch.addmm(bias, x, weight)
+        return torch.mm(x.to(self.dtype), weight).float() + bias
 
     def weight_bytes(self) -> int:
         """Bytes of weights read per step: the physical floor for batch-1 sampling."""
@@ -155,15 +193,15 @@ class FusedStepper:
         x = None
         for k in range(self.model.num_layers):
             if k == 0:
-                gates = torch.addmm(self.table[ids], h[0], self.w_hh0)
+                gates = self._project(self.table[ids], h[0], self.w_hh0)
             else:
-                gates = torch.addmm(self.b_cat[k - 1], torch.cat([x, h[k]], 1), self.w_cat[k - 1])
+                gates = self._project(self.b_cat[k - 1], torch.cat([x, h[k]], 1), self.w_cat[k - 1])
             i, f, g, o = gates.chunk(4, 1)
             c_new = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
             x = torch.sigmoid(o) * torch.tanh(c_new)
             hs.append(x)
             cs.append(c_new)
-        return torch.addmm(self.b_head, x, self.w_head), (torch.stack(hs), torch.stack(cs))
+        return self._project(self.b_head, x, self.w_head), (torch.stack(hs), torch.stack(cs))
 
 
 def filter_logits(logits: torch.Tensor, settings: SampleSettings) -> torch.Tensor:
@@ -197,13 +235,15 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
         device = model.device
         generator = torch.Generator(device=device).manual_seed(settings.seed)
         context = prompt or ("\n" if "\n" in vocab else vocab.chars[1])
-        ids = vocab.encode(context).to(device)[None].expand(batch_size, -1)
-        with autocast_for(device):
-            logits, state = model(ids)
-        logits = logits[:, -1].float()
+        with priming_autocast(device):  # once, then copied to every row of the batch
+            out, state = model.rnn(model.embedding(vocab.encode(context).to(device)[None]))
+        # The output layer in fp32 and for the last position only: the first character's probability is exact.
+        logits = model.head(out[:, -1].float()).expand(batch_size, -1).contiguous()
         if isinstance(state, tuple):
-            state = (state[0].float(), state[1].float())
-        stepper = FusedStepper.for_model(model)
+            state = tuple(part.float().expand(-1, batch_size, -1).contiguous() for part in state)
+        else:
+            state = state.float().expand(-1, batch_size, -1).contiguous()
+        stepper = FusedStepper.for_model(model, batch_size)
         try:
             for n in range(settings.length):
                 probs = torch.softmax(logits, -1)

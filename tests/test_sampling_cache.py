@@ -25,7 +25,29 @@ def test_stepper_is_reused_until_the_weights_change():
     logits.sum().backward()
     opt.step()
     fresh = copy.deepcopy(model)
-    fresh.__dict__.pop("_fused_stepper", None)
+    fresh.__dict__.pop("_fused_steppers", None)
     assert sample(model, "ab", settings) == sample(fresh, "ab", settings)
     model.load_state_dict(tiny_model().state_dict())  # so does loading other weights
     assert sample(model, "ab", settings) == first
+
+
+def test_batched_steps_use_bf16_only_where_the_cpu_has_it_and_agree_with_fp32(monkeypatch):
+    import charrnn.sampling as sampling
+
+    torch.manual_seed(0)
+    model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8, dropout=0.0).eval()
+    monkeypatch.setattr(sampling, "native_bf16", lambda _device: True)
+    batched = FusedStepper.for_model(model, batch_size=16)
+    assert batched.dtype == torch.bfloat16 and FusedStepper.for_model(model).dtype == torch.float32
+    exact = FusedStepper(model)
+    ids = torch.randint(1, len(model.vocab), (16, 100))
+    with torch.inference_mode():
+        state_a = state_b = (torch.zeros(2, 16, 64), torch.zeros(2, 16, 64))
+        for t in range(100):
+            logits_a, state_a = exact.step(ids[:, t], state_a)
+            logits_b, state_b = batched.step(ids[:, t], state_b)
+    assert (logits_a.softmax(-1) - logits_b.softmax(-1)).abs().max() < 0.01
+    texts = sample(model, "ab", SampleSettings(length=50, seed=1), num_samples=16)
+    assert len(set(texts)) > 1 and all(len(t) == 50 and set(t) <= set("abcdefgh .") for t in texts)
+    monkeypatch.setattr(sampling, "native_bf16", lambda _device: False)
+    assert FusedStepper.for_model(model, batch_size=16).dtype == torch.float32
