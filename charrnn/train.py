@@ -49,7 +49,7 @@ SCRATCH_DEFAULTS = {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "d
 FINETUNE_DEFAULTS = {"batch_size": 32, "seq_len": 128, "lr": 5e-4, "warmup_steps": 20, "max_epochs": 5.0}
 MAX_NAN_STEPS = 20
 NAN_LR_FACTOR = 0.1  # a non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS
-EVAL_CHARS_DURING_TRAINING = 65_536
+EVAL_CHARS_DURING_TRAINING = 131_072  # all of tinyshakespeare's and the fairy tales' held-out text
 
 
 @dataclass
