@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
 from charrnn.evaluate import autocast_for  # noqa: E402
+from charrnn.model import resolve_precision  # noqa: E402
 from charrnn.train import SCRATCH_DEFAULTS, TrainConfig, train  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
 
@@ -88,10 +89,10 @@ def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidde
     return steps * batch * seq / (time.perf_counter() - t0)
 
 
-def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: int, steps: int) -> float:
+def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: int, steps: int, precision: str | None = None) -> float:
     """charrnn.train.train, timed from its step-10 event to its step-(10+steps) event (steps a multiple of 10)."""
     config = TrainConfig(num_layers=layers, hidden_size=hidden, batch_size=batch, seq_len=seq, max_steps=steps + 10,
-                         eval_interval=10**9, patience=None, dropout=0.0)
+                         eval_interval=10**9, patience=None, dropout=0.0, precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         events = train([text], Path(tmp) / "m", config)
         marks = {}
@@ -103,6 +104,11 @@ def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: in
         events.close()
     # From step 10: steps 1..10 include the first calls' one-off costs.
     return steps * batch * seq / (marks[10 + steps] - marks[10])
+
+
+def autocast_name(device: torch.device) -> str:
+    """The plain loop's precision: autocast_for's (bf16 on CUDA, fp32 elsewhere)."""
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def sync(device: torch.device) -> None:
@@ -132,16 +138,23 @@ def main() -> int:
     shapes = [("default 2x512, batch 32, seq 128", d["num_layers"], d["hidden_size"], d["batch_size"], d["seq_len"]),
               ("2x256, batch 32, seq 64 (time-budget choice for 1 min)", 2, 256, 32, 64)]
     steps = max(10, args.steps - args.steps % 10)
-    print("\n1. charrnn trainer vs the plain loop (same shapes, same process)")
+    precision = resolve_precision(None, device)
+    print(f"\n1. charrnn trainer vs the plain loop (same shapes, same process). charrnn trains in {precision} here by default "
+          f"({'this device multiplies bf16 natively' if precision == 'bf16' else 'no native bf16 on this device'}); "
+          f"the plain loop in {autocast_name(device)}")
     base = {}
     for name, layers, hidden, batch, seq in shapes:
         ref = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)
         ours = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps)
+        same = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps, precision=autocast_name(device)) if precision == "bf16" and device.type == "cpu" else None
         ref2 = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)  # again, to see the drift
         ref_mean = (ref + ref2) / 2
         base[(layers, hidden, batch, seq)] = ref_mean
         print(f"  {name}: charrnn {ours:,.0f} chars/s, plain loop {ref_mean:,.0f} chars/s ({ref:,.0f} before, {ref2:,.0f} after) "
               f"-> {ours / ref_mean:.2f}x", flush=True)
+        if same is not None:
+            print(f"    charrnn with --precision fp32, the plain loop's precision: {same:,.0f} chars/s -> {same / ref_mean:.2f}x "
+                  f"(what the engine's features cost at equal arithmetic)", flush=True)
 
     print("\n2. what moves the plain loop (2x512; each ratio against the plain loop measured just before it)")
     layers, hidden = d["num_layers"], d["hidden_size"]

@@ -37,6 +37,9 @@ The rules, and what they came from:
    trainer's schedule follows elapsed time). Evaluations cost wall-clock time that a short
    budget cannot spare: 4 during a budget up to 2 minutes, 10 up to 10 minutes, then 20.
 6. The seconds spent measuring come out of the budget, so `--time-budget 60` takes 60 s.
+7. Speeds are measured in the precision the run will train in (bf16 where the hardware has
+   it natively, see charrnn.model.resolve_precision), so a CPU with AVX512-BF16 gets the
+   larger model its faster steps pay for; the rules themselves do not change.
 """
 
 from __future__ import annotations
@@ -52,8 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.checkpoint import pick_device
-from charrnn.evaluate import autocast_for
-from charrnn.model import CharRNN
+from charrnn.model import CharRNN, precision_autocast, resolve_precision
 from charrnn.vocab import UNK
 
 if TYPE_CHECKING:
@@ -90,7 +92,7 @@ def count_parameters(num_layers: int, hidden: int, embedding: int, vocab_size: i
 
 
 def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int, vocab_size: int, batch: int, seq_len: int,
-                        device: torch.device, steps: int = 3, max_seconds: float = 1.0) -> float:
+                        device: torch.device, steps: int = 3, max_seconds: float = 1.0, precision: str = "fp32") -> float:
     """Training characters per second of one (model, batch) on device: forward, backward, clip, AdamW.
 
     Uses CharRNN itself under the trainer's autocast, so what is measured is what will run.
@@ -102,7 +104,7 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
     x = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen).to(device)
 
     def one_step() -> None:
-        with autocast_for(device):
+        with precision_autocast(device, precision):
             logits, _ = model(x[:, :-1])
             loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
@@ -125,7 +127,7 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
 
 def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
                 hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
-                seq_len: int | None = None) -> SizePlan:
+                seq_len: int | None = None, precision: str = "fp32") -> SizePlan:
     """Rule 1 (and the batch part of rule 3), by measuring candidates on device."""
     t0 = time.perf_counter()
     ranks = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun every rank trains at the measured speed
@@ -147,7 +149,8 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
 
     def measure(layers: int, hidden: int, batch: int) -> float:
-        return measure_chars_per_s(cell, layers, hidden, embedding_for(hidden), vocab_size, batch, seq, device, max_seconds=probe_s)
+        return measure_chars_per_s(cell, layers, hidden, embedding_for(hidden), vocab_size, batch, seq, device, max_seconds=probe_s,
+                                   precision=precision)
 
     def batch_for(layers: int, hidden: int) -> tuple[int, float]:
         if batch_size is not None or device.type == "cpu":
@@ -199,10 +202,11 @@ def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
     measuring time taken off the budget. Only for training from scratch with a time budget."""
     cfg = copy.copy(config)
     device = pick_device(cfg.device)
+    cfg.precision = resolve_precision(cfg.precision, device)  # measured in the precision it will train in
     vocab_size = min(len(set().union(*map(set, texts))) + 1, cfg.max_vocab)
     train_chars = sum(len(t) for t in texts) * (1 - cfg.val_fraction)
     plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
-                       cfg.batch_size, cfg.seq_len)
+                       cfg.batch_size, cfg.seq_len, cfg.precision)
     budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
     chars_in_budget = budget * plan.chars_per_s * int(os.environ.get("WORLD_SIZE", "1"))
     epochs = chars_in_budget / max(train_chars, 1.0)

@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-vocab", type=int, default=4096, help="most distinct characters; rarer ones become unknown (default 4096)")
     t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
     t.add_argument("--device", help="cpu, cuda, mps or auto (default)")
+    t.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="precision of the matrix products (default: bf16 where the hardware has it natively, a CUDA GPU or a CPU with AVX512-BF16/AMX; else fp32)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core, or one if other processes already fill the cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -145,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dropout=args.dropout, ascii_fold=fold, max_vocab=args.max_vocab, batch_size=args.batch_size, seq_len=args.seq_len,
         lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, max_steps=args.max_steps,
         max_epochs=args.max_epochs, time_budget=args.time_budget, patience=args.patience, eval_interval=args.eval_interval,
-        sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device,
+        sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device, precision=args.precision,
     )
     command = "charrnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
     cancel = threading.Event()

@@ -6,6 +6,7 @@ config.json, so the vocabulary and the text normalisation travel with the weight
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -22,6 +23,36 @@ MAX_LOADABLE_LAYERS = 16
 # Each size is capped above, but 16 layers of 8,192 would still be 34 GB of weights: the
 # total is capped too, so a hostile config.json is refused before a tensor is allocated.
 MAX_LOADABLE_PARAMETERS = 100_000_000
+PRECISIONS = ("fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether device multiplies bf16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX. Emulated bf16 is slower than fp32, so it is never a default there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay in fp32
+        return False
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """The precision to train in: as given, else bf16 where it is native. On a Zen 5 CPU core bf16
+    autocast trains a 2x512 LSTM 1.7x faster than fp32, and a 2x256 run of 100 s reached 1.444
+    nats/char on tinyshakespeare against fp32's 1.485 (bench/train_speed.py, bench/time_to_quality.py)."""
+    if precision is None:
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def precision_autocast(device: torch.device, precision: str):
+    """Matrix products in bf16 (weights and state stay fp32) when precision is bf16; else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
 class CharRNN(

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from charrnn.evaluate import autocast_for
-from charrnn.model import CharRNN, State
+from charrnn.model import CharRNN, State, native_bf16, precision_autocast
 from charrnn.text import normalize
 from charrnn.vocab import fit_prompt
 
@@ -116,19 +115,9 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 BF16_MIN_BATCH = 3  # measured crossover on a Zen 5 core: bf16 and fp32 steps tie at batch 2, bf16 is 2x faster at 4
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether this CPU multiplies bf16 in hardware; emulated bf16 would be slower than fp32."""
-    if device.type != "cpu":
-        return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without these probes: stay in fp32
-        return False
-
-
 def priming_autocast(device: torch.device):
     """Reading the prompt in one nn.LSTM call: bf16 on CUDA and on CPUs with native bf16."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if native_bf16(device) else autocast_for(device)
+    return precision_autocast(device, "bf16" if native_bf16(device) else "fp32")
 
 
 class FusedStepper:
@@ -161,7 +150,7 @@ class FusedStepper:
         weights change (training, loading or moving them changes their version or storage):
         building one copies every weight, a few ms that would otherwise delay each request's
         first character."""
-        dtype = torch.bfloat16 if batch_size >= BF16_MIN_BATCH and native_bf16(model.device) else torch.float32
+        dtype = torch.bfloat16 if batch_size >= BF16_MIN_BATCH and model.device.type == "cpu" and native_bf16(model.device) else torch.float32
         key = tuple((p.data_ptr(), p._version) for p in model.parameters())
         cache = model.__dict__.setdefault("_fused_steppers", {})
         cached = cache.get(dtype)

@@ -35,8 +35,8 @@ from charrnn.checkpoint import (
     pick_device,
     save_checkpoint,
 )
-from charrnn.evaluate import autocast_for, evaluate_ids
-from charrnn.model import CharRNN
+from charrnn.evaluate import evaluate_ids
+from charrnn.model import PRECISIONS, CharRNN, precision_autocast, resolve_precision
 from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings, sample
 from charrnn.text import Corpus, TextError, normalize
@@ -83,6 +83,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 1337
     device: str | None = None
+    precision: str | None = None  # "fp32" or "bf16"; None: bf16 where the hardware has it natively
     autosize: str | None = None  # set by charrnn.autosize: what a time budget chose and why
 
     def __post_init__(self) -> None:
@@ -105,6 +106,8 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")
         if self.cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be lstm or gru, not {self.cell!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
 @dataclass
@@ -291,6 +294,7 @@ def train(
                                 merge_from=[getattr(base, "directory", None), out_dir if resume else None])
 
     device = ddp.device if ddp else pick_device(cfg.device)
+    cfg.precision = resolve_precision(cfg.precision, device)  # saved concrete, so a resumed run keeps it
     torch.manual_seed(cfg.seed)
 
     # Model: resumed, fine-tuned (vocabulary grown), or new.
@@ -446,7 +450,7 @@ def train(
         lr = _lr_at(cfg, step, progress(now)) * lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with autocast_for(device):
+        with precision_autocast(device, cfg.precision):
             logits, new_hidden = net(x, hidden)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)

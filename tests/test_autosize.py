@@ -14,7 +14,7 @@ from charrnn.train import TrainConfig, train
 CPU = torch.device("cpu")
 
 
-def speed_like_this_cpu(cell, layers, hidden, embedding, vocab_size, batch, seq, device, steps=3, max_seconds=1.0):  # noqa: ARG001
+def speed_like_this_cpu(cell, layers, hidden, embedding, vocab_size, batch, seq, device, steps=3, max_seconds=1.0, precision="fp32"):  # noqa: ARG001
     """chars/s falling with model size as measured on the 2-core CPU (2x256: ~39k chars/s)."""
     return 3.4e10 / count_parameters(layers, hidden, embedding, vocab_size)
 

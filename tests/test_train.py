@@ -295,3 +295,25 @@ def test_an_absurd_learning_rate_never_publishes_blown_up_weights(tmp_path):
         for _ in train([text], tmp_path / "m", config):
             pass
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_precision_is_bf16_only_where_native_and_a_run_keeps_its_precision(tmp_path, monkeypatch):
+    import charrnn.model as model_module
+    from charrnn.model import resolve_precision
+
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp16")
+    monkeypatch.setattr(model_module, "native_bf16", lambda _device: False)
+    assert resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked for: given, even where emulated
+    monkeypatch.setattr(model_module, "native_bf16", lambda _device: True)
+    assert resolve_precision(None, torch.device("cpu")) == "bf16"
+
+    # A bf16 run learns the text, records its precision, and a resume continues in it.
+    events, result = run([REPEATED], tmp_path / "m", tiny(max_steps=60, precision=None))
+    assert result.best_val_loss < unigram_entropy(REPEATED) - 0.5
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "| precision | bf16 |" in card
+    monkeypatch.setattr(model_module, "native_bf16", lambda _device: False)
+    events, _ = run([REPEATED], tmp_path / "m", tiny(max_steps=80, precision=None), resume=True)
+    assert "| precision | bf16 |" in (tmp_path / "m" / "README.md").read_text()
