@@ -81,11 +81,11 @@ def reference_run(text: str, budget: float, seed: int) -> tuple[float, dict]:
     return val, {"steps": steps, "chars": steps * B * T, "trained_s": trained_s}
 
 
-def charrnn_run(text: str, budget: float, seed: int) -> tuple[float, dict]:
+def charrnn_run(text: str, budget: float, seed: int, precision: str | None = None) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
         result, message, train_s = None, "", None
-        for event in train([text], Path(tmp) / "model", TrainConfig(time_budget=budget, seed=seed)):
+        for event in train([text], Path(tmp) / "model", TrainConfig(time_budget=budget, seed=seed, precision=precision)):
             if event.kind == "start":
                 message = event.message.splitlines()[-1]
             elif event.kind == "done":
@@ -94,7 +94,7 @@ def charrnn_run(text: str, budget: float, seed: int) -> tuple[float, dict]:
         train_s = result.elapsed
     cfg = result.config
     return result.best_val_loss, {"steps": result.steps, "chars": result.steps * cfg["batch_size"] * cfg["seq_len"],
-                                  "trained_s": train_s, "total_s": total_s, "choice": message}
+                                  "trained_s": train_s, "total_s": total_s, "choice": message, "precision": cfg["precision"]}
 
 
 def main() -> int:
@@ -102,6 +102,7 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="charrnn's precision (default: its own choice, bf16 where native)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if pick_threads(args.threads) == 1 and args.threads is None:
@@ -116,9 +117,10 @@ def main() -> int:
     for budget in args.budgets:
         ours = ref = None
         if args.only != "reference":
-            ours, info = charrnn_run(text, budget, args.seed)
+            ours, info = charrnn_run(text, budget, args.seed, args.precision)
             print(f"[{budget:g}s] charrnn --time-budget: val {ours:.4f} nats/char; {info['steps']} steps, {info['chars'] / 1e6:.2f}M chars; "
-                  f"{info['total_s']:.1f}s wall in all (measuring sizes, training, final full evaluation and card samples)", flush=True)
+                  f"{info['total_s']:.1f}s wall in all (measuring sizes, training, final full evaluation and card samples); "
+                  f"{info['precision']}", flush=True)
             print(f"        chose: {info['choice']}", flush=True)
         if args.only != "charrnn":
             ref, info = reference_run(text, budget, args.seed)
