@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub model repo, owner/name (created if it does not exist)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--message", help="commit message")
+    c = sub.add_parser("convert", help="store a model's weights in another precision (fp16 halves its size)")
+    c.add_argument("model", help="model directory to rewrite in place")
+    c.add_argument("--dtype", required=True, choices=["fp16", "bf16", "fp32"], help="storage precision of the weights")
     x = sub.add_parser("index", help="index a model's training text, for the originality check of what it generates")
     x.add_argument("model", help="model directory (or shipped model name) to write the index into")
     x.add_argument("corpus", nargs="+", help="the text files the model was trained on")
@@ -280,7 +283,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push}
+def cmd_convert(args: argparse.Namespace) -> int:
+    from charrnn.checkpoint import store_weights_as
+
+    before, after, change = store_weights_as(resolve_shipped(args.model), args.dtype)
+    print(f"charrnn: stored the weights as {args.dtype}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest weight change {change:.2g} "
+          f"(charrnn eval shows the loss)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

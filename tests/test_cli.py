@@ -147,6 +147,9 @@ def bad_inputs(tmp: Path, model: Path, corpus: Path) -> list[list]:
         ["eval", model, tmp / "image.png"],
         ["eval", tmp / "not-a-model", corpus],
         ["eval", model, corpus, "--split", "test"],
+        ["convert", tmp / "not-a-model", "--dtype", "fp16"],
+        ["convert", model, "--dtype", "int4"],
+        ["train", corpus, "--out", tmp / "o9", "--precision", "fp8"],
     ]
 
 
@@ -157,7 +160,7 @@ def test_every_bad_input_is_one_line_on_stderr_and_exit_code_2(capsys, tmp_path,
         assert code == 2, (argv, err)
         assert len(lines) == 1 and lines[0].startswith("charrnn") and "error" in lines[0], (argv, err)
         assert "Traceback" not in err and out == ""
-    assert not any((tmp_path / f"o{k}").exists() for k in range(1, 9))  # nothing half-written
+    assert not any((tmp_path / f"o{k}").exists() for k in range(1, 10))  # nothing half-written
 
 
 def test_python_dash_m_and_the_console_script_work(model_dir):
@@ -166,3 +169,32 @@ def test_python_dash_m_and_the_console_script_work(model_dir):
     assert ok.returncode == 0 and len(ok.stdout) == 21, (ok.returncode, ok.stdout, ok.stderr)
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts["charrnn"] == "charrnn.cli:main"
+
+
+def test_convert_to_fp16_halves_the_weights_and_keeps_the_loss(capsys, model_dir, corpus, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "fox16"
+    shutil.copytree(model_dir, copy)
+    before = json.loads(cli(capsys, "eval", copy, corpus)[1])["loss"]
+    size = (copy / "model.safetensors").stat().st_size
+    code, _, err = cli(capsys, "convert", copy, "--dtype", "fp16")
+    assert code == 0 and "fp16" in err
+    assert (copy / "model.safetensors").stat().st_size < 0.55 * size
+    assert all(t.dtype == torch.float16 for t in load_file(str(copy / "model.safetensors")).values())
+    model = load_model(copy)  # strict, and computing in fp32 again
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert json.loads(cli(capsys, "eval", copy, corpus)[1])["loss"] == pytest.approx(before, abs=0.002)
+    assert cli(capsys, "sample", copy, "--length", "20", "--seed", "1")[0] == 0
+
+    # A weight fp16 cannot hold is refused, and the stored model is left as it was.
+    weights = load_file(str(copy / "model.safetensors"))
+    weights = {k: v.float() for k, v in weights.items()}
+    next(iter(weights.values()))[0] = 1e6
+    save_file(weights, str(copy / "model.safetensors"))
+    stored = (copy / "model.safetensors").read_bytes()
+    code, _, err = cli(capsys, "convert", copy, "--dtype", "fp16")
+    assert code == 2 and "does not fit in fp16" in err
+    assert (copy / "model.safetensors").read_bytes() == stored
