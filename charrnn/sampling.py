@@ -218,6 +218,8 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
     vocab = model.vocab
     settings = settings.checked(len(vocab))
     prompt = prepare_prompt(model, prompt)[0]
+    # inference_mode is entered around each computation, never across a yield: a mode held
+    # while suspended would leak into the caller's code between characters.
     with torch.inference_mode():
         was_training = model.training
         model.eval()
@@ -233,8 +235,9 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
         else:
             state = state.float().expand(-1, batch_size, -1).contiguous()
         stepper = FusedStepper.for_model(model, batch_size)
-        try:
-            for n in range(settings.length):
+    try:
+        for n in range(settings.length):
+            with torch.inference_mode():
                 probs = torch.softmax(logits, -1)
                 if settings.temperature == 0:
                     masked = logits.clone()
@@ -242,11 +245,12 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
                     chosen = masked.argmax(-1)
                 else:
                     chosen = torch.multinomial(torch.softmax(filter_logits(logits.clone(), settings), -1), 1, generator=generator)[:, 0]
-                yield chosen, probs
-                if n + 1 < settings.length:
+            yield chosen, probs
+            if n + 1 < settings.length:
+                with torch.inference_mode():
                     logits, state = stepper.step(chosen, state)
-        finally:
-            model.train(was_training)
+    finally:
+        model.train(was_training)
 
 
 def stream(model: CharRNN, prompt: str, settings: SampleSettings, alternatives: int = DEFAULT_ALTERNATIVES) -> Iterator[SampledChar]:

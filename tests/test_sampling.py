@@ -166,3 +166,14 @@ def test_library_callers_may_pass_raw_prompts_and_unchecked_settings():
     assert len(sample(model, "", SampleSettings(length=10, seed=None))[0]) == 10
     with pytest.raises(ValueError, match="top-p"):
         sample(model, "", SampleSettings(top_p=3.0))
+
+
+def test_streaming_leaves_the_callers_grad_mode_alone_between_characters():
+    model = random_model()
+    pieces = stream(model, "the ", settings(length=5))
+    next(pieces)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    layer = torch.nn.Linear(2, 1)  # what the caller does between characters still trains
+    layer(torch.ones(1, 2)).sum().backward()
+    assert layer.weight.grad is not None
+    assert len(list(pieces)) == 4
