@@ -51,3 +51,18 @@ def test_batched_steps_use_bf16_only_where_the_cpu_has_it_and_agree_with_fp32(mo
     assert len(set(texts)) > 1 and all(len(t) == 50 and set(t) <= set("abcdefgh .") for t in texts)
     monkeypatch.setattr(sampling, "native_bf16", lambda _device: False)
     assert FusedStepper.for_model(model, batch_size=16).dtype == torch.float32
+
+
+def test_the_batch_1_step_in_column_blocks_computes_the_same_as_one_matrix():
+    torch.manual_seed(0)
+    model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=3, hidden_size=64, embedding_dim=8, dropout=0.0).eval()
+    blocked, whole = FusedStepper.for_model(model), FusedStepper(model)
+    assert blocked.partitions > 1 and blocked.w_hh0.dim() == 3
+    with torch.inference_mode():
+        state_a = state_b = (torch.zeros(3, 1, 64), torch.zeros(3, 1, 64))
+        for t in range(50):
+            ids = torch.tensor([1 + t % 9])
+            logits_a, state_a = whole.step(ids, state_a)
+            logits_b, state_b = blocked.step(ids, state_b)
+    torch.testing.assert_close(logits_a, logits_b, atol=1e-4, rtol=1e-4)
+    assert blocked.weight_bytes() == whole.weight_bytes()
