@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from charrnn.batching import split_train_val  # noqa: E402
 from charrnn.checkpoint import pick_threads  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
-from charrnn.model import CharRNN  # noqa: E402
+from charrnn.model import PRECISIONS, CharRNN  # noqa: E402
 from charrnn.text import read_corpus  # noqa: E402
 from charrnn.train import TrainConfig, train  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], help="charrnn's precision (default: its own choice, bf16 where native)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="charrnn's precision (default: its own choice, bf16 where native)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if pick_threads(args.threads) == 1 and args.threads is None:

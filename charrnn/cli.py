@@ -16,6 +16,7 @@ from pathlib import Path
 
 from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, pick_threads, resolve_shipped
 from charrnn.distributed import main_rank_only
+from charrnn.model import PRECISIONS
 from charrnn.text import TextError
 
 EXIT_BAD_INPUT = 2
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-vocab", type=int, default=4096, help="most distinct characters; rarer ones become unknown (default 4096)")
     t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
     t.add_argument("--device", help="cpu, cuda, mps or auto (default)")
-    t.add_argument("--precision", choices=["fp32", "bf16"],
+    t.add_argument("--precision", choices=PRECISIONS,
                    help="precision of the matrix products (default: bf16 where the hardware has it natively, a CUDA GPU or a CPU with AVX512-BF16/AMX; else fp32)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core, or one if other processes already fill the cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -45,6 +45,11 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     prints both with --precision); the weights, optimizer and evaluation stay fp32."""
     if precision is None:
         return "bf16" if native_bf16(device) else "fp32"
+    return check_precision(precision)
+
+
+def check_precision(precision: str) -> str:
+    """precision itself, or the one-line error a user sees for a name charrnn does not know."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     return precision

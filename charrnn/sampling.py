@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from charrnn.model import CharRNN, State, native_bf16, precision_autocast
+from charrnn.model import CharRNN, State, native_bf16, precision_autocast, resolve_precision
 from charrnn.text import normalize
 from charrnn.vocab import fit_prompt
 
@@ -114,11 +114,6 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 
 BATCH1_PARTITIONS = 4  # column blocks of a batch-1 step's recurrent matrices (see FusedStepper)
 BF16_MIN_BATCH = 3  # measured crossover on a Zen 5 core: bf16 and fp32 steps tie at batch 2, bf16 is 2x faster at 4
-
-
-def priming_autocast(device: torch.device):
-    """Reading the prompt in one nn.LSTM call: bf16 on CUDA and on CPUs with native bf16."""
-    return precision_autocast(device, "bf16" if native_bf16(device) else "fp32")
 
 
 class FusedStepper:
@@ -238,7 +233,7 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
         device = model.device
         generator = torch.Generator(device=device).manual_seed(settings.seed)
         context = prompt or ("\n" if "\n" in vocab else vocab.chars[1])
-        with priming_autocast(device):  # once, then copied to every row of the batch
+        with precision_autocast(device, resolve_precision(None, device)):  # once, then copied to every row of the batch
             out, state = model.rnn(model.embedding(vocab.encode(context).to(device)[None]))
         # The output layer in fp32 and for the last position only: the first character's probability is exact.
         logits = model.head(out[:, -1].float()).expand(batch_size, -1).contiguous()

@@ -36,7 +36,7 @@ from charrnn.checkpoint import (
     save_checkpoint,
 )
 from charrnn.evaluate import evaluate_ids
-from charrnn.model import PRECISIONS, CharRNN, precision_autocast, resolve_precision
+from charrnn.model import CharRNN, check_precision, precision_autocast, resolve_precision
 from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings, sample
 from charrnn.text import Corpus, TextError, normalize
@@ -106,8 +106,8 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")
         if self.cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be lstm or gru, not {self.cell!r}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision is not None:
+            check_precision(self.precision)
 
 
 @dataclass
