@@ -14,7 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_model, pick_threads, resolve_shipped
+from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, pick_threads, resolve_shipped
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
 from charrnn.text import TextError
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", help="commit message")
     c = sub.add_parser("convert", help="store a model's weights in another precision (fp16 halves its size)")
     c.add_argument("model", help="model directory to rewrite in place")
-    c.add_argument("--dtype", required=True, choices=["fp16", "bf16", "fp32"], help="storage precision of the weights")
+    c.add_argument("--dtype", required=True, choices=list(STORAGE_DTYPES), help="storage precision of the weights")
     x = sub.add_parser("index", help="index a model's training text, for the originality check of what it generates")
     x.add_argument("model", help="model directory (or shipped model name) to write the index into")
     x.add_argument("corpus", nargs="+", help="the text files the model was trained on")
