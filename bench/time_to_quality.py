@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.batching import split_train_val  # noqa: E402
-from charrnn.checkpoint import pick_threads  # noqa: E402
+from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
 from charrnn.model import PRECISIONS, CharRNN  # noqa: E402
 from charrnn.text import read_corpus  # noqa: E402
-from charrnn.train import TrainConfig, train  # noqa: E402
+from charrnn.train import TrainConfig, hardware_name, train  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -111,7 +111,8 @@ def main() -> int:
         print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
         return 0
     text = read_corpus(CORPUS).text
-    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    device = pick_device(None)
+    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; charrnn on {hardware_name(device)}; torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f}")
     rows = []
     for budget in args.budgets:

@@ -5,7 +5,8 @@ contiguous streams with carried state, AdamW, gradient clipping. charrnn's side 
 charrnn.train.train itself (the one training loop), timed between its step events, so
 evaluation and checkpoint writing are not counted. Then variants of the plain loop show
 what moves the number on this machine: threads, batch/sequence shape, fused AdamW, bf16
-autocast, and (with --compile) torch.compile.
+autocast, and (with --compile) torch.compile. On a CUDA GPU, a 3x1024 model's chars/s as a
+share of the bf16 rate measured in the same run.
 
     python bench/train_speed.py              # ~1-2 minutes on a 2-core CPU
 """
@@ -106,6 +107,42 @@ def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: in
     return steps * batch * seq / (marks[10 + steps] - marks[10])
 
 
+def training_flops_per_char(layers: int, hidden: int, embedding: int, vocab_size: int) -> float:
+    """Matrix-product FLOPs per training character: 2 per weight forward, 4 more backward (the
+    gradients of inputs and of weights), over the LSTM's and the head's weights."""
+    weights = sum(4 * hidden * ((embedding if k == 0 else hidden) + hidden) for k in range(layers)) + hidden * vocab_size
+    return 6.0 * weights
+
+
+def bf16_matmul_flops(device: torch.device, n: int = 8192, reps: int = 10) -> float:
+    """The GPU's bf16 rate as this run sees it: a large product on random data, after warm-up."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2.0 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def cuda_big_model(ids: torch.Tensor, text: str, vocab_size: int, device: torch.device, steps: int,
+                   batches: tuple[int, ...] = (64, 256, 1024), peak_n: int = 8192) -> None:
+    """Section 4: the 3x1024 model with cuDNN's LSTM in bf16 autocast, as a share of the bf16 rate."""
+    peak = bf16_matmul_flops(device, peak_n)
+    flops = training_flops_per_char(3, 1024, 64, vocab_size)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+    print(f"\n4. {name}: 3x1024 LSTM (cuDNN), bf16 autocast, sequence 128. "
+          f"Measured bf16 rate: {peak / 1e12:.0f} TFLOP/s ({peak_n}^3 product); training costs {flops / 1e6:.0f} MFLOP per character")
+    for batch in batches:
+        ref = reference_chars_per_s(ids, vocab_size, 3, 1024, batch, 128, steps, device, bf16=True)
+        ours = charrnn_chars_per_s(text, 3, 1024, batch, 128, steps)
+        print(f"  batch {batch}: charrnn {ours:,.0f} chars/s = {ours * flops / 1e12:.0f} TFLOP/s = {ours * flops / peak:.1%} of the "
+              f"measured rate; plain loop {ref:,.0f} chars/s ({ref * flops / peak:.1%}) -> {ours / ref:.2f}x", flush=True)
+
+
 def autocast_name(device: torch.device) -> str:
     """The plain loop's precision: autocast_for's (bf16 on CUDA, fp32 elsewhere)."""
     return "bf16" if device.type == "cuda" else "fp32"
@@ -182,6 +219,9 @@ def main() -> int:
             torch.set_num_threads(threads)
         print(f"  {name}: {fast:,.0f} chars/s vs {plain:,.0f} -> {fast / plain:.2f}x", flush=True)
 
+    if device.type == "cuda":
+        cuda_big_model(ids, text, len(vocab), device, steps)
+        return 0
     other = 1 if threads > 1 else (os.cpu_count() or 1)
     if other != threads:
         print(f"\n3. threads (2x256, batch 32, seq 64): {threads} against {other}")

@@ -454,10 +454,11 @@ def train(
             logits, new_hidden = net(x, hidden)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss) or ddp:  # under DDP every rank joins backward; a NaN reaches all through the averaged gradients
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if (not torch.isfinite(loss) and not ddp) or not torch.isfinite(grad_norm):
+        # Backward runs even on a non-finite loss (its gradients are then non-finite too, and under DDP
+        # every rank must join backward), so one check, one wait for the GPU, covers both.
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
             nan_steps += 1
             lr_scale *= NAN_LR_FACTOR
             optimizer.zero_grad(set_to_none=True)
@@ -477,7 +478,7 @@ def train(
         hidden = tuple(h.detach() for h in new_hidden) if isinstance(new_hidden, tuple) else new_hidden.detach()
         step += 1
         window += 1
-        recent_loss += loss.detach().item()
+        recent_loss = recent_loss + loss.detach()  # read (a GPU wait) only when reported
         recent_count += 1
         speed_steps += 1
 
@@ -496,7 +497,7 @@ def train(
             p = progress(now)
             eta = max(0.0, now / p - now) if p > 0 else None
             yield TrainEvent("step", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                             eta=eta, lr=lr, train_loss=recent_loss / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
+                             eta=eta, lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
             recent_loss, recent_count = 0.0, 0
         if eval_interval and step % eval_interval == 0:
             yield from evaluate_and_save()

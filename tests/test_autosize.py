@@ -77,3 +77,16 @@ def test_a_tiny_budget_still_trains_something(tmp_path):
     text = "x y z. " * 3000
     events = list(train([text], tmp_path / "m", TrainConfig(time_budget=0.5)))
     assert events[-1].kind == "done" and events[-1].result.steps >= 1
+
+
+def test_on_a_gpu_the_batch_grows_only_while_the_text_needs_more_passes(monkeypatch):
+    def batch_is_nearly_free(cell, layers, hidden, embedding, vocab_size, batch, seq, device, steps=3, max_seconds=1.0, precision="fp32"):  # noqa: ARG001
+        return 100_000.0 * batch * 1e6 / count_parameters(layers, hidden, embedding, vocab_size)
+
+    monkeypatch.setattr(autosize, "measure_chars_per_s", batch_is_nearly_free)
+    gpu = torch.device("cuda")  # only its type is read: the speeds are the fake ones above
+    small_text = choose_size("lstm", 180, 66, 1_000_000, gpu)
+    big_text = choose_size("lstm", 180, 66, 100_000_000, gpu)
+    assert small_text.batch_size == 32  # tinyshakespeare is seen >= GPU_ENOUGH_EPOCHS times even so: more updates beat more passes
+    assert big_text.batch_size > small_text.batch_size  # a 100 MB text is not: the batch buys characters
+    assert 180 * small_text.chars_per_s / 1_000_000 >= autosize.GPU_ENOUGH_EPOCHS
