@@ -89,6 +89,20 @@ def matmul_peak_flops(dtype: torch.dtype) -> float:
     return 2 * 1024**3 / best
 
 
+def products_at_rows(stepper: FusedStepper, rows: int, repeats: int = 200) -> float:
+    """Seconds for one step's matrix products alone, each as the stepper does it, at this many rows
+    (a batched stepper keeps its matrices whole, [out, in])."""
+    inputs = [(torch.zeros(w.shape[0]), torch.randn(rows, w.shape[1]), w) for w in [stepper.w_hh0, *stepper.w_cat, stepper.w_head]]
+
+    def run() -> None:
+        for bias, x, w in inputs:
+            stepper._project(bias, x, w)
+
+    with torch.inference_mode():
+        run()
+        return min(timed(run)[0] for _ in range(repeats))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="fairy-tales")
@@ -146,6 +160,10 @@ def main() -> int:
           f"measured {peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms "
           f"and batch 16 can be at most {16 * (t_batch1 / args.length) / floor16:.1f}x batch 1 here "
           f"(measured step: {t16 / args.length * 1e3:.2f} ms)")
+    if batched.lstm:
+        products = products_at_rows(batched, 16)
+        print(f"  the step's own matrix products at 16 rows take {products * 1e3:.2f} ms ({flops16 / products / 1e9:.0f} GFLOP/s), "
+              f"so with nothing else in the step batch 16 would be {16 * (t_batch1 / args.length) / products:.1f}x batch 1")
 
     print("\n4. batch 1 against the memory-bandwidth floor")
     step_s = t_batch1 / args.length

@@ -66,3 +66,18 @@ def test_the_batch_1_step_in_column_blocks_computes_the_same_as_one_matrix():
             logits_b, state_b = blocked.step(ids, state_b)
     torch.testing.assert_close(logits_a, logits_b, atol=1e-4, rtol=1e-4)
     assert blocked.weight_bytes() == whole.weight_bytes()
+
+
+def test_the_fused_step_is_the_models_own_lstm_step():
+    """The stepper's rewritten gate math (doubled g rows, sigmoid in place of tanh) must give the
+    logits nn.LSTM gives, at batch 1 (column blocks) and at a batch (one matrix), or samples drift."""
+    torch.manual_seed(0)
+    model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8, dropout=0.0).eval()
+    ids = torch.randint(1, len(model.vocab), (4, 40))
+    with torch.inference_mode():
+        expected, _ = model(ids)
+        for stepper, rows in ((FusedStepper.for_model(model), ids[:1]), (FusedStepper(model), ids)):
+            state = (torch.zeros(2, len(rows), 64), torch.zeros(2, len(rows), 64))
+            for t in range(ids.shape[1]):
+                logits, state = stepper.step(rows[:, t], state)
+                torch.testing.assert_close(logits, expected[: len(rows), t], atol=1e-4, rtol=1e-4)
