@@ -455,10 +455,12 @@ def train(
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         # Backward runs even on a non-finite loss (its gradients are then non-finite too, and under DDP
-        # every rank must join backward), so one check, one wait for the GPU, covers both.
+        # every rank must join backward), so one check, one wait for the GPU, covers both. Under DDP
+        # only the averaged gradients decide, so every rank skips the same steps.
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+        finite = torch.isfinite(grad_norm) if ddp else torch.isfinite(loss) & torch.isfinite(grad_norm)
+        if not bool(finite):
             nan_steps += 1
             lr_scale *= NAN_LR_FACTOR
             optimizer.zero_grad(set_to_none=True)
