@@ -142,7 +142,7 @@ class FusedStepper:
         if not self.lstm:
             return
         rnn, layers, hidden = model.rnn, model.num_layers, model.hidden_size
-        doubled_g = torch.ones(4 * hidden)
+        doubled_g = torch.ones(4 * hidden, device=rnn.weight_hh_l0.device)
         doubled_g[2 * hidden : 3 * hidden] = 2.0  # gate order i, f, g, o
 
         def out_in(w: torch.Tensor) -> torch.Tensor:  # [4H, in] with the g rows doubled, in matmul_dtype
