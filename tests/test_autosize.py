@@ -41,10 +41,10 @@ def test_a_faster_device_buys_a_bigger_model_but_the_text_caps_it(monkeypatch):
 def test_user_options_win_and_the_rest_is_filled(monkeypatch):
     monkeypatch.setattr(autosize, "measure_chars_per_s", speed_like_this_cpu)
     text = "the quick brown fox jumps over the lazy dog. " * 20_000
-    cfg = auto_config(TrainConfig(time_budget=300, hidden_size=96, lr=3e-3, seq_len=100), [text])
+    cfg = auto_config(TrainConfig(time_budget=300, hidden_size=96, lr=3e-3, seq_len=100, device="cpu"), [text])
     assert (cfg.hidden_size, cfg.lr, cfg.seq_len) == (96, 3e-3, 100)
     assert cfg.num_layers == 2 and cfg.batch_size and cfg.dropout is not None and cfg.warmup_steps and cfg.eval_interval
-    auto = auto_config(TrainConfig(time_budget=60), [text])
+    auto = auto_config(TrainConfig(time_budget=60, device="cpu"), [text])  # the CPU's rules
     assert auto.lr > 2e-3 and auto.seq_len == 64  # short runs learn faster with a high LR and short windows
     assert auto.time_budget <= 60 and "2x256" in auto.autosize
 

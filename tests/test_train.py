@@ -78,14 +78,15 @@ def test_a_tiny_model_overfits_repeated_text_far_below_unigram_entropy(tmp_path)
 
 def test_training_on_cpu_is_deterministic_given_a_seed(tmp_path):
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        run([REPEATED], tmp_path / name, tiny(max_steps=12, seed=seed))
+        run([REPEATED], tmp_path / name, tiny(max_steps=12, seed=seed, device="cpu"))
     assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert_same(state_weights(tmp_path / "a"), state_weights(tmp_path / "b"))
     assert not torch.equal(weights(tmp_path / "a")["head.weight"], weights(tmp_path / "c")["head.weight"])
 
 
 def test_resuming_a_cancelled_run_ends_exactly_where_an_uninterrupted_run_does(tmp_path):
-    config = tiny(max_steps=40, eval_interval=10, dropout=0.1, num_layers=2)  # dropout: the RNG must resume too
+    # dropout: the RNG must resume too. On the CPU: a GPU's atomic adds may sum in another order.
+    config = tiny(max_steps=40, eval_interval=10, dropout=0.1, num_layers=2, device="cpu")
     run([REPEATED], tmp_path / "whole", config)
 
     cancel = threading.Event()
@@ -291,7 +292,8 @@ def test_an_existing_model_is_never_replaced_unless_asked(tmp_path):
 def test_an_absurd_learning_rate_never_publishes_blown_up_weights(tmp_path):
     text = "the quick brown fox jumps over the lazy dog.\n" * 80
     config = TrainConfig(num_layers=1, hidden_size=16, embedding_dim=8, batch_size=4, seq_len=16, lr=1e30, max_steps=30, eval_interval=5)
-    with pytest.raises(CheckpointError, match="better than guessing"):
+    # On a CPU the weights blow up but stay finite; on a GPU in bf16 the loss turns NaN: refused either way.
+    with pytest.raises(CheckpointError, match="better than guessing|diverged"):
         for _ in train([text], tmp_path / "m", config):
             pass
     assert not (tmp_path / "m" / "model.safetensors").exists()
