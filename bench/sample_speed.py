@@ -156,7 +156,8 @@ def main() -> int:
     flops16 = 2 * 16 * sum(w.numel() for w in [batched.w_hh0, *batched.w_cat, batched.w_head]) if batched.lstm else float("nan")
     peak = matmul_peak_flops(batched.dtype)
     floor16 = flops16 / peak
-    print(f"  a batch-16 step is {flops16 / 1e6:.0f} MFLOP in {batched.dtype}; this CPU's best {batched.dtype} matrix product "
+    print(f"  a batch-16 step is {flops16 / 1e6:.0f} MFLOP, nearly all in {batched.dtype} (the small output layer stays fp32); "
+          f"this CPU's best {batched.dtype} matrix product "
           f"measured {peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms "
           f"and batch 16 can be at most {16 * (t_batch1 / args.length) / floor16:.1f}x batch 1 here "
           f"(measured step: {t16 / args.length * 1e3:.2f} ms)")

@@ -135,8 +135,8 @@ def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
 class FusedStepper:
     """One step of the network at a small batch, as matrix products plus gate math on the model's weights.
 
-    matmul_dtype bf16 stores the matrices in bf16 and multiplies in it; the table, biases, gate
-    math and state stay fp32. partitions > 1 stores each recurrent matrix as that many column
+    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it; the table,
+    biases, gate math, state and output layer stay fp32. partitions > 1 stores each recurrent matrix as that many column
     blocks multiplied by one bmm: torch runs a one-row addmm on one thread however many it
     has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512 model: 0.20 ms ->
     0.16 ms on two threads, the same on one). Otherwise the matrices keep nn.Linear's
@@ -173,13 +173,13 @@ class FusedStepper:
             self.w_hh0 = out_in(rnn.weight_hh_l0)
             self.w_cat = [out_in(torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1)) for k in range(1, layers)]
             self.b_cat = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() * doubled_g for k in range(1, layers)]
-            self.w_head = model.head.weight.float().to(matmul_dtype).contiguous()
+            self.w_head = model.head.weight.float().contiguous()  # fp32 always: small, and the logits stay exact
             self.b_head = model.head.bias.float()
             if partitions > 1:
                 self.w_hh0 = in_blocks(self.w_hh0)
                 self.w_cat = [in_blocks(w) for w in self.w_cat]
             elif matmul_dtype == torch.bfloat16 and self.table.device.type == "cpu":
-                self.w_hh0, self.w_head = packed_for_onednn(self.w_hh0), packed_for_onednn(self.w_head)
+                self.w_hh0 = packed_for_onednn(self.w_hh0)
                 self.w_cat = [packed_for_onednn(w) for w in self.w_cat]
 
     @classmethod
@@ -201,11 +201,11 @@ class FusedStepper:
     def _project(self, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if weight.dim() == 3:  # column blocks: one bmm, then the blocks side by side again
             return torch.bmm(x.expand(weight.shape[0], -1, -1), weight).permute(1, 0, 2).reshape(x.shape[0], -1) + bias
-        if self.dtype == torch.float32:
-            return F.linear(x, weight, bias)
         if weight.is_mkldnn:
-            return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), weight, None, "none", [], "").float() + bias
-        return F.linear(x.to(self.dtype), weight).float() + bias
+            return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, None, "none", [], "").float() + bias
+        if weight.dtype == torch.float32:
+            return F.linear(x, weight, bias)
+        return F.linear(x.to(weight.dtype), weight).float() + bias
 
     def weight_bytes(self) -> int:
         """Bytes of weights read per step: the physical floor for batch-1 sampling."""
