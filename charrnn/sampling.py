@@ -7,8 +7,8 @@ into a per-character table, so it costs a row lookup.
 
 On a CPU that multiplies bf16 natively (AVX512-BF16 or AMX), priming and batched steps run
 their matrix products in bf16 with fp32 state: on a Zen 5 core that cut priming on a
-200-character prompt from 22 to 14 ms and a batch-16 step from 1.8 to 0.65 ms (0.50 ms since
-the tanh-free gate math and [out, in] matrices, see FusedStepper), and changed
+200-character prompt from 22 to 14 ms and a batch-16 step from 1.8 to 0.65 ms (0.37 ms since
+the tanh-free gate math and oneDNN-packed matrices, see FusedStepper), and changed
 the fairy-tales model's loss on 30,000 characters by 4e-5 nats. A batch-1 step stays fp32,
 where oneDNN's bf16 matrix-vector product is slower (0.37 against 0.21 ms).
 """
