@@ -520,6 +520,7 @@ def train(
         raise CheckpointError("training stopped before the first step; nothing was saved")
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
+    best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
     # With several files, each file's held-out part is scored on its own (exactly what
     # `charrnn eval MODEL FILE --split val` reproduces) and the character-weighted mean is reported.
     names = [c.name if isinstance(c, Corpus) else f"text {i + 1}" for i, c in enumerate(corpora)]
