@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
-from charrnn.evaluate import autocast_for  # noqa: E402
-from charrnn.model import resolve_precision  # noqa: E402
+from charrnn.evaluate import eval_precision  # noqa: E402
+from charrnn.model import precision_autocast, resolve_precision  # noqa: E402
 from charrnn.train import SCRATCH_DEFAULTS, TrainConfig, train  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
 
@@ -57,7 +57,7 @@ def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidde
     stream_len = (len(ids) - 1) // batch
     inputs = ids[: batch * stream_len].view(batch, stream_len).to(device)
     targets = ids[1 : batch * stream_len + 1].view(batch, stream_len).to(device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else autocast_for(device)
+    amp = precision_autocast(device, "bf16" if bf16 else eval_precision(device))  # plain: the precision charrnn evaluates in
 
     def loss_of(x, y, state):
         out, state = lstm(emb(x), state)
@@ -133,19 +133,13 @@ def cuda_big_model(ids: torch.Tensor, text: str, vocab_size: int, device: torch.
     """Section 4: the 3x1024 model with cuDNN's LSTM in bf16 autocast, as a share of the bf16 rate."""
     peak = bf16_matmul_flops(device, peak_n)
     flops = training_flops_per_char(3, 1024, 64, vocab_size)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
-    print(f"\n4. {name}: 3x1024 LSTM (cuDNN), bf16 autocast, sequence 128. "
+    print(f"\n4. {torch.cuda.get_device_name(device)}: 3x1024 LSTM (cuDNN), bf16 autocast, sequence 128. "
           f"Measured bf16 rate: {peak / 1e12:.0f} TFLOP/s ({peak_n}^3 product); training costs {flops / 1e6:.0f} MFLOP per character")
     for batch in batches:
         ref = reference_chars_per_s(ids, vocab_size, 3, 1024, batch, 128, steps, device, bf16=True)
         ours = charrnn_chars_per_s(text, 3, 1024, batch, 128, steps)
         print(f"  batch {batch}: charrnn {ours:,.0f} chars/s = {ours * flops / 1e12:.0f} TFLOP/s = {ours * flops / peak:.1%} of the "
               f"measured rate; plain loop {ref:,.0f} chars/s ({ref * flops / peak:.1%}) -> {ours / ref:.2f}x", flush=True)
-
-
-def autocast_name(device: torch.device) -> str:
-    """The plain loop's precision: autocast_for's (bf16 on CUDA, fp32 elsewhere)."""
-    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def sync(device: torch.device) -> None:
@@ -178,12 +172,12 @@ def main() -> int:
     precision = resolve_precision(None, device)
     print(f"\n1. charrnn trainer vs the plain loop (same shapes, same process). charrnn trains in {precision} here by default "
           f"({'this device multiplies bf16 natively' if precision == 'bf16' else 'no native bf16 on this device'}); "
-          f"the plain loop in {autocast_name(device)}")
+          f"the plain loop in {eval_precision(device)}")
     base = {}
     for name, layers, hidden, batch, seq in shapes:
         ref = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)
         ours = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps)
-        same = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps, precision=autocast_name(device)) if precision == "bf16" and device.type == "cpu" else None
+        same = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps, precision=eval_precision(device)) if precision == "bf16" and device.type == "cpu" else None
         ref2 = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)  # again, to see the drift
         ref_mean = (ref + ref2) / 2
         base[(layers, hidden, batch, seq)] = ref_mean

@@ -177,11 +177,14 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
             best_b, best_cps = b, cps
         return best_b, best_cps
 
+    def chars_in_budget_left(cps: float) -> float:
+        return (budget_s - (time.perf_counter() - t0)) * cps * ranks
+
     def epochs_in_budget(cps: float) -> float:
-        return (budget_s - (time.perf_counter() - t0)) * cps * ranks / max(train_chars, 1.0)
+        return chars_in_budget_left(cps) / max(train_chars, 1.0)
 
     def fits(cps: float, layers: int, hidden: int) -> bool:
-        return (budget_s - (time.perf_counter() - t0)) * cps * ranks >= CHARS_PER_PARAM * params_of(layers, hidden)
+        return chars_in_budget_left(cps) >= CHARS_PER_PARAM * params_of(layers, hidden)
 
     measured: dict[int, tuple[int, float]] = {}
     k = 0 if fixed_size else min(START_CANDIDATE, len(candidates) - 1)

@@ -116,8 +116,6 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 
 BATCH1_PARTITIONS = 4  # column blocks of a batch-1 step's recurrent matrices (see FusedStepper)
 BF16_MIN_BATCH = 3  # measured crossover on a Zen 5 core: bf16 and fp32 steps tie at batch 2, bf16 is 2x faster at 4
-
-
 PACKED_ROWS = 16  # the batch oneDNN's packed layout is tuned for; any batch multiplies correctly with it
 
 
@@ -136,9 +134,9 @@ class FusedStepper:
     """One step of the network at a small batch, as matrix products plus gate math on the model's weights.
 
     matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it; the table,
-    biases, gate math, state and output layer stay fp32. partitions > 1 stores each recurrent matrix as that many column
-    blocks multiplied by one bmm: torch runs a one-row addmm on one thread however many it
-    has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512 model: 0.20 ms ->
+    biases, gate math, state and output layer stay fp32. partitions > 1 stores each recurrent
+    matrix as that many column blocks multiplied by one bmm: torch runs a one-row addmm on one
+    thread however many it has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512 model: 0.20 ms ->
     0.16 ms on two threads, the same on one). Otherwise the matrices keep nn.Linear's
     [out, in] layout, and in bf16 on a CPU they are stored in oneDNN's own blocked layout
     (packed_for_onednn), as torch.compile's CPU backend stores them: 16 x 1024 x 2048 on a
