@@ -92,11 +92,15 @@ def matmul_peak_flops(dtype: torch.dtype) -> float:
 def products_at_rows(stepper: FusedStepper, rows: int, repeats: int = 200) -> float:
     """Seconds for one step's matrix products alone, each as the stepper does it, at this many rows
     (a batched stepper keeps its matrices whole, [out, in])."""
-    inputs = [(torch.zeros(w.shape[0]), torch.randn(rows, w.shape[1]), w) for w in [stepper.w_hh0, *stepper.w_cat, stepper.w_head]]
+    table_rows = stepper.table.index_select(0, torch.arange(rows) % stepper.table.shape[0])
+    inputs = [(table_rows, torch.randn(rows, stepper.model.hidden_size), stepper.w_hh0)]
+    inputs += [(b, torch.randn(rows, 2 * stepper.model.hidden_size), w) for b, w in zip(stepper.b_cat, stepper.w_cat)]
+    top = torch.randn(rows, stepper.w_head.shape[0])
 
     def run() -> None:
         for bias, x, w in inputs:
             stepper._project(bias, x, w)
+        stepper.logits(top)
 
     with torch.inference_mode():
         run()

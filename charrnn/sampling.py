@@ -1,16 +1,17 @@
 """Generating text: prime on a prompt in one pass, then one character at a time.
 
 At batch 1 an nn.LSTM call costs far more in dispatch than in arithmetic, so after
-priming, each step is a hand-fused addmm plus gate math over the model's own weights
+priming, each step is a hand-fused product plus gate math over the model's own weights
 (bench/sample_speed.py measures the gain). The first layer's input projection is folded
 into a per-character table, so it costs a row lookup.
 
 On a CPU that multiplies bf16 natively (AVX512-BF16 or AMX), priming and batched steps run
 their matrix products in bf16 with fp32 state: on a Zen 5 core that cut priming on a
-200-character prompt from 22 to 14 ms and a batch-16 step from 1.8 to 0.65 ms (0.37 ms since
-the tanh-free gate math and oneDNN-packed matrices, see FusedStepper), and changed
-the fairy-tales model's loss on 30,000 characters by 4e-5 nats. A batch-1 step stays fp32,
-where oneDNN's bf16 matrix-vector product is slower (0.37 against 0.21 ms).
+200-character prompt from 22 to 14 ms. Batched steps multiply weights packed once into
+oneDNN's layout (FusedStepper); on the fairy-tales model's last 30,000 characters of Grimm,
+read 16 streams at a time, the bf16 steps' loss is 2e-5 nats/char above the fp32 steps'.
+A batch-1 step stays fp32, where oneDNN's bf16 matrix-vector product is slower (0.37
+against 0.21 ms).
 """
 
 from __future__ import annotations
@@ -115,16 +116,21 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 
 
 BATCH1_PARTITIONS = 4  # column blocks of a batch-1 step's recurrent matrices (see FusedStepper)
-BF16_MIN_BATCH = 3  # measured crossover on a Zen 5 core: bf16 and fp32 steps tie at batch 2, bf16 is 2x faster at 4
+# Batched steps multiply in bf16 from this batch on, where the CPU has it natively: on a Zen 5
+# core (one thread) batch 2 writes 10,130 chars/s in bf16 against 6,529 in fp32 (both packed).
+BF16_MIN_BATCH = 2
 PACKED_ROWS = 16  # the batch oneDNN's packed layout is tuned for; any batch multiplies correctly with it
 
 
 def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
-    """weight ([out, in], bf16) in oneDNN's blocked layout, fixed once instead of rearranged at
-    every product; or as it was, where this torch or CPU cannot pack it or multiply it packed."""
+    """weight ([out, in], fp32 or bf16) in oneDNN's blocked layout, fixed once instead of
+    rearranged at every product; or as it was, where this torch or CPU cannot pack it or
+    multiply it packed in each way FusedStepper does (tried once here)."""
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS)
-        torch.ops.mkldnn._linear_pointwise(torch.zeros(1, weight.shape[1], dtype=weight.dtype), packed, None, "none", [], "")
+        x, out = torch.zeros(1, weight.shape[1], dtype=weight.dtype), torch.zeros(1, weight.shape[0], dtype=weight.dtype)
+        torch.ops.mkldnn._linear_pointwise(x, packed, out[0], "none", [], "")
+        torch.ops.mkldnn._linear_pointwise.binary(x, out, packed, None, "add")
         return packed
     except (AttributeError, RuntimeError, NotImplementedError):
         return weight
@@ -133,18 +139,23 @@ def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
 class FusedStepper:
     """One step of the network at a small batch, as matrix products plus gate math on the model's weights.
 
-    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it; the table,
-    biases, gate math, state and output layer stay fp32. partitions > 1 stores each recurrent
-    matrix as that many column blocks multiplied by one bmm: torch runs a one-row addmm on one
-    thread however many it has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512 model: 0.20 ms ->
-    0.16 ms on two threads, the same on one). Otherwise the matrices keep nn.Linear's
-    [out, in] layout, and in bf16 on a CPU they are stored in oneDNN's own blocked layout
-    (packed_for_onednn), as torch.compile's CPU backend stores them: 16 x 1024 x 2048 on a
-    Zen 5 core takes 150 us packed, 225 us as a plain [out, in] tensor, 293 us as [in, out].
+    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it; the gate
+    math, state and output layer stay fp32. partitions > 1 stores each recurrent matrix as
+    that many column blocks multiplied by one bmm: torch runs a one-row addmm on one thread
+    however many it has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512
+    model: 0.20 ms -> 0.16 ms on two threads, the same on one). Otherwise, on a CPU, the
+    matrices are stored in oneDNN's own blocked layout (packed_for_onednn), as torch.compile's
+    CPU backend stores them, and oneDNN adds the bias, or layer 0's table rows, inside the
+    product. On one Zen 5 core, 16 x 1024 x 2048 takes 150 us packed in bf16 against 225 us
+    with F.linear, and in fp32 286 us packed against 807 us with F.linear (mm and bmm are no
+    faster): a CPU without native bf16 gets its batched speed from the packing.
 
     The gate math needs no tanh: the cell-input gate's rows are stored doubled, so one
     sigmoid over all four gates gives sigmoid(2g), and tanh(g) = 2 sigmoid(2g) - 1 (likewise
     for the cell state). torch's tanh is the slow one: 18 us on 16 x 512 against sigmoid's 2.6.
+    The sigmoid runs in fp32 on the product's output: oneDNN can apply it inside the product,
+    but its bf16 result rounds a forget gate of 0.998 to 0.996 or 1, and the loss above moved
+    by 2.3e-4 nats/char instead of 2e-5.
     """
 
     def __init__(self, model: CharRNN, matmul_dtype: torch.dtype = torch.float32, partitions: int = 1) -> None:
@@ -171,14 +182,20 @@ class FusedStepper:
             self.w_hh0 = out_in(rnn.weight_hh_l0)
             self.w_cat = [out_in(torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1)) for k in range(1, layers)]
             self.b_cat = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() * doubled_g for k in range(1, layers)]
-            self.w_head = model.head.weight.float().contiguous()  # fp32 always: small, and the logits stay exact
+            # fp32 always (small, and the logits stay exact), as [in, out]: addmm on that is 30% faster at 16 rows
+            self.w_head = model.head.weight.float().t().contiguous()
             self.b_head = model.head.bias.float()
+            self.packed = False
             if partitions > 1:
                 self.w_hh0 = in_blocks(self.w_hh0)
                 self.w_cat = [in_blocks(w) for w in self.w_cat]
-            elif matmul_dtype == torch.bfloat16 and self.table.device.type == "cpu":
-                self.w_hh0 = packed_for_onednn(self.w_hh0)
-                self.w_cat = [packed_for_onednn(w) for w in self.w_cat]
+            elif self.table.device.type == "cpu":
+                packed = [packed_for_onednn(w) for w in [self.w_hh0, *self.w_cat]]
+                if all(w.is_mkldnn for w in packed):  # oneDNN then adds the table row or bias inside the product
+                    self.packed = True
+                    self.w_hh0, *self.w_cat = packed
+                    self.table = self.table.to(matmul_dtype)
+                    self.b_cat = [b.to(matmul_dtype) for b in self.b_cat]
 
     @classmethod
     def for_model(cls, model: CharRNN, batch_size: int = 1) -> FusedStepper:
@@ -199,11 +216,17 @@ class FusedStepper:
     def _project(self, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if weight.dim() == 3:  # column blocks: one bmm, then the blocks side by side again
             return torch.bmm(x.expand(weight.shape[0], -1, -1), weight).permute(1, 0, 2).reshape(x.shape[0], -1) + bias
-        if weight.is_mkldnn:
-            return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, None, "none", [], "").float() + bias
+        if weight.is_mkldnn:  # bias (per column) or rows to add (table rows, per row) inside oneDNN's product
+            if bias.dim() == 2:
+                return torch.ops.mkldnn._linear_pointwise.binary(x.to(weight.dtype), bias, weight, None, "add").float()
+            return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "").float()
         if weight.dtype == torch.float32:
             return F.linear(x, weight, bias)
         return F.linear(x.to(weight.dtype), weight).float() + bias
+
+    def logits(self, top: torch.Tensor) -> torch.Tensor:
+        """The output layer on the top layer's h."""
+        return torch.addmm(self.b_head, top, self.w_head)
 
     def weight_bytes(self) -> int:
         """Bytes of weights read per step: the physical floor for batch-1 sampling."""
@@ -214,6 +237,8 @@ class FusedStepper:
         return row + sum(m.numel() * m.element_size() for m in mats)
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The logits for the next character and the new state. The state is (h, c), each indexable
+        by layer: the [layers, batch, H] tensors nn.LSTM gives, or the per-layer lists this returns."""
         if not self.lstm:
             logits, state = self.model(ids[:, None], state)
             return logits[:, -1].float(), state
@@ -222,15 +247,15 @@ class FusedStepper:
         x = None
         for k in range(self.model.num_layers):
             if k == 0:
-                gates = self._project(self.table[ids], h[0], self.w_hh0)
+                gates = self._project(self.table.index_select(0, ids), h[0], self.w_hh0)
             else:
                 gates = self._project(self.b_cat[k - 1], torch.cat([x, h[k]], 1), self.w_cat[k - 1])
             i, f, g2, o = torch.sigmoid(gates).chunk(4, 1)  # g2 = sigmoid(2g): its rows are stored doubled
-            c_new = torch.addcmul(f * c[k], i, g2.mul(2.0).sub_(1.0))
-            x = o * torch.sigmoid(c_new * 2.0).mul_(2.0).sub_(1.0)
+            c_new = torch.addcmul(f * c[k], i, g2, value=2.0).sub_(i)  # f c + i tanh(g), as tanh(g) = 2 g2 - 1
+            x = torch.addcmul(o.neg(), o, torch.sigmoid(c_new * 2.0), value=2.0)  # o tanh(c_new)
             hs.append(x)
             cs.append(c_new)
-        return self._project(self.b_head, x, self.w_head), (torch.stack(hs), torch.stack(cs))
+        return self.logits(x), (hs, cs)
 
 
 def filter_logits(logits: torch.Tensor, settings: SampleSettings) -> torch.Tensor:
@@ -247,6 +272,21 @@ def filter_logits(logits: torch.Tensor, settings: SampleSettings) -> torch.Tenso
         sorted_logits = sorted_logits.masked_fill(drop, -math.inf)
         logits = torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
     return logits
+
+
+def draw(logits: torch.Tensor, settings: SampleSettings, generator: torch.Generator) -> torch.Tensor:
+    """One id per row: the most likely at temperature 0, else a draw from the filtered distribution.
+
+    The draw is torch.multinomial's own for one sample (argmax of p / q, q ~ Exp(1) from the
+    generator), so a seed writes the same text, without multinomial's checks of the probabilities:
+    four reductions that read them back, 10 of a batch-1 step's 180 us.
+    """
+    if settings.temperature == 0:
+        masked = logits.clone()
+        masked[:, 0] = -math.inf
+        return masked.argmax(-1)
+    probs = torch.softmax(filter_logits(logits, settings), -1)  # filter_logits divides into a copy
+    return torch.argmax(probs / torch.empty_like(probs).exponential_(generator=generator), -1)
 
 
 def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -279,12 +319,7 @@ def generate_ids(model: CharRNN, prompt: str, settings: SampleSettings, batch_si
     try:
         for n in range(settings.length):
             with torch.inference_mode():
-                if settings.temperature == 0:
-                    masked = logits.clone()
-                    masked[:, 0] = -math.inf
-                    chosen = masked.argmax(-1)
-                else:  # filter_logits works on a copy (its first step divides by the temperature)
-                    chosen = torch.multinomial(torch.softmax(filter_logits(logits, settings), -1), 1, generator=generator)[:, 0]
+                chosen = draw(logits, settings, generator)
             yield chosen, logits
             if n + 1 < settings.length:
                 with torch.inference_mode():

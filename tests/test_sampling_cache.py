@@ -5,7 +5,7 @@ import copy
 import torch
 
 from charrnn.model import CharRNN
-from charrnn.sampling import FusedStepper, SampleSettings, sample
+from charrnn.sampling import FusedStepper, SampleSettings, draw, filter_logits, packed_for_onednn, sample
 from charrnn.vocab import Vocab
 
 
@@ -76,10 +76,50 @@ def test_the_fused_step_is_the_models_own_lstm_step():
     torch.manual_seed(0)
     model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8, dropout=0.0).eval()
     ids = torch.randint(1, len(model.vocab), (4, 40))
+    batched = FusedStepper(model)  # fp32, one matrix a layer: packed for oneDNN where this torch and CPU can
+    assert batched.packed == packed_for_onednn(torch.zeros(8, 4)).is_mkldnn
     with torch.inference_mode():
         expected, _ = model(ids)
-        for stepper, rows in ((FusedStepper.for_model(model), ids[:1]), (FusedStepper(model), ids)):
+        for stepper, rows in ((FusedStepper.for_model(model), ids[:1]), (batched, ids)):
             state = (torch.zeros(2, len(rows), 64), torch.zeros(2, len(rows), 64))
             for t in range(ids.shape[1]):
                 logits, state = stepper.step(rows[:, t], state)
                 torch.testing.assert_close(logits, expected[: len(rows), t], atol=1e-4, rtol=1e-4)
+
+
+def test_a_bf16_batch_keeps_long_memory_as_fp32_does(monkeypatch):
+    """A forget gate near 1 is the model's memory; in bf16 0.9975 would round to 0.996 or 1,
+    and after 200 steps the cell would hold 45% or 166% of what fp32 keeps."""
+    import charrnn.sampling as sampling
+
+    monkeypatch.setattr(sampling, "native_bf16", lambda _device: True)
+    torch.manual_seed(0)
+    model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=32, embedding_dim=8, dropout=0.0).eval()
+    with torch.no_grad():
+        for p in model.rnn.parameters():
+            p.zero_()
+        for layer in (0, 1):
+            getattr(model.rnn, f"bias_ih_l{layer}")[:32] = -30.0  # input gate shut: the cell only decays
+            getattr(model.rnn, f"bias_ih_l{layer}")[32:64] = 6.0  # forget gate sigmoid(6) = 0.99753
+    ids = torch.full((4,), 3)
+    cells = []
+    for stepper in (FusedStepper(model), FusedStepper.for_model(model, batch_size=4)):
+        state = (torch.zeros(2, 4, 32), torch.ones(2, 4, 32))
+        with torch.inference_mode():
+            for _ in range(200):
+                _, state = stepper.step(ids, state)
+        cells.append(torch.stack(list(state[1])))
+    assert FusedStepper.for_model(model, batch_size=4).dtype == torch.bfloat16
+    torch.testing.assert_close(cells[0], torch.full((2, 4, 32), torch.sigmoid(torch.tensor(6.0)).item() ** 200), rtol=1e-4, atol=0)
+    torch.testing.assert_close(cells[1], cells[0], rtol=0.01, atol=0)
+
+
+def test_a_seed_draws_what_torch_multinomial_draws():
+    """The draw skips multinomial's checks but not its randomness: the texts a seed wrote stay."""
+    settings = SampleSettings(temperature=0.7, top_k=20, seed=3).checked(80)
+    ours, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for batch in (1, 16):
+        for _ in range(300):
+            logits = torch.randn(batch, 80) * 4
+            expected = torch.multinomial(torch.softmax(filter_logits(logits, settings), -1), 1, generator=theirs)[:, 0]
+            assert torch.equal(draw(logits, settings, ours), expected)
