@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from charrnn import sampling  # noqa: E402
 from charrnn.checkpoint import CheckpointError, load_model, pick_threads, resolve_shipped  # noqa: E402
 from charrnn.sampling import FusedStepper, SampleSettings, sample, stream  # noqa: E402
 
@@ -154,6 +156,10 @@ def main() -> int:
     t16, _ = timed(lambda: sample(model, "", settings, num_samples=16))
     ours16 = 16 * args.length / t16
     print(f"  batch 16: {ours16:,.0f} chars/s -> {ours16 / ours:.1f}x batch 1")
+    with mock.patch.object(sampling, "native_bf16", lambda _device: False):  # the steps a CPU without native bf16 runs
+        t16_fp32, _ = timed(lambda: sample(model, "", settings, num_samples=16))
+    fp32_16 = 16 * args.length / t16_fp32
+    print(f"  batch 16 with fp32 steps, as on a CPU without native bf16: {fp32_16:,.0f} chars/s -> {fp32_16 / ours:.1f}x batch 1")
     # The ceiling: a batch-16 step multiplies every weight by 16 rows, so it cannot be faster than
     # those FLOPs at the best matrix-product rate this CPU reaches in the dtype the batched step uses.
     batched = FusedStepper.for_model(model, 16)
