@@ -278,8 +278,10 @@ def draw(logits: torch.Tensor, settings: SampleSettings, generator: torch.Genera
     """One id per row: the most likely at temperature 0, else a draw from the filtered distribution.
 
     The draw is torch.multinomial's own for one sample (argmax of p / q, q ~ Exp(1) from the
-    generator), so a seed writes the same text, without multinomial's checks of the probabilities:
-    four reductions that read them back, 10 of a batch-1 step's 180 us.
+    generator), so a seed writes the text it wrote before, but without multinomial's checks of
+    the probabilities (reductions read back one by one): at batch 1 it takes 4.4 us against
+    multinomial's 11.1. The probabilities cannot be invalid here: a loaded model's weights are
+    finite, so are its logits, and filtering always keeps a character.
     """
     if settings.temperature == 0:
         masked = logits.clone()
