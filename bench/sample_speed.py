@@ -185,6 +185,9 @@ def main() -> int:
     print(f"  weights read per step {weight_bytes / 1e6:.1f} MB, {step_s * 1e3:.3f} ms per step -> {achieved:.1f} GB/s")
     print(f"  measured read bandwidth: {dram:.1f} GB/s from DRAM (1 GB buffer), {cache:.1f} GB/s for a buffer the size of the weights (cache)")
     print(f"  -> {achieved / dram:.0%} of DRAM bandwidth, {achieved / cache:.0%} of the cache-resident read speed")
+    floor1 = weight_bytes / (cache * 1e9)
+    print(f"  with both steps at these floors (batch 1 reading its weights at the cache-resident speed, {floor1 * 1e3:.3f} ms; "
+          f"batch 16 multiplying at the best rate above, {floor16 * 1e3:.3f} ms), batch 16 would be {16 * floor1 / floor16:.1f}x batch 1")
 
     print(f"\n5. memory while streaming {args.long:,} characters (stream(), batch 1)")
     rss = {}
