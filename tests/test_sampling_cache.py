@@ -123,3 +123,23 @@ def test_a_seed_draws_what_torch_multinomial_draws():
             logits = torch.randn(batch, 80) * 4
             expected = torch.multinomial(torch.softmax(filter_logits(logits, settings), -1), 1, generator=theirs)[:, 0]
             assert torch.equal(draw(logits, settings, ours), expected)
+
+
+def test_where_weights_cannot_be_packed_the_plain_products_give_the_same_step(monkeypatch):
+    """A torch or CPU without oneDNN's packed products (and every GPU) multiplies plain tensors."""
+    import charrnn.sampling as sampling
+
+    torch.manual_seed(0)
+    model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8, dropout=0.0).eval()
+    ids = torch.randint(1, len(model.vocab), (4, 40))
+    monkeypatch.setattr(sampling, "packed_for_onednn", lambda weight: weight)
+    monkeypatch.setattr(sampling, "native_bf16", lambda _device: True)
+    plain_fp32, plain_bf16 = FusedStepper(model), FusedStepper.for_model(model, batch_size=4)
+    assert not plain_fp32.packed and not plain_bf16.packed and plain_bf16.dtype == torch.bfloat16
+    with torch.inference_mode():
+        expected, _ = model(ids)
+        for stepper, tolerance in ((plain_fp32, 1e-4), (plain_bf16, 0.05)):
+            state = (torch.zeros(2, 4, 64), torch.zeros(2, 4, 64))
+            for t in range(ids.shape[1]):
+                logits, state = stepper.step(ids[:, t], state)
+                torch.testing.assert_close(logits, expected[:, t], atol=tolerance, rtol=tolerance)
