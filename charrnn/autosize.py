@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.checkpoint import pick_device
+from charrnn.distributed import world_size
 from charrnn.model import CharRNN, precision_autocast, resolve_precision
 from charrnn.vocab import UNK
 
@@ -141,7 +141,7 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     if device.type == "cuda":  # start the GPU now, so its one-off seconds do not cut the search short
         measure_chars_per_s(cell, 1, 32, 8, vocab_size, 2, 8, device, steps=1, precision=precision)
     probe_start = time.perf_counter()
-    ranks = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun every rank trains at the measured speed
+    ranks = world_size()  # under torchrun every rank trains at the measured speed
     seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
     fixed_size = num_layers is not None or hidden_size is not None
     if fixed_size:
@@ -227,7 +227,7 @@ def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
     plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
                        cfg.batch_size, cfg.seq_len, cfg.precision)
     budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
-    chars_in_budget = budget * plan.chars_per_s * int(os.environ.get("WORLD_SIZE", "1"))
+    chars_in_budget = budget * plan.chars_per_s * world_size()
     epochs = chars_in_budget / max(train_chars, 1.0)
     steps = chars_in_budget / (plan.batch_size * plan.seq_len)
     evals = 4 if cfg.time_budget <= 120 else 10 if cfg.time_budget <= 600 else 20

@@ -28,9 +28,14 @@ T = TypeVar("T")
 STOP_REASONS = ("", "cancelled", "finished", "time budget reached", "validation loss stopped improving")
 
 
+def world_size() -> int:
+    """The number of ranks torchrun started (1 outside it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def launched() -> bool:
     """True in a process started by torchrun (or anything that sets its variables) with 2+ ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size() > 1
 
 
 def is_main() -> bool:
