@@ -244,12 +244,28 @@ def _run_job(job: TrainJob, cancel: threading.Event, resume: bool = False) -> It
 
 @gpu(duration=ZEROGPU_SLICE_S + 30)
 def _train_slice(job: TrainJob, resume: bool, slice_s: float) -> Iterator[TrainEvent]:
-    """One short GPU call: train until slice_s passes (or the run ends), then save and return."""
-    cancel = threading.Event()
-    timer = threading.Timer(slice_s, cancel.set)
+    """One short GPU call: train until slice_s passes (or the run ends), then save and return.
+
+    A slice ends only after it has trained at least one step: a cancel that came before it would
+    save nothing (the first slice would fail, a later one would make no progress), and starting
+    up can take longer than a short slice on a busy machine.
+    """
+    cancel, due, stepped = threading.Event(), threading.Event(), threading.Event()
+
+    def time_is_up() -> None:
+        due.set()
+        if stepped.is_set():
+            cancel.set()
+
+    timer = threading.Timer(slice_s, time_is_up)
     timer.start()
     try:
-        yield from _run_job(job, cancel, resume)
+        for event in _run_job(job, cancel, resume):
+            if event.kind == "step":
+                stepped.set()
+                if due.is_set():
+                    cancel.set()
+            yield event
     finally:
         timer.cancel()
 

@@ -186,6 +186,22 @@ def test_zerogpu_style_training_runs_as_resumed_slices(checkpoints, upload, tmp_
     assert events[-1].kind == "done" and events[-1].result.steps == 60
 
 
+def test_a_slice_shorter_than_start_up_still_trains_a_step_and_the_run_finishes(checkpoints, upload, tmp_path, monkeypatch):
+    """On a busy machine starting up can outlast a slice; ending it before its first step used to
+    fail the run ("training stopped before the first step")."""
+    calls = []
+    real = session_mod._train_slice
+    monkeypatch.setattr(session_mod, "_train_slice", lambda job, resume, slice_s: calls.append(resume) or real(job, resume, slice_s))
+    session = Session(tmp_path, "busy")
+    from charrnn.text import read_corpus
+
+    job = TrainJob(corpus=read_corpus(upload), out_dir=session.dir / "m", config=TrainConfig(max_steps=30, time_budget=60),
+                   init=checkpoints / "fairy-tales", card_info={})
+    events = list(run_in_thread(job, session, slice_s=0.001))
+    assert events[-1].kind == "done" and events[-1].result.steps == 30 and "finished" in events[-1].message
+    assert len(calls) >= 3 and all(calls[1:])
+
+
 def test_train_runs_in_its_own_thread_with_its_own_thread_count(studio, upload):
     seen = []
     original = session_mod.in_thread
