@@ -139,8 +139,9 @@ def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
 class FusedStepper:
     """One step of the network at a small batch, as matrix products plus gate math on the model's weights.
 
-    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it; the gate
-    math, state and output layer stay fp32. partitions > 1 stores each recurrent matrix as
+    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it (packed, the
+    table rows and biases it adds are bf16 too); the gate math, state and output layer stay
+    fp32. partitions > 1 stores each recurrent matrix as
     that many column blocks multiplied by one bmm: torch runs a one-row addmm on one thread
     however many it has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512
     model: 0.20 ms -> 0.16 ms on two threads, the same on one). Otherwise, on a CPU, the
