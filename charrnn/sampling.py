@@ -164,6 +164,7 @@ class FusedStepper:
         self.lstm = model.cell == "lstm"
         self.dtype = matmul_dtype
         self.partitions = partitions
+        self.packed = False
         if not self.lstm:
             return
         rnn, layers, hidden = model.rnn, model.num_layers, model.hidden_size
@@ -186,7 +187,6 @@ class FusedStepper:
             # fp32 always (small, and the logits stay exact), as [in, out]: addmm on that is 30% faster at 16 rows
             self.w_head = model.head.weight.float().t().contiguous()
             self.b_head = model.head.bias.float()
-            self.packed = False
             if partitions > 1:
                 self.w_hh0 = in_blocks(self.w_hh0)
                 self.w_cat = [in_blocks(w) for w in self.w_cat]
