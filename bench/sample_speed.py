@@ -19,6 +19,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 from charrnn import sampling  # noqa: E402
 from charrnn.checkpoint import CheckpointError, load_model, pick_threads, resolve_shipped  # noqa: E402
 from charrnn.sampling import FusedStepper, SampleSettings, sample, stream  # noqa: E402
+from charrnn.text import normalize, read_corpus  # noqa: E402
 
+QUALITY_TEXT = ROOT.parent / "shared" / "corpora" / "grimm_fairy_tales.txt"  # its last 10% is the default model's validation text
 PROMPT = ("Once upon a time there lived a king and a queen who had no children, and they were very sad about it. "
           "One day, as the queen was sitting by the window, she saw a little bird fly into the garden and sing:\n")
 
@@ -109,6 +112,24 @@ def products_at_rows(stepper: FusedStepper, rows: int, repeats: int = 200) -> fl
         return min(timed(run)[0] for _ in range(repeats))
 
 
+def batched_loss_gap(model, text: str, rows: int = 16, chars: int = 30_000) -> tuple[float, float, int]:
+    """Loss (nats/char) of the model reading the last chars of text as rows streams, through the fp32
+    step and through the batched step sample() uses (bf16 where the CPU has it): what its speed costs."""
+    ids = model.vocab.encode(normalize(text, model.ascii_fold)[-chars:])
+    length = len(ids) // rows
+    ids = ids[: rows * length].view(rows, length)
+    losses = []
+    for stepper in (FusedStepper(model), FusedStepper.for_model(model, rows)):
+        state = (torch.zeros(model.num_layers, rows, model.hidden_size), torch.zeros(model.num_layers, rows, model.hidden_size))
+        total = 0.0
+        with torch.inference_mode():
+            for t in range(length - 1):
+                logits, state = stepper.step(ids[:, t], state)
+                total += F.cross_entropy(logits, ids[:, t + 1], reduction="sum").item()
+        losses.append(total / (rows * (length - 1)))
+    return losses[0], losses[1], rows * (length - 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="fairy-tales")
@@ -171,6 +192,10 @@ def main() -> int:
           f"measured {peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms "
           f"and batch 16 can be at most {16 * (t_batch1 / args.length) / floor16:.1f}x batch 1 here "
           f"(measured step: {t16 / args.length * 1e3:.2f} ms)")
+    if batched.lstm and QUALITY_TEXT.is_file():
+        exact, fast, scored = batched_loss_gap(model, read_corpus(QUALITY_TEXT).text)
+        print(f"  what it costs: on the last {scored:,} characters of {QUALITY_TEXT.name}, read as 16 streams, the batched "
+              f"{batched.dtype} steps' loss is {fast:.5f} nats/char against the fp32 steps' {exact:.5f} ({fast - exact:+.1e})")
     if batched.lstm:
         products = products_at_rows(batched, 16)
         print(f"  the step's own matrix products at 16 rows take {products * 1e3:.2f} ms ({flops16 / products / 1e9:.0f} GFLOP/s), "
