@@ -35,3 +35,26 @@ def test_shipped_checkpoints_are_small_and_pickle_free() -> None:
         files = [p for p in directory.rglob("*") if p.is_file() and "training_state" not in p.parts]
         assert sum(p.stat().st_size for p in files) < 25 * 1024 * 1024
         assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_each_card_sample_is_what_its_seed_writes(name: str) -> None:
+    """A card's samples name their seed; on the kind of CPU that wrote them the same call writes the same text.
+    (Elsewhere the prompt is read in another precision, so the text may differ from the first character.)"""
+    import ast
+    import re
+
+    import torch
+
+    from charrnn.model import native_bf16
+
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("the cards were written on a CPU with native bf16; this one reads the prompt in fp32")
+    card = (SHIPPED[name] / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"Temperature ([\d.]+), seed (\d+), prompt ('.*?'):\n\n```text\n(.*?)\n```", card, re.S)
+    assert len(found) == 3, "the card should show three samples"
+    model = load_model(SHIPPED[name], device="cpu")
+    for temperature, seed, prompt_repr, shown in found:
+        prompt = ast.literal_eval(prompt_repr)
+        settings = SampleSettings(length=len(shown) - len(prompt), temperature=float(temperature), seed=int(seed))
+        assert prompt + sample(model, prompt, settings)[0] == shown, f"temperature {temperature}, seed {seed}"
