@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -132,6 +133,22 @@ def _fsync_tree(path: Path) -> None:
 
 # --- writing ------------------------------------------------------------------------------
 
+def replace_file(path: Path, write: Callable[[str], None]) -> None:
+    """write(a temporary path beside path), then rename it over path: a reader or a kill at
+    any moment sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_model_files(model: CharRNN, directory: Path, card: str, state_dict: dict | None = None) -> None:
     """config.json + model.safetensors (+ card) into an existing directory."""
     (directory / CONFIG).write_text(json.dumps(model.config, indent=2, ensure_ascii=False, sort_keys=True))
@@ -168,16 +185,8 @@ def store_weights_as(directory: str | Path, dtype_name: str) -> tuple[int, int, 
         if not torch.isfinite(converted[name]).all():
             raise CheckpointError(f"{name} does not fit in {dtype_name} (its largest weight is {tensor.abs().max().item():.3g}); keep the model as it is")
     change = max((converted[k].float() - v.float()).abs().max().item() for k, v in tensors.items() if v.is_floating_point())
-    tmp = path.with_name(f".{WEIGHTS}.{os.getpid()}.tmp")
-    try:
-        save_file(converted, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.chmod(0o644)
-        before = path.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    before = path.stat().st_size
+    replace_file(path, lambda tmp: save_file(converted, tmp))
     return before, path.stat().st_size, change
 
 

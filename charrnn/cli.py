@@ -14,7 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, pick_threads, resolve_shipped
+from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, pick_threads, resolve_shipped, store_weights_as
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
 from charrnn.text import TextError
@@ -285,8 +285,6 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from charrnn.checkpoint import store_weights_as
-
     before, after, change = store_weights_as(resolve_shipped(args.model), args.dtype)
     print(f"charrnn: stored the weights as {args.dtype}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest weight change {change:.2g} "
           f"(charrnn eval shows the loss)", file=sys.stderr)

@@ -13,7 +13,6 @@ loading it never runs code.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from charrnn.checkpoint import INDEX
+from charrnn.checkpoint import INDEX, replace_file
 
 NGRAM = 20
 BUCKET_BITS = 16
@@ -90,15 +89,7 @@ class NgramIndex:
         }
         meta = {"format": "charrnn-ngram-index", "version": FORMAT_VERSION, "n": str(self.n), "chars": str(self.chars),
                 "sources": self.sources, "ascii_folded": str(self.ascii_folded).lower()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
         return path
 
     @classmethod
