@@ -1,25 +1,22 @@
 """charrnn's web app: generate with a temperature slider, fine-tune on an uploaded text.
 
-Layout and wiring only. The handlers live in charrnn/handlers.py (plain functions over the
-engine, tested without a server), per-session state and every limit in charrnn/session.py.
-
-One function per tab, each called from build_app(); extensions go where marked:
-- Generate tab: the insight views (Inspect, temperatures side by side, originality) are
-  added by the insight engineer (issue 7) at the marked place in build_generate_tab.
-- a "Neurons" tab: build_neurons_tab, added by the insight engineer (issue 7), called from build_app.
-- Train tab: the "Push to Hub" control after training is added by the Hub engineer (issue 6)
-  at the marked place in build_train_tab.
+Layout and wiring only. The handlers live in charrnn/handlers.py and charrnn/inspect_views.py
+(plain functions over the engine, tested without a server), per-session state and every limit
+in charrnn/session.py, and the input components that refuse bad values in charrnn/components.py.
+One function per tab or box, each called from build_app().
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
+from charrnn import components as ui
 from charrnn import session as limits
 from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio
 from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
@@ -56,35 +53,33 @@ def close_session(value: object) -> None:
         value.close()
 
 
-def build_generate_tab(studio: Studio, session: gr.State) -> UI:
+def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -> UI:
     default = studio.default_model()
     with gr.Tab("Generate", id="generate"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = gr.Textbox(label="Seed prompt", lines=3, placeholder="Once upon a time", value="Once upon a time")
+                prompt = ui.Textbox(label="Seed prompt", lines=3, max_length=limits.MAX_TEXT_CHARS, placeholder="Once upon a time", value="Once upon a time")
                 gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
-                model = gr.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
+                model = ui.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
                                     info="The shipped models, and the ones you fine-tune in the Train tab (this session only).")
-                hub_repo_id = gr.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1,
+                hub_repo_id = ui.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1, max_length=limits.MAX_NAME_CHARS,
                                          info="A charrnn model on the Hugging Face Hub; used instead of the list when filled in.")
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP,
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP,
                                         elem_id="temperature")
-                length = gr.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1, label="Length (characters)")
-                seed = gr.Textbox(label="Random seed", placeholder="empty = random", max_lines=1,
+                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1, label="Length (characters)")
+                seed = ui.Textbox(label="Random seed", placeholder="empty = random", max_lines=1, max_length=limits.MAX_NAME_CHARS,
                                   info="The same seed, settings and model give the same text.")
                 with gr.Accordion("Advanced", open=False):
-                    top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="Sample only from the k most likely characters (0 = off).")
-                    top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
+                    top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k", info="Sample only from the k most likely characters (0 = off).")
+                    top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
                                       info="Sample only from the most likely characters that together hold this probability (1 = off).")
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
             with gr.Column(scale=3):
-                output = gr.Textbox(label="Generated text", lines=20, max_lines=40, buttons=["copy"], elem_id="generated")
+                output = ui.Textbox(label="Generated text", lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS, buttons=["copy"], elem_id="generated")
                 seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
-                # Issue 7 (insight engineer): the Inspect (confidence colouring + alternatives),
-                # temperatures side by side and originality views go here.
-                build_inspect_views(studio, session, prompt, output, model, hub_repo_id, length, seed, top_k, top_p)
+                build_inspect_views(views, session, prompt, output, model, hub_repo_id, length, seed, top_k, top_p)
         inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session]
         run = generate_btn.click(studio.generate, inputs, [output, seed_used], api_name="generate",
                                  concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
@@ -95,8 +90,8 @@ def build_generate_tab(studio: Studio, session: gr.State) -> UI:
                    top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn, stop=stop_btn))
 
 
-def build_push_to_hub(session: gr.State, model: gr.components.Component) -> UI:
-    """The "Push to Hub" box under a training run (issue 6): upload one of this session's models.
+def build_push_to_hub(studio: Studio, session: gr.State, model: gr.components.Component) -> UI:
+    """The "Push to Hub" box under a training run: upload one of this session's models.
 
     The token comes from the password box, or from the visitor's Hugging Face sign-in on a
     Space with `hf_oauth: true`, and goes straight into the one upload call: it is not stored,
@@ -108,32 +103,15 @@ def build_push_to_hub(session: gr.State, model: gr.components.Component) -> UI:
                     "and model card. The training state stays here.")
         if signed_in:
             gr.LoginButton()
-        repo = gr.Textbox(label="Repo", placeholder="you/char-rnn-poems", max_lines=1, elem_id="push-repo")
-        token = gr.Textbox(label="Access token with write permission" + (", or sign in above" if signed_in else ""),
-                           type="password", placeholder="hf_…", max_lines=1, elem_id="push-token",
-                           info="Used for this upload only: never stored, logged or shown.")
-        private = gr.Checkbox(True, label="Private repo")
+        repo = ui.Textbox(label="Repo", placeholder="you/char-rnn-poems", max_lines=1, max_length=limits.MAX_NAME_CHARS,
+                          elem_id="push-repo")
+        token = ui.Textbox(label="Access token with write permission" + (", or sign in above" if signed_in else ""),
+                           type="password", placeholder="hf_…", max_lines=1, max_length=limits.MAX_NAME_CHARS,
+                           elem_id="push-token", info="Used for this upload only: never stored, logged or shown.")
+        private = ui.Checkbox(True, label="Private repo")
         button = gr.Button("Push to Hub", elem_id="push-button")
         result = gr.Markdown(elem_id="push-result")
-
-    def push(name: str, repo_id: str, token_text: str, make_private: bool, state: Session | None,
-             oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
-        from charrnn.hub import HubError, push_to_hub
-
-        if not isinstance(state, Session) or name not in state.models:
-            raise gr.Error("Only a model you trained in this session can be pushed: train one, then push it from here.")
-        if state.training:
-            raise gr.Error("Training is still running: wait for it to finish (or press Stop), then push.")
-        if not (repo_id or "").strip():
-            raise gr.Error("Give the repo to push to, for example you/char-rnn-poems.")
-        secret = (token_text or "").strip() or (oauth_token.token if oauth_token is not None else None)
-        try:
-            url = push_to_hub(state.models[name].path, repo_id, token=secret, private=bool(make_private))
-        except HubError as exc:
-            raise gr.Error(str(exc)) from None
-        return f"Pushed **{name}** to [{url}]({url}).", ""
-
-    button.click(push, [model, repo, token, private, session], [result, token], api_name="push", concurrency_limit=2)
+    button.click(studio.push, [model, repo, token, private, session], [result, token], api_name="push", concurrency_limit=2)
     return UI(dict(repo=repo, token=token, private=private, push=button, result=result))
 
 
@@ -142,18 +120,18 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
     with gr.Tab("Train", id="train"):
         with gr.Row():
             with gr.Column(scale=2):
-                upload = gr.File(label="Training text (.txt)", file_types=[".txt"], file_count="single", elem_id="upload")
+                upload = ui.File(label="Training text (.txt)", file_types=[".txt"], file_count="single", elem_id="upload")
                 upload_info = gr.Markdown(elem_id="upload-info")
-                base = gr.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from", allow_custom_value=True,
+                base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from", allow_custom_value=True,
                                    info="Fine-tuning a shipped model learns a new style in minutes; from scratch needs much more text and time.")
-                size = gr.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET, label="Model size (from scratch only)")
-                minutes = gr.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN, value=limits.DEFAULT_TIME_BUDGET_MIN, step=1,
+                size = ui.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET, label="Model size (from scratch only)")
+                minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN, value=limits.DEFAULT_TIME_BUDGET_MIN, step=1,
                                     label="Time budget (minutes)", info="Training stops when this runs out; the best model so far is kept.")
-                fold = gr.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
+                fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
                                 info="Folding turns curly quotes and accents into plain ASCII: a smaller vocabulary learns faster.")
                 with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
-                    lr = gr.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
-                    max_steps = gr.Number(0, label="Stop after this many steps (0 = only the time budget)", minimum=0, precision=0)
+                    lr = ui.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
+                    max_steps = ui.Number(0, label="Stop after this many steps (0 = only the time budget)", minimum=0, precision=0)
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
@@ -163,7 +141,7 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                                    x_title="step", y_title="loss", height=300, elem_id="loss-plot")
                 sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
                 download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="download")
-                build_push_to_hub(session, generate.model)  # issue 6
+                build_push_to_hub(studio, session, generate.model)
         read_inputs = [upload, base, fold, session]
         upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload")
         base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base", show_progress="hidden")
@@ -171,13 +149,13 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
         upload.clear(lambda: "", None, upload_info, api_name="clear_upload")
         start.click(studio.train, [upload, base, size, minutes, fold, lr, max_steps, session],
                     [status, plot, sample, generate.model, base, download, session], api_name="train",
-                    concurrency_limit=limits.TRAIN_CONCURRENCY, concurrency_id="train", show_progress_on=[status])
+                    concurrency_limit=None, concurrency_id="train", show_progress_on=[status])  # runs wait in the handler's own line
         stop.click(studio.stop_training, [session], [status], api_name="stop_training", queue=False)
     return UI(dict(upload=upload, upload_info=upload_info, base=base, size=size, minutes=minutes, fold=fold, lr=lr,
                    max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample, download=download))
 
 
-# --- issue 7 (insight engineer): seeing inside the model --------------------------------------------
+# --- seeing inside the model -------------------------------------------------------------------------
 
 NEURON_EXAMPLE = (
     'The old woman opened the door and looked out into the snow.\n'
@@ -187,9 +165,9 @@ NEURON_EXAMPLE = (
 )
 
 
-def build_inspect_views(studio: Studio, session: gr.State, prompt, output, model, hub_repo_id, length, seed, top_k, top_p) -> UI:
+def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, model, hub_repo_id, length, seed, top_k,
+                        top_p) -> UI:
     """Under the generated text: confidence colouring with alternatives, temperatures side by side, originality."""
-    views = InsightViews(studio)
     with gr.Accordion("See inside the model", open=True, elem_id="insight"):
         with gr.Row():
             inspect = gr.Button("Inspect", size="sm", elem_id="inspect-btn")
@@ -208,23 +186,22 @@ def build_inspect_views(studio: Studio, session: gr.State, prompt, output, model
     return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data))
 
 
-def build_neurons_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
+def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> UI:
     """Colour a text by one LSTM cell, and find the cells that track quotes, line position and the like."""
-    views = InsightViews(studio)
     with gr.Tab("Neurons", id="neurons"):
         gr.Markdown("Run a text through the model chosen in the Generate tab and colour each character by the value of "
                     "one cell after reading it (red positive, blue negative): Karpathy's char-RNN visualisation. "
                     "Or let the app find the cells that follow simple features of the text.")
         with gr.Row():
             with gr.Column(scale=2):
-                text = gr.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20, elem_id="neuron-text")
+                text = ui.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20, max_length=limits.MAX_TEXT_CHARS, elem_id="neuron-text")
                 use_last = gr.Button("Use the last generated text", size="sm")
                 with gr.Row():
-                    layer = gr.Number(1, label="Layer", precision=0, minimum=1, elem_id="neuron-layer",
+                    layer = ui.Number(1, label="Layer", precision=0, minimum=1, elem_id="neuron-layer",
                                       info="1 is nearest the input")
-                    unit = gr.Number(0, label="Unit", precision=0, minimum=0, elem_id="neuron-unit",
+                    unit = ui.Number(0, label="Unit", precision=0, minimum=0, elem_id="neuron-unit",
                                      info="0 to hidden size − 1")
-                state = gr.Radio(list(STATES), value=next(iter(STATES)), label="State",
+                state = ui.Radio(list(STATES), value=next(iter(STATES)), label="State",
                                  info="c is the cell's memory; h = o · tanh(c) is what the layer outputs")
                 with gr.Row():
                     show = gr.Button("Colour by this cell", variant="primary", elem_id="neuron-show")
@@ -252,10 +229,10 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         gr.Markdown("# charrnn\nA character-level LSTM writes one character at a time. "
                     "Generate from a shipped model, or fine-tune one on your own text.")
         session = gr.State(None, time_to_live=limits.SESSION_TTL_S, delete_callback=close_session)
-        generate = build_generate_tab(studio, session)
+        views = InsightViews(studio)
+        generate = build_generate_tab(studio, views, session)
         train = build_train_tab(studio, session, generate)
-        # Issue 7 (insight engineer): build_neurons_tab(studio, session, generate) is called here.
-        build_neurons_tab(studio, session, generate)
+        build_neurons_tab(views, session, generate)
         demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
         demo.unload(studio.end_session)
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
@@ -277,7 +254,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", default=None, help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
     args = parser.parse_args(argv)
     demo = build_app(args.checkpoints)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=limits.MAX_UPLOAD_BYTES)
+    # SIGTERM (a Space restart, docker stop) stops the server the way Ctrl-C does, so the clean-up below runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=limits.MAX_UPLOAD_BYTES)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.studio.shutdown()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import ctypes.util
 import json
 import os
 import re
+import reprlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,7 +32,8 @@ INDEX = "ngram_index.safetensors"  # the training text's hashed 20-grams, for th
 STATE_DIR = "training_state"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a 65,536-character vocabulary is under 1 MB of JSON; more is not a charrnn config
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # owner/name, optionally @revision
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$", re.ASCII)  # owner/name, optionally @revision
+MAX_HUB_ID_CHARS = 96 + 1 + 96 + 1 + 255  # the Hub's longest owner and name, and a git ref
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
 DEFAULT_MODEL = "fairy-tales"
@@ -94,14 +96,23 @@ def recover_interrupted_swap(target: Path) -> Path:
 def staging_dir(target: Path) -> Path:
     """A fresh hidden directory beside target; those left by killed processes are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
-    for stale in target.parent.glob(prefix + "*"):
+    tmp = process_temp_dir(f".{target.name}.tmp-", target.parent)
+    tmp.chmod(0o755)
+    return tmp
+
+
+def process_temp_dir(prefix: str, parent: str | Path | None = None) -> Path:
+    """A fresh directory PREFIX{pid}-… in parent (the temp directory by default).
+
+    Directories with the same prefix left by processes that no longer run (killed before
+    they could clean up) are removed first, so a restart leaves nothing behind.
+    """
+    parent = Path(parent or tempfile.gettempdir())
+    for stale in parent.glob(prefix + "*"):
         pid = stale.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
-    tmp.chmod(0o755)
-    return tmp
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
 
 
 def check_writable(target: str | Path) -> None:
@@ -248,10 +259,33 @@ def is_checkpoint(directory: str | Path) -> bool:
 
 # --- loading ------------------------------------------------------------------------------
 
+def _exists(path: Path) -> bool:
+    """Path.exists, False for a name the OS cannot even look up (over 255 bytes, say)."""
+    try:
+        return path.expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
+def parse_hub_id(text: str) -> tuple[str, str | None]:
+    """'owner/name' or 'owner/name@revision' checked by the Hub's own rules, without looking at the disk."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id, _, revision = text.partition("@")
+    try:
+        if not REPO_ID.match(text) or len(text) > MAX_HUB_ID_CHARS:
+            raise HFValidationError("not owner/name")
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise CheckpointError(f"{reprlib.repr(text)} is not a Hugging Face Hub repo id (owner/name, optionally @revision)") from None
+    return repo_id, revision or None
+
+
 def split_revision(name: str | Path, revision: str | None = None) -> tuple[str | Path, str | None]:
     """'owner/name@v2' -> ('owner/name', 'v2'), so a revision fits wherever one text box names a model."""
     text = str(name)
-    if isinstance(name, Path) or "@" not in text or Path(text).expanduser().exists() or not REPO_ID.match(text):
+    if isinstance(name, Path) or "@" not in text or _exists(Path(text)) or not REPO_ID.match(text):
         return name, revision
     repo_id, _, at = text.partition("@")
     if revision and revision != at:
@@ -262,8 +296,11 @@ def split_revision(name: str | Path, revision: str | None = None) -> tuple[str |
 def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
     """A local checkpoint directory for name: a path as is, a Hub repo id (owner/name[@revision]) through the standard cache."""
     name, revision = split_revision(name, revision)
-    path = recover_interrupted_swap(Path(name).expanduser())
-    if path.exists():
+    try:
+        path = recover_interrupted_swap(Path(name).expanduser())
+    except OSError:  # a name the OS cannot look up is no directory
+        path = Path(name)
+    if _exists(path):
         if revision:
             raise CheckpointError(f"{path} is a local directory; a revision applies to Hub repo ids only")
         if not path.is_dir():
@@ -291,7 +328,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
         RevisionNotFoundError,
     )
 
-    at = f" at revision {revision!r}" if revision else ""
+    at = f" at revision {reprlib.repr(revision)}" if revision else ""
     try:
         directory = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD, INDEX]))
     except HFValidationError as exc:
@@ -303,7 +340,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
             raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no token is set (set HF_TOKEN or run `hf auth login`)") from None
         raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and your token cannot read it") from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id} has no revision {revision!r} (a branch, tag or commit on the Hub)") from None
+        raise CheckpointError(f"{repo_id} has no revision {reprlib.repr(revision)} (a branch, tag or commit on the Hub)") from None
     except DisabledRepoError:
         raise CheckpointError(f"{repo_id} has been disabled on the Hub") from None
     except LocalEntryNotFoundError:
@@ -376,8 +413,17 @@ def read_config(directory: Path, label: str | None = None) -> dict:
 def load_model(name: str | Path, revision: str | None = None, device: str | torch.device | None = None) -> CharRNN:
     """Load a model by directory or Hub repo id (at an optional revision), strictly: the weights must match the config."""
     name, revision = split_revision(name, revision)
-    directory = resolve_model_dir(name, revision)
-    label = str(name) + (f"@{revision}" if revision else "")
+    return _load_directory(resolve_model_dir(name, revision), str(name), revision, device)
+
+
+def load_hub_model(repo_id: str, device: str | torch.device | None = None) -> CharRNN:
+    """A model from the Hub by repo id (owner/name[@revision]) only, never a local path of the same name."""
+    repo, revision = parse_hub_id(repo_id)
+    return _load_directory(_download(repo, revision), repo, revision, device)
+
+
+def _load_directory(directory: Path, name: str, revision: str | None, device: str | torch.device | None) -> CharRNN:
+    label = name + (f"@{revision}" if revision else "")
     config = read_config(directory, label)
     try:
         model = CharRNN.from_pretrained(str(directory), strict=True, **config)

@@ -21,10 +21,23 @@ from gradio.utils import get_upload_folder
 
 from charrnn import session as limits
 from charrnn.batching import min_chars_needed
-from charrnn.checkpoint import REPO_ID, STATE_DIR, CheckpointError, load_model
+from charrnn.checkpoint import STATE_DIR, CheckpointError, load_hub_model
+from charrnn.components import shown
+from charrnn.hub import HubError, push_to_hub
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt, stream
-from charrnn.session import Session, SessionModel, Sessions, TrainJob, in_thread, load_readonly, run_in_thread, shipped_models
+from charrnn.session import (
+    LineFull,
+    Session,
+    SessionModel,
+    Sessions,
+    TrainingLine,
+    TrainJob,
+    in_thread,
+    load_readonly,
+    run_in_thread,
+    shipped_models,
+)
 from charrnn.text import Corpus, TextError, normalize, read_corpus
 from charrnn.train import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.vocab import describe_chars
@@ -59,6 +72,43 @@ def _upload_path(file) -> Path:
     return Path(str(path))
 
 
+def text_input(value: object, what: str, cap: int = limits.MAX_TEXT_CHARS) -> str:
+    """A text box's value as text ("" for none), refused when it is not text or longer than cap."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise gr.Error(f"the {what} must be text, not {type(value).__name__}")
+    if len(value) > cap:
+        raise gr.Error(f"the {what} is {len(value):,} characters long; at most {cap:,} are read here")
+    return value
+
+
+def name_input(value: object, what: str) -> str:
+    """A model name or Hub repo id as given, without surrounding whitespace ("" for none)."""
+    return text_input(value, what, limits.MAX_NAME_CHARS).strip()
+
+
+def whole_number(value: object, what: str, low: int, high: int) -> int:
+    """value as a whole number from low to high (a float such as 3.0 is fine), or a gr.Error."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer()
+    if not ok or not low <= value <= high:
+        raise gr.Error(f"{what} must be a whole number, at least {low:,} and at most {high:,}, not {shown(value)}")
+    return int(value)
+
+
+def sample_settings(length: object, temperature: object, top_k: object, top_p: object, seed: object,
+                    vocab_size: int, max_length: int = limits.MAX_GENERATE_CHARS) -> SampleSettings:
+    """The page's sampling inputs, converted and checked in one place for every view that samples."""
+    length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
+    top_k = whole_number(0 if top_k is None else top_k, "top-k", 0, 10**6)
+    try:
+        settings = SampleSettings(length=min(length, max_length), temperature=temperature, top_k=top_k or None,
+                                  top_p=top_p, seed=seed)
+        return settings.checked(vocab_size)
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(str(exc)) from None
+
+
 def empty_plot() -> pd.DataFrame:
     return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"), "curve": pd.Series(dtype="str")})
 
@@ -70,6 +120,13 @@ class Studio:
         self.checkpoints = Path(checkpoints) if checkpoints else limits.checkpoints_root()
         self.sessions = sessions or Sessions()
         self.device = device
+        self.training_line = TrainingLine()
+        self.closing = threading.Event()  # set on shutdown: generations end, no new training starts
+
+    def shutdown(self) -> None:
+        """The app is stopping: end every generation and training run, then remove every session's files."""
+        self.closing.set()
+        self.sessions.close_all()
 
     # --- models -------------------------------------------------------------------------------
 
@@ -90,9 +147,11 @@ class Studio:
         """Where a training run can start: any model in the picker, or from scratch."""
         return [*self.model_choices(session), (SCRATCH, SCRATCH)]
 
-    def model_dir(self, name: str, session: Session | None) -> Path | None:
+    def model_dir(self, name: object, session: Session | None) -> Path | None:
+        """The directory of a model in the picker, by its value; None when there is no such model."""
         if not isinstance(name, str):  # an API client can send a list or a dict
             return None
+        name = name.strip()
         shipped = self.shipped()
         if name in shipped:
             return shipped[name]
@@ -104,30 +163,24 @@ class Studio:
         """The model the user picked: a Hub repo id when one is typed, else a shipped or session model.
 
         Other sessions' models and arbitrary paths are not reachable by name, whatever a
-        client sends: a session model is found only in this session's own list.
+        client sends: a session model is found only in this session's own list, and a Hub
+        repo id is only ever looked up on the Hub.
         """
-        for what, value in (("model", model), ("Hub repo id", hub_repo_id)):
-            if value is not None and not isinstance(value, str):  # an API client can send anything
-                raise gr.Error(f"the {what} must be given as text, not {type(value).__name__}")
-        repo = (hub_repo_id or "").strip()
-        if repo:
-            if Path(repo).expanduser().exists() or not REPO_ID.match(repo):
-                raise gr.Error(f"{repo!r} is not a Hugging Face Hub repo id (owner/name)")
-            try:
-                return load_model(repo, device=self.device)
-            except (CheckpointError, ValueError) as exc:
-                raise gr.Error(str(exc)) from None
-        name = (model or "").strip() or self.default_model()
-        if name is None:
-            raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
+        repo = name_input(hub_repo_id, "Hub repo id")
+        name = name_input(model, "model")
         try:
+            if repo:
+                return load_hub_model(repo, device=self.device)
+            name = name or self.default_model()
+            if name is None:
+                raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
             if name in self.shipped():
                 return load_readonly(self.shipped()[name], self.device)
             found = session.load(name, self.device) if isinstance(session, Session) else None
         except (CheckpointError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         if found is None:
-            raise gr.Error(f"There is no model called {name!r} here. Pick one from the list, or type a Hub repo id.")
+            raise gr.Error(f"There is no model called {shown(name)} here. Pick one from the list, or type a Hub repo id.")
         return found
 
     # --- generate ---------------------------------------------------------------------------------
@@ -145,16 +198,10 @@ class Studio:
         session: Session | None = None,
     ) -> Iterator[tuple[str, str]]:
         """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S."""
+        prompt = text_input(prompt, "prompt")
         net = self.load(model, hub_repo_id, session)
-        try:
-            length = int(length) if length is not None and float(length).is_integer() else length
-            if isinstance(length, int) and length > limits.MAX_GENERATE_CHARS:
-                raise ValueError(f"length must be at most {limits.MAX_GENERATE_CHARS:,} characters, not {length:,}")
-            top_k = int(top_k) if isinstance(top_k, float) and top_k.is_integer() else (top_k or None)
-            settings = SampleSettings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed).checked(len(net.vocab))
-        except (TypeError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
-        fitted, changed = prepare_prompt(net, prompt or "")
+        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
+        fitted, changed = prepare_prompt(net, prompt)
         if changed:
             gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
         used = str(settings.seed)
@@ -163,6 +210,8 @@ class Studio:
         last = time.monotonic()
         stop = threading.Event()
         for sampled in in_thread(lambda: stream(net, fitted, settings), limits.GENERATE_THREADS, stop, name="generate"):
+            if self.closing.is_set():
+                break
             text += sampled.char
             now = time.monotonic()
             if now - last >= limits.STREAM_INTERVAL_S:
@@ -233,26 +282,59 @@ class Studio:
         """Fine-tune (or train from scratch) on the upload, streaming progress, the loss plot and samples.
 
         Yields (status, plot, sample, generate picker, train base picker, download, session).
+        The run first waits in line for the training slot; Stop ends it at any stage.
         """
         session_hash = getattr(request, "session_hash", None)
         existing = self.sessions.peek(session, session_hash)  # a refused request creates no session directory
         if existing is not None and existing.training:
             raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
+        if self.closing.is_set():
+            raise gr.Error("The app is shutting down; try again in a minute.")
+        base = (base.strip() if isinstance(base, str) else base) or self.default_model() or SCRATCH
         corpus = self.read_upload(file, fold, base, existing)
-        if not limits.MIN_TIME_BUDGET_MIN <= float(minutes) <= limits.MAX_TIME_BUDGET_MIN:
-            raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, not {minutes}")
-        base = base or self.default_model() or SCRATCH
+        init, config = self._train_plan(base, size, minutes, fold, lr, max_steps, existing)
+        try:
+            ticket = self.training_line.join()
+        except LineFull as exc:
+            raise gr.Error(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+        try:
+            session = self.sessions.get(session, session_hash)
+            if session.training:
+                raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
+            session.training = True
+            session.cancel.clear()
+            try:
+                if (yield from self._wait_for_slot(ticket, session)):
+                    name, out_dir = session.new_model_dir(corpus.name, taken=self.shipped())
+                    card_info = {"name": name, "corpus": corpus.name, "corpus_source": "uploaded to the charrnn web app"}
+                    job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)
+                    yield from self._run_training(job, name, base, session, progress)
+            finally:
+                session.training = False
+        finally:
+            self.training_line.leave(ticket)
+
+    def _train_plan(self, base: str, size: object, minutes: object, fold: object, lr: object, max_steps: object,
+                    session: Session | None) -> tuple[Path | None, TrainConfig]:
+        """The model to start from and the run's config, from the Train tab's inputs; gr.Error when one is wrong."""
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or \
+                not limits.MIN_TIME_BUDGET_MIN <= minutes <= limits.MAX_TIME_BUDGET_MIN:
+            raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, "
+                           f"not {shown(minutes)}")
         init = None
         if base != SCRATCH:
-            init = self.model_dir(base, existing)
+            init = self.model_dir(base, session)
             if init is None:
-                raise gr.Error(f"There is no model called {base!r} to fine-tune. Pick one from the list, or {SCRATCH!r}.")
+                raise gr.Error(f"There is no model called {shown(base)} to fine-tune. Pick one from the list, or {SCRATCH!r}.")
         elif size not in limits.SIZE_PRESETS:
-            raise gr.Error(f"the model size must be one of {', '.join(limits.SIZE_PRESETS)}, not {size!r}")
+            raise gr.Error(f"the model size must be one of {', '.join(limits.SIZE_PRESETS)}, not {shown(size)}")
+        steps = whole_number(max_steps or 0, "the number of steps", 0, 10**9)
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
+            raise gr.Error(f"the learning rate must be a number (0 = automatic), not {shown(lr)}")
         try:
             config = TrainConfig(
                 time_budget=float(minutes) * 60,
-                max_steps=int(max_steps) if max_steps else None,
+                max_steps=steps or None,
                 lr=float(lr) if lr else None,
                 ascii_fold=_fold_setting(fold),
                 sample_interval=limits.TRAIN_SAMPLE_INTERVAL_STEPS,
@@ -262,15 +344,21 @@ class Studio:
             )
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        session = self.sessions.get(session, session_hash)
-        if session.training:
-            raise gr.Error("This session is already training a model; stop it or wait for it to finish.")
-        name, out_dir = session.new_model_dir(corpus.name)
-        card_info = {"name": name, "corpus": corpus.name, "corpus_source": "uploaded to the charrnn web app"}
-        job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)
+        return init, config
 
-        session.training = True
-        session.cancel.clear()
+    def _wait_for_slot(self, ticket: object, session: Session) -> Iterator[tuple]:
+        """Wait in line for the training slot, showing the place in line; True once it is ours, False on Stop."""
+        skip = gr.skip()
+        while ahead := self.training_line.wait(ticket, timeout=limits.TRAIN_UPDATE_INTERVAL_S):
+            if session.cancel.is_set() or self.closing.is_set():
+                yield "**Stopped** before it started: nothing was trained.", skip, skip, skip, skip, skip, session
+                return False
+            runs = f"{ahead} run{'s' if ahead > 1 else ''}"
+            yield f"Waiting for the training slot: {runs} ahead of you. Stop leaves the line.", skip, skip, skip, skip, skip, session
+        return True
+
+    def _run_training(self, job: TrainJob, name: str, base: str, session: Session, progress: gr.Progress) -> Iterator[tuple]:
+        """Train in a worker thread, turning its events into status, plot and sample updates."""
         rows: list[tuple[int, float, str]] = []
         status, sample_text, last_yield, first = "Starting…", "", 0.0, True
         skip = gr.skip()
@@ -282,16 +370,16 @@ class Studio:
                 return pd.DataFrame(rows, columns=PLOT_COLUMNS) if rows else empty_plot()
             return None if first else skip
 
+        progress(0, desc="waiting for the first step")
+        done = None
         try:
-            progress(0, desc="waiting for the first step")
-            done = None
             for event in run_in_thread(job, session):
                 eager = event.kind in ("start", "eval", "sample", "nan")
                 if event.kind == "start":
                     status = f"Training {name} from {base}: {event.message}"
                 elif event.kind == "step" and event.train_loss is not None:
                     rows.append((event.step, event.train_loss, "train"))
-                    fraction = event.elapsed / config.time_budget
+                    fraction = event.elapsed / job.config.time_budget
                     if event.total_steps:
                         fraction = max(fraction, event.step / event.total_steps)
                     desc = f"step {event.step:,} · loss {event.train_loss:.3f} · ETA {_format_seconds(event.eta)}"
@@ -311,27 +399,51 @@ class Studio:
                     yield status, plot(), sample_text, skip, skip, skip, session
                     first = False
         except (TextError, CheckpointError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
-        finally:
-            session.training = False
+            if not session.cancel.is_set():
+                raise gr.Error(str(exc)) from None
+            yield f"**Stopped** before the first step: {exc}.", plot(final=True), sample_text, skip, skip, skip, session
+            return
         if done is None or session.closed:
             return
-        session.add_model(SessionModel(name=name, path=out_dir, base=base))
+        yield self._trained(done, name, base, session, plot(final=True), sample_text)
+
+    def _trained(self, done, name: str, base: str, session: Session, plot, sample_text: str) -> tuple:
+        """The last update of a run: the model joins this session's pickers and can be downloaded."""
+        session.add_model(SessionModel(name=name, path=done.result.out_dir, base=base))
         archive = self.archive(name, session)
         choices = self.model_choices(session)
-        why = done.result.stopped_because if done.result else "finished"
-        why = "stopped early; kept the best checkpoint" if why == "cancelled" else why
-        status = (f"**Done: {name}** ({why}). Best validation loss {done.val_loss:.4f} nats/char. "
+        why = done.result.stopped_because
+        stopped = why == "cancelled" or session.cancel.is_set()
+        how = f"**Stopped early: {name}** (kept the best checkpoint so far)" if stopped else f"**Done: {name}** ({why})"
+        status = (f"{how}. Best validation loss {done.val_loss:.4f} nats/char. "
                   f"It is now in the Generate tab's model list, for this session only.")
-        yield (status, plot(final=True), sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
-               gr.update(value=str(archive), visible=True), session)
+        return (status, plot, sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
+                gr.update(value=str(archive), visible=True), session)
 
     def stop_training(self, session: Session | None = None) -> str:
-        """Ask this session's run to stop; it saves the best checkpoint so far and ends normally."""
+        """Ask this session's run to stop, whether it is waiting for the slot or training; it keeps what it trained."""
         if not isinstance(session, Session) or not session.training:
             return "Nothing is training in this session."
         session.cancel.set()
         return "Stopping: saving the best checkpoint so far…"
+
+    def push(self, name: object, repo_id: object, token_text: object, make_private: object, session: Session | None,
+             oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
+        """Upload one of this session's models to the Hub; the token is used for this upload only, never kept."""
+        name = name_input(name, "model")
+        if not isinstance(session, Session) or name not in session.models:
+            raise gr.Error("Only a model you trained in this session can be pushed: train one, then push it from here.")
+        if session.training:
+            raise gr.Error("Training is still running: wait for it to finish (or press Stop), then push.")
+        repo_id = name_input(repo_id, "repo")
+        if not repo_id:
+            raise gr.Error("Give the repo to push to, for example you/char-rnn-poems.")
+        secret = text_input(token_text, "token", limits.MAX_NAME_CHARS).strip() or (oauth_token.token if oauth_token is not None else None)
+        try:
+            url = push_to_hub(session.models[name].path, repo_id, token=secret, private=bool(make_private))
+        except HubError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Pushed **{name}** to [{url}]({url}).", ""
 
     def archive(self, name: str, session: Session | None) -> Path:
         """A zip of one of this session's models (weights, config, card; no resume state)."""

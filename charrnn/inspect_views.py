@@ -18,6 +18,8 @@ import gradio as gr
 import numpy as np
 
 from charrnn import session as limits
+from charrnn.components import shown
+from charrnn.handlers import sample_settings, text_input
 from charrnn.insight import (
     DEFAULT_TEMPERATURES,
     FEATURES,
@@ -30,7 +32,7 @@ from charrnn.insight import (
 )
 from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
-from charrnn.sampling import SampleSettings, prepare_prompt
+from charrnn.sampling import prepare_prompt
 from charrnn.session import in_thread
 from charrnn.vocab import describe_chars
 
@@ -115,21 +117,18 @@ def _run(fn: Callable[[], Any]) -> Any:
 
 
 def _whole(value: Any, name: str, low: int, high: int) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a whole number from {low} to {high}, not {value!r}") from None
-    if not number.is_integer() or not low <= number <= high:
-        raise gr.Error(f"{name} must be a whole number from {low} to {high} for this model, not {value!r}")
-    return int(number)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer()
+    if not ok or not low <= value <= high:
+        raise gr.Error(f"{name} must be a whole number from {low} to {high} for this model, not {shown(value)}")
+    return int(value)
 
 
 def _split_generated(net: CharRNN, prompt: str, text: str) -> tuple[str, str]:
     """(context, generated): the Generate box holds the fitted prompt followed by what the model wrote."""
-    fitted_text, changed = prepare_text(net, text or "")
+    fitted_text, changed = prepare_text(net, text)
     if changed:
         gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped them.")
-    fitted_prompt, _ = prepare_prompt(net, prompt or "")
+    fitted_prompt, _ = prepare_prompt(net, prompt)
     if fitted_prompt and fitted_text.startswith(fitted_prompt):
         return fitted_prompt, fitted_text[len(fitted_prompt):]
     return "", fitted_text
@@ -150,6 +149,7 @@ class InsightViews:
     def inspect(self, prompt: str, text: str, model: str | None = None, hub_repo_id: str | None = None,
                 session: Any = None) -> tuple[str, dict]:
         """Colour each generated character by the probability the model gave it; hover for the top 5."""
+        prompt, text = text_input(prompt, "prompt"), text_input(text, "text to inspect", limits.MAX_VIEW_CHARS)
         net = self.studio.load(model, hub_repo_id, session)
         context, generated = _split_generated(net, prompt, text)
         if not generated:
@@ -177,16 +177,13 @@ class InsightViews:
                      hub_repo_id: str | None = None, top_k: int | None = 0, top_p: float | None = 1.0,
                      session: Any = None) -> tuple[str, dict]:
         """The same prompt and seed at 0.2, 0.5, 0.8, 1.0 and 1.3, side by side."""
+        prompt = text_input(prompt, "prompt")
         net = self.studio.load(model, hub_repo_id, session)
-        fitted, changed = prepare_prompt(net, prompt or "")
+        settings = sample_settings(length, 1.0, top_k, top_p, seed, len(net.vocab), max_length=MAX_SWEEP_CHARS)
+        n = settings.length
+        fitted, changed = prepare_prompt(net, prompt)
         if changed:
             gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
-        try:
-            n = min(_whole(length, "length", 1, limits.MAX_GENERATE_CHARS), MAX_SWEEP_CHARS)
-            k = int(top_k) if top_k else None
-            settings = SampleSettings(length=n, temperature=1.0, top_k=k, top_p=top_p, seed=seed).checked(len(net.vocab))
-        except (TypeError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
         samples = _run(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES))
         columns = "".join(
             f'<div><h4>temperature {t:g}</h4><div class="charrnn-text"><span class="prompt">{html.escape(fitted)}</span>'
@@ -200,6 +197,7 @@ class InsightViews:
     def originality(self, prompt: str, text: str, model: str | None = None, hub_repo_id: str | None = None,
                     session: Any = None) -> tuple[str, dict]:
         """Mark every stretch of 20 or more generated characters found word for word in the training text."""
+        prompt, text = text_input(prompt, "prompt"), text_input(text, "text to check", limits.MAX_VIEW_CHARS)
         net = self.studio.load(model, hub_repo_id, session)
         try:
             index = load_index(net)
@@ -235,7 +233,7 @@ class InsightViews:
     # --- Neurons tab ------------------------------------------------------------------------------
 
     def _activations(self, net: CharRNN, text: str):
-        fitted, changed = prepare_text(net, text or "")
+        fitted, changed = prepare_text(net, text_input(text, "text"))
         if changed:
             gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped them.")
         if not fitted:
@@ -251,16 +249,16 @@ class InsightViews:
         net = self.studio.load(model, hub_repo_id, session)
         layer = _whole(layer, "layer", 1, net.num_layers)
         unit = _whole(unit, "unit", 0, net.hidden_size - 1)
-        kind = STATES.get(state, state)
+        kind = STATES.get(state, state) if isinstance(state, str) else None
         if kind not in ("c", "h"):
-            raise gr.Error(f"state must be one of {', '.join(STATES)}, not {state!r}")
+            raise gr.Error(f"state must be one of {', '.join(STATES)}, not {shown(state)}")
         if kind == "c" and net.cell != "lstm":
             raise gr.Error("This model is a GRU: it has no cell state c, only the hidden state h.")
         acts = self._activations(net, text)
         raw = acts.of(kind)[:, layer - 1, unit]
-        shown = np.tanh(raw) if kind == "c" else raw  # c is unbounded; tanh(c) is what the cell outputs
+        display = np.tanh(raw) if kind == "c" else raw  # c is unbounded; tanh(c) is what the cell outputs
         spans = [_char_span(ch, f"background:{activation_colour(float(v))}", f"{_visible(ch)}: {'tanh(c)' if kind == 'c' else 'h'} = {v:+.3f}")
-                 for ch, v in zip(acts.text, shown)]
+                 for ch, v in zip(acts.text, display)]
         name = f"layer {layer}, unit {unit}, {'cell state c (shown as tanh(c))' if kind == 'c' else 'hidden state h'}"
         legend = _legend([("−1", activation_colour(-1)), ("−0.5", activation_colour(-0.5)), ("0", activation_colour(0)),
                           ("+0.5", activation_colour(0.5)), ("+1", activation_colour(1))],
@@ -295,11 +293,20 @@ class InsightViews:
             how += f"\n\nNot ranked (the feature never changes in this text): {', '.join(absent)}."
         return rows, how
 
-    def pick_cell(self, rows: Any, evt: gr.SelectData) -> tuple[int, int, str]:
-        """A click on the find-cells table: that row's layer, unit and state, for the neuron view."""
-        row = evt.row_value if getattr(evt, "row_value", None) else None
-        if row is None:
+    def pick_cell(self, rows: Any, evt: gr.SelectData | None = None) -> tuple[int, int, str]:
+        """A click on the find-cells table: that row's layer, unit and state, for the neuron view.
+
+        Over the API there is no click: the first row is picked (the strongest cell found).
+        """
+        row = getattr(evt, "row_value", None)
+        if not row:
             values = rows.values.tolist() if hasattr(rows, "values") else rows
-            row = values[evt.index[0]]
-        _, _, layer, unit, state, _ = row
-        return int(layer), int(unit), str(state)
+            index = evt.index[0] if evt is not None and isinstance(evt.index, (list, tuple)) else 0
+            if not isinstance(values, list) or not 0 <= index < len(values):
+                raise gr.Error("There is no cell to pick: press \"Find interesting cells\" first.")
+            row = values[index]
+        try:
+            _, _, layer, unit, state, _ = row
+            return int(layer), int(unit), str(state)
+        except (TypeError, ValueError):
+            raise gr.Error(f"A row of the cells table is layer, unit and state among six columns, not {shown(row)}") from None

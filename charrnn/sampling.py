@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,27 +55,27 @@ class SampleSettings:
         """Refuse what cannot mean anything, clamp what merely overshoots."""
         length, temperature, top_k, top_p, seed = self.length, self.temperature, self.top_k, self.top_p, self.seed
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise ValueError(f"length must be a whole number of characters, 0 or more, not {length!r}")
+            raise ValueError(f"length must be a whole number of characters, 0 or more, not {reprlib.repr(length)}")
         if length > MAX_SAMPLE_LENGTH:
             raise ValueError(f"length must be at most {MAX_SAMPLE_LENGTH:,} characters, not {length:,}")
         try:
             temperature = float(temperature)
         except (TypeError, ValueError):
-            raise ValueError(f"temperature must be a number, not {temperature!r}") from None
+            raise ValueError(f"temperature must be a number, not {reprlib.repr(temperature)}") from None
         if not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number, 0 or more, not {temperature!r}")
+            raise ValueError(f"temperature must be a finite number, 0 or more, not {reprlib.repr(temperature)}")
         temperature = 0.0 if temperature < MIN_TEMPERATURE else min(temperature, MAX_TEMPERATURE)
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-                raise ValueError(f"top-k must be a whole number, 0 or more (0 means off), not {top_k!r}")
+                raise ValueError(f"top-k must be a whole number, 0 or more (0 means off), not {reprlib.repr(top_k)}")
             top_k = None if top_k == 0 or top_k >= vocab_size else top_k
         if top_p is not None:
             try:
                 top_p = float(top_p)
             except (TypeError, ValueError):
-                raise ValueError(f"top-p must be a number in (0, 1], not {top_p!r}") from None
+                raise ValueError(f"top-p must be a number in (0, 1], not {reprlib.repr(top_p)}") from None
             if not (0.0 < top_p <= 1.0):
-                raise ValueError(f"top-p must be in (0, 1], not {top_p!r}")
+                raise ValueError(f"top-p must be in (0, 1], not {reprlib.repr(top_p)}")
             top_p = None if top_p == 1.0 else top_p
         seed = resolve_seed(seed)
         return SampleSettings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
@@ -85,18 +86,18 @@ def resolve_seed(seed: int | str | None) -> int:
     if seed is None or (isinstance(seed, str) and not seed.strip()):
         return random.SystemRandom().randrange(2**31)
     if isinstance(seed, bool):
-        raise ValueError(f"seed must be a whole number, not {seed!r}")
+        raise ValueError(f"seed must be a whole number, not {reprlib.repr(seed)}")
     if isinstance(seed, float):
         if not seed.is_integer():
-            raise ValueError(f"seed must be a whole number, not {seed!r}")
+            raise ValueError(f"seed must be a whole number, not {reprlib.repr(seed)}")
         seed = int(seed)
     if isinstance(seed, str):
         try:
             seed = int(seed.strip())
         except ValueError:
-            raise ValueError(f"seed must be a whole number, not {seed!r}") from None
+            raise ValueError(f"seed must be a whole number, not {reprlib.repr(seed)}") from None
     if not isinstance(seed, int):
-        raise ValueError(f"seed must be a whole number, not {seed!r}")
+        raise ValueError(f"seed must be a whole number, not {reprlib.repr(seed)}")
     return seed % 2**63
 
 

@@ -20,26 +20,32 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from charrnn.checkpoint import SHIPPED_ROOT, WEIGHTS, is_checkpoint, load_model
+from charrnn.checkpoint import SHIPPED_ROOT, WEIGHTS, is_checkpoint, load_model, process_temp_dir
 from charrnn.model import CharRNN
+from charrnn.sampling import MAX_PROMPT_CHARS
 from charrnn.text import Corpus
 from charrnn.train import TrainConfig, TrainEvent, train
 
 # --- limits (documented in the README's web-app section) -------------------------------------
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads larger than this are refused before they are read
 MAX_GENERATE_CHARS = 2000  # length slider's maximum
+MAX_TEXT_CHARS = 100_000  # any text box (a prompt, a text to inspect); only a prompt's tail is read
+MAX_VIEW_CHARS = MAX_PROMPT_CHARS + MAX_GENERATE_CHARS  # Inspect and originality: a prompt's tail and a full generation
+MAX_NAME_CHARS = 256  # a model name or Hub repo id (with its @revision)
+MAX_TRAIN_WAITING = 8  # training runs waiting for the slot, all visitors together; more are refused
+SHUTDOWN_WAIT_S = 20  # on SIGTERM, how long training gets to stop and save before the app's files are removed
 DEFAULT_GENERATE_CHARS = 500
 MIN_TIME_BUDGET_MIN, MAX_TIME_BUDGET_MIN, DEFAULT_TIME_BUDGET_MIN = 1, 30, 5  # training time budget slider, minutes
 MAX_SESSION_MODELS = 5  # fine-tuned models a session keeps; the oldest goes when a sixth is made
 SESSION_TTL_S = 2 * 3600  # a session's models are deleted this long after its last training run
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue, all visitors together
-TRAIN_CONCURRENCY = 1  # training jobs running at once; others wait in the queue and see their position
+TRAIN_CONCURRENCY = 1  # training jobs running at once; others wait in line, see their position, and can be stopped
 # Generations running at once. Measured with bench/load.py (20 visitors x 5 x 300 chars while one fine-tunes, 2 cores):
 # with 2 at once the queue made p95 time to first character 4.9 s; with 24 every visitor starts at once
 # and streams interleave: p95 1.6 s, at the cost of ~17% longer total time per request.
@@ -129,7 +135,9 @@ class Session:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{slug(session_id, 'session')[:16]}-", dir=root))
         self.models: dict[str, SessionModel] = {}
         self.cancel = threading.Event()
-        self.training = False
+        self.training = False  # a run of this session is waiting for the slot or training
+        self.idle = threading.Event()  # no training worker thread of this session is running
+        self.idle.set()
         self.closed = False
         self._loaded: dict[str, tuple[int, CharRNN]] = {}
         self._lock = threading.Lock()
@@ -141,11 +149,16 @@ class Session:
     def __deepcopy__(self, memo):  # gr.State copies values it is given; a session is shared, never copied
         return self
 
-    def new_model_dir(self, label: str) -> tuple[str, Path]:
-        """A fresh name and directory for a model about to be trained."""
+    def new_model_dir(self, label: str, taken: Iterable[str] = ()) -> tuple[str, Path]:
+        """A fresh name and directory for a model about to be trained.
+
+        The name never equals (ignoring case) one in taken (the shipped models) or another of
+        this session's models, so every picker value means one model.
+        """
         base = slug(Path(label).stem)
+        used = {name.casefold() for name in [*taken, *self.models]}
         name, n = base, 1
-        while name in self.models or (self.dir / name).exists():
+        while name.casefold() in used or (self.dir / name).exists():
             n += 1
             name = f"{base}-{n}"
         return name, self.dir / name
@@ -196,11 +209,12 @@ class Sessions:
     """The app's index of live sessions by Gradio session hash, so a closed tab can be cleaned up.
 
     The sessions themselves live in gr.State; this holds them weakly and owns only the
-    parent temp directory, removed when the process exits.
+    parent temp directory, removed when the process exits (or by the next app to start,
+    when this one was killed).
     """
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="charrnn-sessions-"))
+        self.root = Path(root) if root else process_temp_dir("charrnn-sessions-")
         self.root.mkdir(parents=True, exist_ok=True)
         self._live: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         atexit.register(shutil.rmtree, self.root, True)
@@ -226,8 +240,66 @@ class Sessions:
         if session is not None:
             session.close()
 
+    def close_all(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Shutting down: stop every session's training, give it wait_s to stop, then remove every file."""
+        sessions = list(self._live.values())
+        self._live.clear()
+        for session in sessions:
+            session.close()
+        deadline = time.monotonic() + wait_s
+        for session in sessions:
+            session.idle.wait(max(0.0, deadline - time.monotonic()))
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 # --- training jobs -------------------------------------------------------------------------------
+
+class LineFull(Exception):
+    """Too many training runs are already waiting for the slot."""
+
+
+class TrainingLine:
+    """The training slots and the runs waiting for one, first come first served.
+
+    A waiting run holds no slot and does no work, so its visitor's Stop ends it at once;
+    Gradio's own queue could not tell a Stop about a job it had not started yet.
+    """
+
+    def __init__(self, slots: int = TRAIN_CONCURRENCY, max_waiting: int | None = None) -> None:
+        self.slots = slots
+        self.max_waiting = MAX_TRAIN_WAITING if max_waiting is None else max_waiting
+        self._running: set[object] = set()
+        self._waiting: list[object] = []
+        self._changed = threading.Condition()
+
+    def join(self) -> object:
+        """A ticket at the back of the line; LineFull when max_waiting runs are already waiting."""
+        with self._changed:
+            if len(self._running) >= self.slots and len(self._waiting) >= self.max_waiting:
+                raise LineFull(f"the training queue is full ({len(self._waiting)} runs waiting); try again in a few minutes")
+            ticket = object()
+            self._waiting.append(ticket)
+            return ticket
+
+    def wait(self, ticket: object, timeout: float) -> int:
+        """0 once ticket holds a slot; else, after at most timeout seconds, how many runs are ahead of it."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._admit(ticket), timeout)
+            return 0 if ticket in self._running else len(self._running) + self._waiting.index(ticket)
+
+    def leave(self, ticket: object) -> None:
+        """The run ended (or never started): its slot or its place in line goes to the next."""
+        with self._changed:
+            self._running.discard(ticket)
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._changed.notify_all()
+
+    def _admit(self, ticket: object) -> bool:
+        if ticket not in self._running and len(self._running) < self.slots and self._waiting[0] is ticket:
+            self._running.add(self._waiting.pop(0))
+        return ticket in self._running
+
 
 @dataclass
 class TrainJob:
@@ -360,10 +432,12 @@ def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None)
     slice_s = slice_s if slice_s is not None else (ZEROGPU_SLICE_S if ON_ZEROGPU else None)
 
     def make() -> Iterator[TrainEvent]:
+        session.idle.clear()  # set again by cleanup, when the worker ends
         return sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel)
 
     def cleanup() -> None:
         if session.closed:
             shutil.rmtree(session.dir, ignore_errors=True)
+        session.idle.set()
 
     return in_thread(make, TRAIN_THREADS, cancel, name=f"train-{session.id[:8]}", on_exit=cleanup, drain=True)

@@ -78,3 +78,28 @@ def serve(checkpoints: Path):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=limits.MAX_UPLOAD_BYTES)
     return demo, f"http://127.0.0.1:{port}/"
+
+
+def start_app_process(checkpoints: Path, env: dict[str, str], log: Path):
+    """Run `python app.py` on a free port as a separate process; returns (process, url) once it answers."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = os.environ | {"CHARRNN_CHECKPOINTS": str(checkpoints), "GRADIO_ANALYTICS_ENABLED": "False"} | env
+    proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(port)], cwd=root, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"the app did not start: {log.read_text()[-2000:]}")

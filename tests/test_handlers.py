@@ -151,7 +151,7 @@ def test_stop_keeps_the_best_checkpoint(studio, upload):
         outs.append(out)
         if len(outs) == 3:
             assert "Stopping" in studio.stop_training(session)
-    assert "stopped early; kept the best checkpoint" in outs[-1][0]
+    assert "Stopped early: my-story" in outs[-1][0] and "Done" not in outs[-1][0]
     assert load_model(session.models["my-story"].path).vocab
 
 

@@ -205,29 +205,46 @@ def test_limits_hold_over_the_api(app_url, tmp_path):
     assert not session_dirs(client)
 
 
-def test_the_queue_refuses_visitors_beyond_its_size(tmp_path, monkeypatch):
-    """With a queue of one: one job trains, one waits, the third visitor is told the queue is full."""
-    monkeypatch.setattr(limits, "QUEUE_MAX_SIZE", 1)
+def test_runs_wait_in_line_and_stop_leaves_it_before_they_start(tmp_path, monkeypatch):
+    """One run trains; the next ones wait and see their place; one more is told the line is full.
+
+    Stop on a waiting run ends it at once: it never starts, never reaches a step, and leaves no model.
+    """
+    monkeypatch.setattr(limits, "MAX_TRAIN_WAITING", 3)
     demo, url = serve(tiny_checkpoints())
     try:
         upload = tmp_path / "queue.txt"
         upload.write_text(story_text(150, seed=6))
-        running, queued, refused = (Client(url, verbose=False) for _ in range(3))
-        first = running.submit(handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 0, api_name="/train")
+        args = (handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 0)
+        running, *waiting, refused = (Client(url, verbose=False) for _ in range(5))
+        first = running.submit(*args, api_name="/train")
         assert wait_for(lambda: any("Training" in str(o[0]) for o in first.outputs()), 60)
-        second = queued.submit(handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 3, api_name="/train")
-        assert wait_for(lambda: second.status().code.name in ("IN_QUEUE", "QUEUE_FULL") or second.done(), 10)
-        time.sleep(0.5)
-        with pytest.raises(Exception, match="(?i)queue is full"):
-            refused.predict(handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 3, api_name="/train")
-        for session in list(demo.studio.sessions._live.values()):
-            session.cancel.set()  # Stop (its own endpoint waits in the full queue too): the queued run goes ahead
-        assert "Done" in first.result(timeout=120)[0]
-        assert "Done" in second.result(timeout=120)[0]
+        jobs = [client.submit(*args, api_name="/train") for client in waiting]
+        places = {f"{n} run{'s' if n > 1 else ''} ahead" for n in range(1, len(jobs) + 1)}
+        def place(job) -> str | None:
+            return next((p for o in job.outputs() for p in places if p in str(o[0])), None)
+        assert wait_for(lambda: all(place(job) for job in jobs), 30), [job.outputs()[-1:] for job in jobs]
+        assert {place(job) for job in jobs} == places  # each its own place in line
+        with pytest.raises(AppError, match="(?i)queue is full"):
+            refused.predict(*args, api_name="/train")
+        for client, job in zip(waiting, jobs):
+            stopped_at = time.monotonic()
+            assert "Stopping" in client.predict(api_name="/stop_training")
+            status = job.result(timeout=30)[0]
+            assert "Stopped" in status and "before it started" in status
+            assert time.monotonic() - stopped_at < 5
+            assert not any("Training" in str(o[0]) for o in job.outputs())
+            assert not any(any(d.iterdir()) for d in session_dirs_of(demo, client))  # no model was begun
+        running.predict(api_name="/stop_training")
+        assert "Stopped early" in first.result(timeout=120)[0]
     finally:
         for session in list(demo.studio.sessions._live.values()):
             session.close()
         demo.close()
+
+
+def session_dirs_of(demo, client: Client) -> list[Path]:
+    return [d for d in demo.studio.sessions.root.iterdir() if d.name.startswith(client.session_hash[:16])]
 
 
 def test_every_limit_is_one_constant_listed_in_the_readme():
