@@ -45,6 +45,7 @@ from charrnn.vocab import describe_chars
 SCRATCH = "from scratch"
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
 PLOT_COLUMNS = ["step", "loss", "curve"]
+MAX_SHOWN_NAME_CHARS = 80  # an uploaded file's name as messages show it
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -224,7 +225,9 @@ class Studio:
     def read_upload(self, file, fold: str | bool | None = None, base: str | None = None, session: Session | None = None) -> Corpus:
         """The uploaded text, or a gr.Error saying why it cannot be trained on."""
         path = _upload_path(file)
-        name = Path(getattr(file, "orig_name", None) or path.name).name
+        name = Path(str(getattr(file, "orig_name", None) or path.name)).name
+        if len(name) > MAX_SHOWN_NAME_CHARS:  # a client picks the name: messages and the model's name quote it
+            name = name[: MAX_SHOWN_NAME_CHARS - 5] + "…" + Path(name).suffix[-4:]
         try:
             size = path.stat().st_size
         except OSError:

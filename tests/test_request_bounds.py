@@ -164,3 +164,10 @@ def test_an_upload_named_like_a_shipped_model_gets_a_name_of_its_own(tmp_path):
     assert Path(download["value"]).name == f"{name}.zip"
     session = next(s for s in shared_demo().studio.sessions._live.values() if s.id == visitor.session_hash)
     assert set(session.models) == {name}
+
+
+def test_an_uploads_long_name_is_shortened_in_messages(client, tmp_path):
+    upload = tmp_path / ("a-very-long-name-" * 12 + ".txt")
+    upload.write_text("too short")
+    message = refusal(client, handle_file(str(upload)), "fairy-tales", "as the base model", api_name="/read_upload")
+    assert "too short" in message and upload.name not in message and len(message) < 200
