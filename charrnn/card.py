@@ -30,8 +30,10 @@ def model_card(model: CharRNN, info: dict) -> str:
     """A card from what training knows; info keys are all optional.
 
     info: corpus (str), corpus_source (str), command (str), val_loss (float),
-    val_losses (dict name -> loss), train_time_s (float), hardware (str), steps (int),
-    chars_seen (int), hyperparameters (dict), samples (list of dicts with temperature,
+    val_losses (dict name -> loss), val_scope (str: what val_loss covers, "over the first
+    524,288 of 2,000,000 held-out characters"), val_reproducible (bool, default True:
+    eval_command reports val_loss; false when only part of the text was scored),
+    train_time_s (float), hardware (str), steps (int), chars_seen (int), hyperparameters (dict), samples (list of dicts with temperature,
     seed, prompt, text), base_model (str), notes (list of str), datasets (list of Hub
     dataset ids the corpus came from, when it did).
 
@@ -93,10 +95,11 @@ def model_card(model: CharRNN, info: dict) -> str:
         lines += [f"| {k} | {v} |" for k, v in info["hyperparameters"].items()] + [""]
     lines += ["## Evaluation", ""]
     if val_loss is not None and math.isfinite(val_loss):
-        lines += [f"Validation loss: **{val_loss:.4f} nats/char** ({val_loss / math.log(2):.4f} bits/char)."]
+        scope = f", {info['val_scope']}" if info.get("val_scope") else ""
+        lines += [f"Validation loss: **{val_loss:.4f} nats/char** ({val_loss / math.log(2):.4f} bits/char){scope}."]
         for name, loss in (info.get("val_losses") or {}).items():
             lines += [f"- {name}: {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char)"]
-        if info.get("eval_command"):
+        if info.get("eval_command") and info.get("val_reproducible", True):
             lines += ["", f"Reproduce: `{info['eval_command']}`"]
     else:
         lines += ["Not evaluated yet."]

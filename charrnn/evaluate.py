@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,14 @@ def eval_precision(device: torch.device) -> str:
 
 
 @torch.inference_mode()
-def evaluate_ids(model: CharRNN, ids: torch.Tensor) -> dict:
-    """Mean next-character loss over ids, read as parallel streams with carried state."""
+def evaluate_ids(model: CharRNN, ids: torch.Tensor, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Mean next-character loss over ids, read as parallel streams with carried state.
+
+    should_stop is asked after each window (EVAL_WINDOW characters of every stream), so a
+    deadline or a cancel ends a long scoring within one window: the loss then covers the
+    windows scored so far, 'chars' counts them and 'complete' is False. At least one
+    window is always scored, so the loss is always a number.
+    """
     if len(ids) < 2:
         raise ValueError("the evaluation text needs at least 2 characters")
     was_training = model.training
@@ -34,14 +41,18 @@ def evaluate_ids(model: CharRNN, ids: torch.Tensor) -> dict:
     inputs = ids[:end].view(streams, stream_len)
     targets = ids[1 : end + 1].view(streams, stream_len)
     state = None
-    total = 0.0
+    total, scored = 0.0, 0
     with precision_autocast(model.device, eval_precision(model.device)):
         for start in range(0, stream_len, EVAL_WINDOW):
             logits, state = model(inputs[:, start : start + EVAL_WINDOW], state)
-            total += F.cross_entropy(logits.float().flatten(0, 1), targets[:, start : start + EVAL_WINDOW].flatten(), reduction="sum").item()
+            window_targets = targets[:, start : start + EVAL_WINDOW]
+            total += F.cross_entropy(logits.float().flatten(0, 1), window_targets.flatten(), reduction="sum").item()
+            scored += window_targets.numel()
+            if scored < end and should_stop is not None and should_stop():
+                break
     model.train(was_training)
-    loss = total / end
-    return {"loss": loss, "bpc": loss / math.log(2), "chars": end}
+    loss = total / scored
+    return {"loss": loss, "bpc": loss / math.log(2), "chars": scored, "complete": scored == end}
 
 
 def evaluate_text(model: CharRNN, text: str) -> dict:

@@ -13,8 +13,9 @@ loading it never runs code.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterable
+import contextlib
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +23,15 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from charrnn.checkpoint import INDEX, replace_file
+from charrnn.checkpoint import INDEX, process_temp_dir, replace_file
 
 NGRAM = 20
 BUCKET_BITS = 16
 HASH_BITS = 48
-CHUNK_CHARS = 1 << 22  # hash long texts piecewise to bound memory
+CHUNK_CHARS = 1 << 20  # hash long texts piecewise, to bound memory and to see a cancel between pieces
 _BASE = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
 FORMAT_VERSION = "1"
+STAGING_PREFIX = "charrnn-index-"  # then the pid of the process that staged it, so a dead one's can be swept
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -41,18 +43,40 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
+def ngram_hashes(text: str, n: int = NGRAM, check: Callable[[], None] | None = None) -> np.ndarray:
     """48-bit hash of every n-character window of text (one per start position), as uint64."""
-    out = []
+    out = list(_chunk_hashes(text, n, check))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def _chunk_hashes(text: str, n: int, check: Callable[[], None] | None) -> Iterator[np.ndarray]:
+    """ngram_hashes piece by piece, CHUNK_CHARS windows at a time, to bound memory.
+
+    check is called before each piece; it may raise to abandon a long text.
+    """
     for start in range(0, max(len(text) - n + 1, 0), CHUNK_CHARS):
+        if check is not None:
+            check()
         piece = text[start : start + CHUNK_CHARS + n - 1]
         codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) + np.uint64(1)
         windows = len(codes) - n + 1
         h = np.zeros(windows, dtype=np.uint64)
         for j in range(n):  # numpy's uint64 arithmetic wraps, which is the modulus we want
             h = h * _BASE + codes[j : j + windows]
-        out.append(_mix(h) >> np.uint64(64 - HASH_BITS))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+        yield _mix(h) >> np.uint64(64 - HASH_BITS)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) by a sort and a mask of changes: on NumPy 2.4 that is tens of times faster
+    for millions of uint64 hashes (0.3 s rather than 10 s for 6 million), and a huge upload's
+    index is built within seconds."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 @dataclass
@@ -77,7 +101,7 @@ class NgramIndex:
         if other.n != self.n:
             raise ValueError(f"cannot merge an index of {other.n}-grams into one of {self.n}-grams")
         sources = ", ".join(s for s in (other.sources, self.sources) if s)
-        return NgramIndex(np.union1d(self.hashes, other.hashes), self.n, self.chars + other.chars, sources, self.ascii_folded)
+        return NgramIndex(sorted_unique(np.concatenate([self.hashes, other.hashes])), self.n, self.chars + other.chars, sources, self.ascii_folded)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: bucket counts (top 16 bits) plus the low 32 bits of each hash."""
@@ -111,13 +135,19 @@ class NgramIndex:
             raise ValueError(f"{path}: the originality index is unreadable ({exc})") from None
 
 
-def build_index(texts: Iterable[str], sources: str = "", ascii_folded: bool = False, n: int = NGRAM) -> NgramIndex:
-    """Index texts exactly as given: normalise them the model's way first (training does)."""
+def build_index(texts: Iterable[str], sources: str = "", ascii_folded: bool = False, n: int = NGRAM,
+                check: Callable[[], None] | None = None) -> NgramIndex:
+    """Index texts exactly as given: normalise them the model's way first (training does).
+
+    check is called between chunks of the texts; it may raise to stop the work (a cancelled run).
+    """
     parts, chars = [], 0
     for text in texts:
-        parts.append(ngram_hashes(text, n))
+        parts.extend(_chunk_hashes(text, n, check))
         chars += len(text)
-    hashes = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+    if check is not None:
+        check()
+    hashes = sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
     return NgramIndex(hashes, n, chars, sources, ascii_folded)
 
 
@@ -129,14 +159,18 @@ def load_index(model_or_dir: object) -> NgramIndex | None:
     return NgramIndex.load(Path(directory) / INDEX)
 
 
-def staged_index(texts: list[str], sources: str, ascii_folded: bool, merge_from: Iterable[str | Path | None] = ()) -> tempfile.TemporaryDirectory:
-    """The index of a training run's texts, written to a temporary directory for save_checkpoint to copy.
+@contextlib.contextmanager
+def staged_index(texts: list[str], sources: str, ascii_folded: bool, merge_from: Iterable[str | Path | None] = (),
+                 check: Callable[[], None] | None = None) -> Iterator[Path]:
+    """The index of a training run's texts, in a temporary directory for save_checkpoint to copy,
+    removed when the with block ends however it ends.
 
     merge_from: model directories whose index is kept too (the base model when
     fine-tuning), so a fine-tuned model is checked against everything it learned from.
-    The directory is removed when the returned object is garbage-collected.
+    check: see build_index. The directory's name holds this process's pid, so one left by a
+    killed process is removed the next time any process stages an index (process_temp_dir).
     """
-    index = build_index(texts, sources, ascii_folded)
+    index = build_index(texts, sources, ascii_folded, check=check)
     for directory in merge_from:
         try:
             previous = load_index(directory) if directory is not None else None
@@ -144,9 +178,12 @@ def staged_index(texts: list[str], sources: str, ascii_folded: bool, merge_from:
             previous = None
         if previous is not None and previous.n == index.n:
             index = index.merged(previous)
-    staging = tempfile.TemporaryDirectory(prefix="charrnn-index-")
-    index.save(Path(staging.name) / INDEX)
-    return staging
+    staging = process_temp_dir(STAGING_PREFIX)
+    try:
+        index.save(staging / INDEX)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def copied_spans(text: str, index: NgramIndex) -> list[tuple[int, int]]:

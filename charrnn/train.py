@@ -4,17 +4,23 @@ train() is a generator of TrainEvent: the CLI shows them with tqdm, the app as a
 bar and a live plot. The loop reads contiguous parallel streams with truncated BPTT,
 carries the hidden state across windows, and keeps the best model by validation loss in
 an atomically written checkpoint directory.
+
+A time budget covers the whole run: start-up, training, the final evaluation and the card's
+samples; training stops early enough to leave the finish the time it was measured to need,
+and any scoring left when the budget runs out stops where it is, saying so. A cancel is seen
+between the pieces of start-up, between steps and between windows of scoring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
 import platform
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -38,8 +44,8 @@ from charrnn.checkpoint import (
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, check_precision, precision_autocast, resolve_precision
 from charrnn.originality import staged_index
-from charrnn.sampling import SampleSettings, sample
-from charrnn.text import Corpus, TextError, normalize
+from charrnn.sampling import SampleSettings, generate_ids
+from charrnn.text import Corpus, TextError, normalize, normalize_newlines
 from charrnn.vocab import DEFAULT_MAX_VOCAB, Vocab
 
 SCRATCH_DEFAULTS = {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1,
@@ -50,6 +56,29 @@ FINETUNE_DEFAULTS = {"batch_size": 32, "seq_len": 128, "lr": 5e-4, "warmup_steps
 MAX_NAN_STEPS = 20
 NAN_LR_FACTOR = 0.1  # a non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS
 EVAL_CHARS_DURING_TRAINING = 131_072  # all of tinyshakespeare's and the fairy tales' held-out text
+EVAL_CHARS_AT_END = 524_288  # the best model's final score: all held-out text up to this, else the start of each file's part
+CARD_SAMPLE_LENGTH = 400
+CARD_SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
+SAMPLE_PROBE_CHARS = 32  # a short sample, timed, says how long the card's samples will take
+FINISH_SHARE = 0.25  # at most this share of a time budget is kept back for the final evaluation and samples
+FINISH_MARGIN = 1.5  # speeds vary on a shared machine: keep half again what the finish is estimated to take
+FINISH_SLACK_S = 0.5  # and this for what is not measured (copying the best weights, being descheduled)
+CANCEL_GRACE_S = 1.0  # after a cancel, the evaluation that picks the weights to save may run this much longer
+START_CHUNK_CHARS = 1 << 20  # start-up reads the text in pieces this long, to notice a cancel between them
+
+
+class TrainingStopped(CheckpointError):
+    """The run was cancelled before it had a model to save, so nothing was saved.
+
+    A stop the user asked for, not a failure; a CheckpointError, so callers that show those show it.
+    """
+
+
+class StoppedBeforeFirstStep(TrainingStopped):
+    """The run was cancelled before its first step: nothing was trained, so nothing was saved."""
+
+    def __init__(self) -> None:
+        super().__init__("training was stopped before the first step; nothing was saved")
 
 
 @dataclass
@@ -137,6 +166,8 @@ class TrainResult:
     stopped_because: str
     config: dict = field(default_factory=dict)
     rank_weights_sha256: list[str] | None = None  # under torchrun: each rank's final weights, equal when in step
+    val_scope: str = ""  # what best_val_loss covers: "over all 8,000 held-out characters", "over the first 524,288 of ..."
+    val_chars: int = 0  # held-out characters best_val_loss covers
 
 
 def hardware_name(device: torch.device) -> str:
@@ -207,14 +238,221 @@ def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dic
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def held_out_parts(texts: list[str], val_fraction: float, cap: int) -> list[str]:
+    """Each text's held-out part: all of them while they hold at most cap characters together,
+    else the same share of the start of each, so every file is scored."""
+    parts = [split_train_val([t], val_fraction)[1] for t in texts]
+    total = sum(len(p) for p in parts)
+    if total > cap:
+        parts = [p[: max(2, cap * len(p) // total)] for p in parts]
+    return parts
+
+
 def quick_val_ids(texts: list[str], val_fraction: float, vocab: Vocab) -> torch.Tensor:
     """The validation text scored at each evaluation: all of it up to EVAL_CHARS_DURING_TRAINING,
     else the same share of every file's held-out part, so the best model is chosen on every file."""
-    parts = [split_train_val([t], val_fraction)[1] for t in texts]
-    total = sum(len(p) for p in parts)
-    if total > EVAL_CHARS_DURING_TRAINING:
-        parts = [p[: max(2, EVAL_CHARS_DURING_TRAINING * len(p) // total)] for p in parts]
-    return vocab.encode("".join(parts))
+    return vocab.encode("".join(held_out_parts(texts, val_fraction, EVAL_CHARS_DURING_TRAINING)))
+
+
+@dataclass
+class ValScore:
+    """A validation loss and what it covers, so a card never passes a sample off as the whole."""
+
+    loss: float
+    chars: int  # held-out characters covered
+    held_out: int  # held-out characters in all
+    files: int = 1
+    whole: bool = True  # all the held-out text was scored
+    first: bool = True  # what was scored is the start of each file's held-out part
+    exact: bool = True  # what `charrnn eval MODEL FILE --split val` reports (the character-weighted mean over files)
+    note: str = ""  # why less was scored than planned
+    per_file: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """'over all 8,000 held-out characters', 'over the first 524,288 of 2,000,000 ...', and why, if cut short."""
+        if self.whole:
+            text = f"over all {self.held_out:,} held-out characters"
+        else:
+            span = f"the first {self.chars:,}" if self.first else f"{self.chars:,}"
+            text = f"over {span} of {self.held_out:,} held-out characters"
+            if self.files > 1 and self.first:
+                text += " (the start of each file's part)"
+        return f"{text}: {self.note}" if self.note else text
+
+
+def _scored(results: dict[str, dict], parts: list[tuple[str, str]], held_out: int, complete: bool, why: str) -> ValScore:
+    """The character-weighted mean of each file's score (exactly the one score for one file), as a ValScore."""
+    chars = sum(r["chars"] for r in results.values())
+    loss = next(iter(results.values()))["loss"] if len(results) == 1 else sum(r["loss"] * r["chars"] for r in results.values()) / chars
+    covered = sum(len(part) for _, part in parts)
+    whole = complete and covered == held_out
+    return ValScore(loss=loss, chars=covered if complete else chars, held_out=held_out, files=len(parts), whole=whole, first=complete, exact=whole,
+                    note="" if complete else f"scoring stopped when {why}",
+                    per_file={name: r["loss"] for name, r in results.items()} if len(results) > 1 else {})
+
+
+def score_held_out(model: CharRNN, parts: list[tuple[str, str]], device: torch.device,
+                   should_stop: Callable[[], bool]) -> tuple[dict[str, dict], bool]:
+    """Each file's held-out part scored on its own (what `charrnn eval MODEL FILE --split val` does),
+    until should_stop says so; the results by name, and whether every part was scored in full."""
+    results: dict[str, dict] = {}
+    for name, part in parts:
+        if len(part) < 2:
+            continue
+        if results and should_stop():
+            return results, False
+        results[name] = evaluate_ids(model, model.vocab.encode(part).to(device), should_stop)
+        if not results[name]["complete"]:
+            return results, False
+    return results, True
+
+
+class _Clock:
+    """The run's time against its budget, start-up and the earlier runs of a resumed one included,
+    and the measured speeds that say how much of the budget to keep back for the finish."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.before = 0.0  # seconds spent by the runs this one resumes, less what autosize already took off the budget
+        self.budget: float | None = None
+        self.eval_cps: float | None = None  # validation characters scored per second, as last measured
+        self.train_cps: float | None = None  # training characters per second: a slower stand-in before any evaluation
+        self.samples_s = 0.0  # what the card's samples will take, from a timed probe
+        self.save_s = 0.0  # what writing a checkpoint took, last time
+
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+    def left(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.elapsed()
+
+    def card_s(self) -> float:
+        """Seconds to keep back, when scoring at the end, for the card's samples and the checkpoint."""
+        return FINISH_MARGIN * (self.samples_s + self.save_s) + FINISH_SLACK_S
+
+    def finish_s(self, chars_to_score: int, chars_per_step: int) -> float:
+        """Seconds to keep back for one more step, then scoring chars_to_score characters, writing the
+        card's samples and the checkpoint (with FINISH_MARGIN), at most FINISH_SHARE of the budget;
+        0 without a budget or before anything was measured."""
+        speed = self.eval_cps or self.train_cps
+        if self.budget is None or not speed or not self.train_cps:
+            return 0.0
+        finish = FINISH_MARGIN * chars_to_score / speed + self.card_s() + chars_per_step / self.train_cps
+        return min(finish, FINISH_SHARE * self.budget)
+
+
+class _Stopper:
+    """Says when long work must stop where it is: the time budget is spent, or the run was cancelled
+    (the evaluation that picks the weights to save gets a grace period after the cancel)."""
+
+    def __init__(self, cancel: threading.Event, clock: _Clock) -> None:
+        self.cancel, self.clock = cancel, clock
+        self.cancelled_at: float | None = None  # when the run first saw the cancel
+        self.reason = ""  # why an asker last said stop
+
+    def cancelled(self) -> bool:
+        if self.cancelled_at is None and self.cancel.is_set():
+            self.cancelled_at = time.monotonic()
+        return self.cancelled_at is not None
+
+    def why(self, grace: float = 0.0, keep: float = 0.0) -> str:
+        """Why the work must stop now, or '' while it may go on; keep: seconds of the budget it must leave."""
+        if self.cancelled() and time.monotonic() - self.cancelled_at >= grace:
+            return "the run was cancelled"
+        return "the time budget ran out" if self.clock.left() <= keep else ""
+
+    def asker(self, grace: float = 0.0, keep: float = 0.0) -> Callable[[], bool]:
+        """should_stop for work done in pieces (windows, characters, samples): it also stops when what
+        is left of the budget would not fit one more piece as long as the last one took."""
+        last = time.monotonic()
+
+        def should_stop() -> bool:
+            nonlocal last
+            now = time.monotonic()
+            piece, last = now - last, now
+            why = self.why(grace, keep + piece)
+            self.reason = why or self.reason
+            return bool(why)
+
+        return should_stop
+
+
+def _raiser(cancel: threading.Event) -> Callable[[], None]:
+    """A check for start-up's long steps: it raises StoppedBeforeFirstStep once cancel is set."""
+    def check() -> None:
+        if cancel.is_set():
+            raise StoppedBeforeFirstStep
+    return check
+
+
+def _pieces(texts: Iterable[str], check: Callable[[], None]) -> Iterator[str]:
+    """The texts in pieces of START_CHUNK_CHARS, calling check before each, so a cancel is seen between them."""
+    for text in texts:
+        for start in range(0, len(text), START_CHUNK_CHARS):
+            check()
+            yield text[start : start + START_CHUNK_CHARS]
+
+
+def normalize_stoppable(text: str, fold: bool, check: Callable[[], None]) -> str:
+    """normalize(text, fold), piece by piece: line ends first over the whole text (a CR LF may straddle
+    two pieces), then the folding, which maps each character on its own."""
+    text = normalize_newlines(text)
+    return "".join(normalize(piece, fold) for piece in _pieces([text], check)) if len(text) > START_CHUNK_CHARS else normalize(text, fold)
+
+
+def encode_stoppable(vocab: Vocab, text: str, check: Callable[[], None]) -> torch.Tensor:
+    """vocab.encode(text), piece by piece, so a cancel is seen between pieces of a long text."""
+    parts = [vocab.encode(piece) for piece in _pieces([text], check)]
+    return torch.cat(parts) if parts else vocab.encode("")
+
+
+def sample_text(model: CharRNN, settings: SampleSettings, should_stop: Callable[[], bool] | None = None) -> str:
+    """What sample(model, "", settings) writes, cut short where should_stop says so (a prefix of it)."""
+    ids: list[int] = []
+    with contextlib.closing(generate_ids(model, "", settings)) as steps:
+        for chosen, _ in steps:
+            ids.append(int(chosen[0]))
+            if should_stop is not None and len(ids) < settings.length and should_stop():
+                break
+    return model.vocab.decode(ids)
+
+
+def card_samples(model: CharRNN, seed: int, should_stop: Callable[[], bool]) -> list[dict]:
+    """The model card's samples, one per CARD_SAMPLE_TEMPERATURES; cut short, or left out, once should_stop says so."""
+    samples = []
+    for temperature in CARD_SAMPLE_TEMPERATURES:
+        if should_stop():
+            break
+        settings = SampleSettings(length=CARD_SAMPLE_LENGTH, temperature=temperature, seed=seed)
+        samples.append({"temperature": temperature, "seed": seed, "prompt": "", "text": sample_text(model, settings, should_stop)})
+    return samples
+
+
+def _probe_samples_s(model: CharRNN, seed: int) -> float:
+    """How long the card's samples will take, from two short ones: a 1-character one (the set-up)
+    and a longer one (the set-up and SAMPLE_PROBE_CHARS characters more)."""
+    times = []
+    for length in (1, SAMPLE_PROBE_CHARS + 1):
+        began = time.monotonic()
+        sample_text(model, SampleSettings(length=length, temperature=1.0, seed=seed))
+        times.append(time.monotonic() - began)
+    per_char = max(times[1] - times[0], 0.0) / SAMPLE_PROBE_CHARS
+    return len(CARD_SAMPLE_TEMPERATURES) * (times[0] + CARD_SAMPLE_LENGTH * per_char)
+
+
+def is_better(val: float, complete: bool, best_val: float, best_complete: bool, have_best: bool, vocab_size: int) -> bool:
+    """Whether an evaluation's weights become the best ones. Worse than guessing uniformly means the
+    weights blew up (an absurd LR): never that. A partial evaluation (cut short by a cancel or the
+    budget) is not comparable with a complete one: it counts only while there is no best yet, and
+    the first complete one after it replaces it."""
+    if not (math.isfinite(val) and val < math.log(vocab_size) + 1.0):
+        return False
+    if not have_best:
+        return True
+    return complete and (not best_complete or val < best_val)
+
+
+STALE_CARD_KEYS = ("full_val_loss", "val_losses", "val_scope", "val_reproducible", "samples")  # a resumed run measures these anew
 
 
 RESUMABLE_OVERRIDES = ("max_steps", "max_epochs", "time_budget", "patience", "device", "sample_interval")
@@ -245,13 +483,23 @@ def train(
     init: a model (or its directory or repo id) to fine-tune; its vocabulary grows to cover
     characters of the new text it has never seen. resume: continue the run whose training
     state is in out_dir, exactly where it stopped. cancel: set it from any thread to stop
-    cleanly; the best checkpoint so far is kept.
+    within seconds, at any stage; the best checkpoint so far and the training state are kept
+    (a cancel before the first step raises StoppedBeforeFirstStep). A time budget covers the
+    whole run: start-up, training, the final evaluation and the model card's samples.
     """
-    config = config or TrainConfig()
+    with contextlib.ExitStack() as cleanup:  # the staged index goes however the run ends, a closed generator included
+        yield from _train(corpora, Path(out_dir), config or TrainConfig(), init, resume, overwrite, cancel or threading.Event(),
+                          dict(card_info or {}), cleanup)
+
+
+def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig, init: str | Path | CharRNN | None,
+           resume: bool, overwrite: bool, cancel: threading.Event, card_info: dict,
+           cleanup: contextlib.ExitStack) -> Iterator[TrainEvent]:
+    """train()'s run; what must be removed however it ends (the staged index) goes on cleanup."""
+    clock = _Clock()
+    stopper = _Stopper(cancel, clock)
+    check = _raiser(cancel)
     ddp = distributed.start(config.device)  # under torchrun: this rank's device and the process group
-    out_dir = Path(out_dir)
-    cancel = cancel or threading.Event()
-    card_info = dict(card_info or {})
 
     state = None
     if resume:
@@ -264,6 +512,7 @@ def train(
             raise CheckpointError(f"{out_dir} already holds a model; pass --resume to continue it or --overwrite to replace it")
         raise CheckpointError(f"{out_dir} exists and is not empty; choose a new directory for the model")
     check_writable(out_dir)  # a read-only or full disk fails now, not at the first checkpoint minutes into the run
+    check()
 
     base: CharRNN | None = None
     if init is not None and state is None:
@@ -271,7 +520,7 @@ def train(
         card_info.setdefault("base_model", getattr(base, "source", None) if not isinstance(init, (str, Path)) else str(init))
 
     fold = config.ascii_fold if config.ascii_fold is not None else (base.ascii_fold if base is not None else False)
-    texts = [normalize(c.text if isinstance(c, Corpus) else c, fold) for c in corpora]
+    texts = [normalize_stoppable(c.text if isinstance(c, Corpus) else c, fold, check) for c in corpora]
     if not texts or not any(texts):
         raise TextError("no training text was given")
     text_digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
@@ -280,6 +529,10 @@ def train(
     cfg = resolve(config, base, texts) if state is None else config
     if ddp:  # every rank runs rank 0's plan (autosize measures on each, and they may differ)
         cfg = ddp.from_main(cfg)
+    check()
+    clock.budget = cfg.time_budget
+    if state is None and cfg.autosize is not None and config.autosize is None and config.time_budget:
+        clock.before -= config.time_budget - cfg.time_budget  # autosize took its measuring time off the budget already
     cfg.ascii_fold = fold if state is None else cfg.ascii_fold
     need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
     total_chars = sum(len(t) for t in texts)
@@ -290,8 +543,9 @@ def train(
         )
     train_text, val_text = split_train_val(texts, cfg.val_fraction)
     # The originality check's index of this text (and the base model's), copied into every checkpoint.
-    corpus_index = staged_index(texts, ", ".join(c.name for c in corpora if isinstance(c, Corpus)), cfg.ascii_fold,
-                                merge_from=[getattr(base, "directory", None), out_dir if resume else None])
+    staged = staged_index(texts, ", ".join(c.name for c in corpora if isinstance(c, Corpus)), cfg.ascii_fold,
+                          merge_from=[getattr(base, "directory", None), out_dir if resume else None], check=check)
+    corpus_index = Path(cleanup.enter_context(staged))
 
     device = ddp.device if ddp else pick_device(cfg.device)
     cfg.precision = resolve_precision(cfg.precision, device)  # saved concrete, so a resumed run keeps it
@@ -302,7 +556,7 @@ def train(
         model = CharRNN(**state["meta"]["model_config"])
         model.load_state_dict({k[len("model."):]: v for k, v in state["tensors"].items() if k.startswith("model.")}, strict=True)
     elif base is not None:
-        vocab = base.vocab.extended(texts, cfg.max_vocab)
+        vocab = base.vocab.extended(_pieces(texts, check), cfg.max_vocab)
         new_chars = len(vocab) - len(base.vocab)
         model = base.grow_vocab(vocab) if new_chars else copy.deepcopy(base)
         if new_chars:
@@ -313,7 +567,7 @@ def train(
             model.rnn.dropout = cfg.dropout if model.num_layers > 1 else 0.0
         model.ascii_fold = fold
     else:
-        vocab = Vocab.build(texts, cfg.max_vocab)
+        vocab = Vocab.build(_pieces(texts, check), cfg.max_vocab)
         model = CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
                         hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
     model.to(device).train()
@@ -321,9 +575,15 @@ def train(
     vocab = model.vocab
     first_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # to fall back on before any evaluation
 
-    train_ids = vocab.encode(train_text).to(device)
-    val_ids = vocab.encode(val_text).to(device)
+    train_ids = encode_stoppable(vocab, train_text, check).to(device)
     val_ids_quick = quick_val_ids(texts, cfg.val_fraction, vocab).to(device)
+    check()
+    names = [c.name if isinstance(c, Corpus) else f"text {i + 1}" for i, c in enumerate(corpora)]
+    final_parts = list(zip(names, held_out_parts(texts, cfg.val_fraction, EVAL_CHARS_AT_END)))
+    # One text whose whole held-out part is what each evaluation scores: the best model's loss is
+    # known exactly from training, and the end need not score it again.
+    quick_is_whole = len(val_ids_quick) == len(val_text) and len(texts) == 1 and ddp is None
+    finish_chars = len(val_ids_quick) + (0 if quick_is_whole else sum(len(part) for _, part in final_parts))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
                                   fused=device.type == "cuda")
@@ -331,15 +591,17 @@ def train(
 
     # Loop state: everything resuming must restore to continue bit for bit.
     step, epoch, window, offset = 0, 0, 0, 0
-    elapsed_before = 0.0
     best_val, best_state, evals_since_best, lr_scale, nan_steps, last_eval_step = math.inf, None, 0, 1.0, 0, 0
+    best_chars, best_complete = 0, True
     hidden = None
     eval_interval = cfg.eval_interval
     if state is not None:
         meta, tensors = state["meta"], state["tensors"]
         _optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
         step, epoch, window, offset = meta["step"], meta["epoch"], meta["window"], meta["offset"]
-        elapsed_before, best_val, evals_since_best = meta["elapsed"], meta["best_val"], meta["evals_since_best"]
+        clock.before, best_val, evals_since_best = meta["elapsed"], meta["best_val"], meta["evals_since_best"]
+        best_chars = meta.get("best_val_chars", len(val_ids_quick) - 1)
+        best_complete = meta.get("best_val_complete", True)
         lr_scale, nan_steps, eval_interval = meta["lr_scale"], meta["nan_steps"], meta["eval_interval"]
         last_eval_step = meta.get("last_eval_step", step)
         if "hidden.h" in tensors:
@@ -351,9 +613,10 @@ def train(
             torch.cuda.set_rng_state(tensors["rng.cuda"], device)
         data_rng.set_state(tensors["rng.data"])
         resumed_with = card_info.get("command")
-        card_info = meta.get("card_info", card_info)
+        card_info = {k: v for k, v in meta.get("card_info", card_info).items() if k not in STALE_CARD_KEYS}
         if resumed_with and resumed_with not in card_info.get("command", ""):
             card_info["command"] = f"{card_info.get('command', '')}`, then resumed with `{resumed_with}"
+    first_step = step
 
     streams_batch = cfg.batch_size * (ddp.world_size if ddp else 1)  # under DDP each rank reads its slice of the streams
     streams = Streams(train_ids, streams_batch, cfg.seq_len, offset)
@@ -373,11 +636,19 @@ def train(
             p = max(p, now_elapsed / cfg.time_budget)
         return p
 
+    def quick_score(note: str = "") -> ValScore:
+        """The best model's loss as the evaluations during training measured it."""
+        return ValScore(loss=best_val, chars=len(val_ids_quick) if best_complete else best_chars, held_out=len(val_text),
+                        files=len(texts), whole=best_complete and len(val_ids_quick) == len(val_text), first=best_complete,
+                        exact=best_complete and quick_is_whole, note=note)
+
     def checkpoint(reason: str) -> None:
+        during = quick_score("as scored during training") if math.isfinite(best_val) else None
         info = card_info | {
             "hyperparameters": hyper, "val_loss": card_info.get("full_val_loss", best_val if math.isfinite(best_val) else None),
-            "steps": step, "chars_seen": step * chars_per_step, "train_time_s": elapsed_before + (time.monotonic() - t0),
-            "hardware": hardware_name(device),
+            "val_scope": card_info.get("val_scope", during.describe() if during else None),
+            "val_reproducible": card_info.get("val_reproducible", bool(during and during.exact)),
+            "steps": step, "chars_seen": step * chars_per_step, "train_time_s": clock.elapsed(), "hardware": hardware_name(device),
         }
         opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors | _rng_tensors(device)
@@ -389,45 +660,58 @@ def train(
                 tensors["hidden.c"] = h[1]
         meta = {
             "config": asdict(cfg), "model_config": model.config, "optimizer": opt_meta, "step": step, "epoch": epoch,
-            "window": window, "offset": offset, "elapsed": elapsed_before + (time.monotonic() - t0),
-            "best_val": best_val, "evals_since_best": evals_since_best, "lr_scale": lr_scale,
+            "window": window, "offset": offset, "elapsed": clock.elapsed(),
+            "best_val": best_val, "best_val_chars": best_chars, "best_val_complete": best_complete,
+            "evals_since_best": evals_since_best, "lr_scale": lr_scale,
             "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
             "last_eval_step": last_eval_step, "text_sha256": text_digest,
         }
+        began = time.monotonic()
         save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
-                        extra_files={INDEX: Path(corpus_index.name) / INDEX})
+                        extra_files={INDEX: corpus_index / INDEX})
+        clock.save_s = time.monotonic() - began
 
-    def evaluate_and_save() -> Iterator[TrainEvent]:
-        nonlocal best_val, best_state, evals_since_best, last_eval_step
-        val = ddp.mean_val_loss(model, val_ids_quick) if ddp else evaluate_ids(model, val_ids_quick)["loss"]
-        last_eval_step = step
-        # Worse than guessing uniformly means the weights blew up (an absurd LR): never publish that.
-        if math.isfinite(val) and val < best_val and val < math.log(len(vocab)) + 1.0:
-            best_val, evals_since_best = val, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def evaluate_and_save(grace: float, keep: float = 0.0, save: bool = True) -> Iterator[TrainEvent]:
+        """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
+        A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
+        nonlocal best_val, best_state, best_chars, best_complete, evals_since_best, last_eval_step
+        began = time.monotonic()
+        if ddp:
+            result = {"loss": ddp.mean_val_loss(model, val_ids_quick), "chars": len(val_ids_quick) - 1, "complete": True}
         else:
+            result = evaluate_ids(model, val_ids_quick, stopper.asker(grace, keep))
+        clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
+        why = "" if result["complete"] else stopper.reason
+        val = result["loss"]
+        last_eval_step = step
+        if is_better(val, result["complete"], best_val, best_complete, best_state is not None, len(vocab)):
+            best_val, best_chars, best_complete, evals_since_best = val, result["chars"], result["complete"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif result["complete"]:
             evals_since_best += 1
-        now = elapsed_before + (time.monotonic() - t0)
+        now = clock.elapsed()
+        message = f"scored {result['chars']:,} of {len(val_ids_quick) - 1:,} validation characters before {why}" if why else ""
         yield TrainEvent("eval", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val if math.isfinite(best_val) else None)
-        if best_state is not None and (ddp is None or ddp.is_main):
+                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val if math.isfinite(best_val) else None,
+                         message=message)
+        if save and best_state is not None and (ddp is None or ddp.is_main):
             checkpoint("eval")
 
-    t0 = time.monotonic()
-    yield TrainEvent("start", step=step, total_steps=total_steps, lr=cfg.lr,
+    loop_t0 = time.monotonic()
+    yield TrainEvent("start", step=step, total_steps=total_steps, lr=cfg.lr, elapsed=clock.elapsed(),
                      message=f"{model.num_parameters():,} parameters, vocabulary {len(vocab)}, {len(train_text):,} training and "
                              f"{len(val_text):,} validation characters, on {hardware_name(device)}"
                              + (f"\n{cfg.autosize}" if cfg.autosize and state is None else ""))
     stopped = "finished"
     recent_loss, recent_count, speed_t, speed_steps = 0.0, 0, time.monotonic(), 0
     while True:
-        now = elapsed_before + (time.monotonic() - t0)
-        if cancel.is_set():
+        now = clock.elapsed()
+        if stopper.cancelled():  # from here a cancel's grace period runs
             stopped = "cancelled"
         elif total_steps is not None and step >= total_steps:
             stopped = "finished"
-        elif cfg.time_budget is not None and now >= cfg.time_budget:
-            stopped = "time budget reached"
+        elif cfg.time_budget is not None and now >= cfg.time_budget - clock.finish_s(finish_chars, chars_per_step):
+            stopped = "time budget reached"  # what is left is kept for the final evaluation and the card's samples
         elif cfg.patience is not None and evals_since_best >= cfg.patience:
             stopped = "validation loss stopped improving"
         else:
@@ -485,16 +769,19 @@ def train(
         speed_steps += 1
 
         if eval_interval is None and step == 10:  # ~20 evaluations per run, from the measured speed
-            per_step = (time.monotonic() - t0) / 10
+            per_step = (time.monotonic() - loop_t0) / 10
             planned = [s for s in (total_steps, cfg.time_budget / per_step if cfg.time_budget else None) if s]
             eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
             if ddp:
                 eval_interval = ddp.from_main(eval_interval)
+        if cfg.time_budget is not None and step == first_step + 1:
+            clock.samples_s = _probe_samples_s(model, cfg.seed)
 
-        now = elapsed_before + (time.monotonic() - t0)
+        now = clock.elapsed()
         if step % 10 == 0 or step == 1:
             dt = time.monotonic() - speed_t
             cps = speed_steps * chars_per_step / dt if dt > 0 else None
+            clock.train_cps = cps or clock.train_cps
             speed_t, speed_steps = time.monotonic(), 0
             p = progress(now)
             eta = max(0.0, now / p - now) if p > 0 else None
@@ -502,51 +789,78 @@ def train(
                              eta=eta, lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
             recent_loss, recent_count = 0.0, 0
         if eval_interval and step % eval_interval == 0:
-            yield from evaluate_and_save()
+            yield from evaluate_and_save(CANCEL_GRACE_S)
         if cfg.sample_interval and step % cfg.sample_interval == 0:
-            text = sample(model, "", SampleSettings(length=cfg.sample_length, temperature=0.8, seed=cfg.seed))[0]
+            settings = SampleSettings(length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
+            text = sample_text(model, settings, stopper.asker())
             model.train()
             yield TrainEvent("sample", step=step, elapsed=now, sample=text)
 
+    if stopped == "cancelled" and step == first_step:
+        raise StoppedBeforeFirstStep
     # Final evaluation of where training stopped (unless that step was just evaluated), then the
-    # best model on the full validation text.
-    if step > last_eval_step and "diverged" not in stopped:
-        yield from evaluate_and_save()
+    # best model on the held-out text, then the card's samples: each stops where it is when the
+    # budget runs out, and a cancel cuts the finish short.
+    if step > last_eval_step and "diverged" not in stopped:  # saved with the rest below
+        yield from evaluate_and_save(CANCEL_GRACE_S, clock.card_s(), save=False)
     if best_state is None:
+        if stopper.cancelled():
+            raise TrainingStopped("training was stopped before any evaluation was better than guessing uniformly; nothing was saved")
         if "diverged" in stopped:
             raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
         if step > 0:
             raise CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: the learning rate is probably far too high")
+        if stopped == "time budget reached":
+            raise CheckpointError(f"the time budget ran out before the first step (starting up took {time.monotonic() - clock.start:.0f} s); "
+                                  "nothing was saved: give it more time")
         raise CheckpointError("training stopped before the first step; nothing was saved")
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
     best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
-    # With several files, each file's held-out part is scored on its own (exactly what
-    # `charrnn eval MODEL FILE --split val` reproduces) and the character-weighted mean is reported.
-    names = [c.name if isinstance(c, Corpus) else f"text {i + 1}" for i, c in enumerate(corpora)]
-    per_file = {}
-    for name, text in zip(names, texts):
-        part = split_train_val([text], cfg.val_fraction)[1]
-        if len(part) >= 2:
-            per_file[name] = evaluate_ids(best_model, vocab.encode(part).to(device))
-    if len(per_file) > 1:
-        full_val = sum(r["loss"] * r["chars"] for r in per_file.values()) / sum(r["chars"] for r in per_file.values())
-        card_info["val_losses"] = {name: r["loss"] for name, r in per_file.items()}
-    else:
-        full_val = evaluate_ids(best_model, val_ids)["loss"]
-    card_info["full_val_loss"] = full_val
-    card_info["samples"] = [
-        {"temperature": t, "seed": cfg.seed, "prompt": "", "text": sample(best_model, "", SampleSettings(length=400, temperature=t, seed=cfg.seed))[0]}
-        for t in (0.5, 0.8, 1.0)
-    ]
+    score = _final_score(best_model, quick_score, quick_is_whole and best_complete, final_parts, len(val_text), best_chars,
+                         device, stopper)
+    card_info["full_val_loss"], card_info["val_scope"], card_info["val_reproducible"] = score.loss, score.describe(), score.exact
+    card_info.pop("val_losses", None)
+    if score.per_file:
+        card_info["val_losses"] = score.per_file
+    card_info["samples"] = card_samples(best_model, cfg.seed, stopper.asker())
     del best_model
+    if stopper.cancelled():
+        stopped = "cancelled"  # whenever it came: a cancelled run never reads as finished
     if ddp is None or ddp.is_main:
         checkpoint(stopped)
     digests = ddp.weight_digests(model) if ddp else None
     if ddp:
         ddp.finish()
-    elapsed = elapsed_before + (time.monotonic() - t0)
+    elapsed = clock.elapsed()
+    full_val = score.loss
     result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg),
-                         rank_weights_sha256=digests)
+                         rank_weights_sha256=digests, val_scope=score.describe(), val_chars=score.chars)
     yield TrainEvent("done", step=step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
-                     message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char)", result=result)
+                     message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char) "
+                             f"{score.describe()}", result=result)
+
+
+def _final_score(model: CharRNN, quick_score: Callable[[str], ValScore], known: bool, parts: list[tuple[str, str]],
+                 held_out: int, quick_chars: int, device: torch.device, stopper: _Stopper) -> ValScore:
+    """The best model's validation loss for the card and the result.
+
+    known: training already scored exactly the whole held-out text with these weights, so that
+    number is it. Otherwise each file's part is scored (up to EVAL_CHARS_AT_END in all) until
+    the budget runs out or a cancel comes; when that covers less than training's measurement
+    did, training's measurement is reported instead, saying so.
+    """
+    if known:
+        return quick_score("")
+    keep = stopper.clock.card_s()  # the card's samples and the checkpoint come after
+    why = stopper.why(keep=keep)
+    if why:
+        return quick_score(f"as scored during training, since {why} before the final scoring")
+    results, complete = score_held_out(model, parts, device, stopper.asker(keep=keep))
+    if not results:
+        return quick_score("as scored during training")
+    why = stopper.reason
+    score = _scored(results, parts, held_out, complete, why)
+    if not complete and quick_chars >= score.chars:
+        return quick_score(f"as scored during training, since {why} during the final scoring")
+    return score
