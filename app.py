@@ -20,7 +20,7 @@ from charrnn import components as ui
 from charrnn import session as limits
 from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio
 from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
-from charrnn.session import Session, Sessions
+from charrnn.session import Session, Sessions, limit_malloc_arenas
 
 EXAMPLE_PROMPTS = [
     "Once upon a time there was a king who had three daughters",
@@ -239,6 +239,7 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
     # is the generation limit: every viewing event joins "generate"; training alone is limited to 1.
     demo.queue(max_size=limits.QUEUE_MAX_SIZE, default_concurrency_limit=limits.GENERATE_CONCURRENCY)
+    studio.forget_state = demo.forget_session
     demo.studio = studio  # type: ignore[attr-defined]
     return demo
 
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also serve through a public gradio.live link (env CHARRNN_SHARE=1)")
     parser.add_argument("--checkpoints", default=None, help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
     args = parser.parse_args(argv)
+    limit_malloc_arenas()  # before the threads that generate and train start
     demo = build_app(args.checkpoints)
     # SIGTERM (a Space restart, docker stop) stops the server the way Ctrl-C does, so the clean-up below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -18,6 +18,7 @@ from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, l
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
 from charrnn.text import TextError
+from charrnn.train import TrainingStopped
 
 EXIT_BAD_INPUT = 2
 
@@ -302,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except BrokenPipeError:
         return 0
+    except TrainingStopped as exc:  # Ctrl-C before the run had anything to save
+        print(f"charrnn: {exc}", file=sys.stderr)
+        return 130
     except (TextError, CheckpointError, ValueError, OSError, CLIError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"charrnn: error: {message}", file=sys.stderr)

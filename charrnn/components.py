@@ -64,8 +64,10 @@ class Textbox(gr.Textbox):
     """A text box that refuses values that are not text, and text over max_length, on the server too."""
 
     def preprocess(self, payload: Any) -> str | None:
+        if isinstance(payload, (int, float)) and not isinstance(payload, bool):
+            payload = str(payload)  # a client may send a seed or a prompt as a number
         if payload is not None and not isinstance(payload, str):
-            raise gr.Error(f"{_field(self)} must be text, not {type(payload).__name__}")
+            raise gr.Error(f"{_field(self)} must be given as text, not {type(payload).__name__}")
         if payload is not None and self.max_length is not None and len(payload) > self.max_length:
             raise gr.Error(f"{_field(self)} is {len(payload):,} characters long; at most {self.max_length:,} are accepted")
         return super().preprocess(payload)
@@ -158,3 +160,11 @@ class Page(gr.Blocks):
         except Exception as exc:  # a value of the wrong shape for its component
             name = block_fn.api_name or block_fn.name
             raise gr.Error(f"{name}: a value sent is not one its fields take ({type(exc).__name__})") from None
+
+    def forget_session(self, session_hash: str | None) -> None:
+        """Drop what Gradio keeps of a session whose tab has closed: it holds the last value of every
+        component the session changed until 10,000 newer sessions push it out."""
+        holder = getattr(self, "state_holder", None)
+        if holder is not None and session_hash:
+            holder.session_data.pop(session_hash, None)
+            holder.time_last_used.pop(session_hash, None)

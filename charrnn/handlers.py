@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -35,11 +35,12 @@ from charrnn.session import (
     TrainJob,
     in_thread,
     load_readonly,
+    return_freed_memory,
     run_in_thread,
     shipped_models,
 )
 from charrnn.text import Corpus, TextError, normalize, read_corpus
-from charrnn.train import FINETUNE_DEFAULTS, TrainConfig
+from charrnn.train import FINETUNE_DEFAULTS, TrainConfig, TrainingStopped
 from charrnn.vocab import describe_chars
 
 SCRATCH = "from scratch"
@@ -78,7 +79,7 @@ def text_input(value: object, what: str, cap: int = limits.MAX_TEXT_CHARS) -> st
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise gr.Error(f"the {what} must be text, not {type(value).__name__}")
+        raise gr.Error(f"the {what} must be given as text, not {type(value).__name__}")
     if len(value) > cap:
         raise gr.Error(f"the {what} is {len(value):,} characters long; at most {cap:,} are read here")
     return value
@@ -123,6 +124,7 @@ class Studio:
         self.device = device
         self.training_line = TrainingLine()
         self.closing = threading.Event()  # set on shutdown: generations end, no new training starts
+        self.forget_state: Callable[[str | None], None] = lambda _session_hash: None
 
     def shutdown(self) -> None:
         """The app is stopping: end every generation and training run, then remove every session's files."""
@@ -401,11 +403,11 @@ class Studio:
                     last_yield = now
                     yield status, plot(), sample_text, skip, skip, skip, session
                     first = False
-        except (TextError, CheckpointError, ValueError) as exc:
-            if not session.cancel.is_set():
-                raise gr.Error(str(exc)) from None
-            yield f"**Stopped** before the first step: {exc}.", plot(final=True), sample_text, skip, skip, skip, session
+        except TrainingStopped as exc:
+            yield f"**Stopped**: {exc}.", plot(final=True), sample_text, skip, skip, skip, session
             return
+        except (TextError, CheckpointError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
         if done is None or session.closed:
             return
         yield self._trained(done, name, base, session, plot(final=True), sample_text)
@@ -472,5 +474,9 @@ class Studio:
         return gr.update(choices=choices, value=value), gr.update(choices=self.base_choices(session), value=value or SCRATCH)
 
     def end_session(self, request: gr.Request | None = None) -> None:
-        """The tab was closed: stop its training and delete its models now rather than at TTL."""
-        self.sessions.end(getattr(request, "session_hash", None))
+        """The tab was closed: stop its training, delete its models now rather than at TTL, and let
+        the page forget the session (forget_state, set by the app)."""
+        session_hash = getattr(request, "session_hash", None)
+        self.sessions.end(session_hash)
+        self.forget_state(session_hash)
+        return_freed_memory()

@@ -399,29 +399,29 @@ def _body(*values: str) -> bytes:
 
 RAW_GENERATE = [
     # (what, JSON body, expected: "error:<message part>", "error" for Gradio's own refusal, or "complete")
-    ("temperature NaN", _body(None, "NaN"), "error:temperature must be a finite number"),
-    ("temperature Infinity", _body(None, "Infinity"), "error:greater than maximum"),
-    ("temperature -1", _body(None, "-1"), "error:less than minimum"),
+    ("temperature NaN", _body(None, "NaN"), "error:Temperature must be a number"),
+    ("temperature Infinity", _body(None, "Infinity"), "error:Temperature must be a number"),
+    ("temperature -1", _body(None, "-1"), "error:the minimum is 0"),
     ("temperature a string", _body(None, '"hot"'), "error"),
-    ("length NaN", _body(None, None, "NaN"), "error:length must be a whole number"),
-    ("length 1e400", _body(None, None, "1e400"), "error:greater than maximum"),
-    ("length 10 million", _body(None, None, "10000000"), "error:greater than maximum"),
+    ("length NaN", _body(None, None, "NaN"), "error:Length (characters) must be a number"),
+    ("length 1e400", _body(None, None, "1e400"), "error:Length (characters) must be a number"),
+    ("length 10 million", _body(None, None, "10000000"), "error:the maximum is 2000"),
     ("length 0.5", _body(None, None, "20.5"), "error:length must be a whole number"),
-    ("top-k NaN", _body(None, None, None, None, None, None, "NaN"), "error:top-k must be a whole number"),
-    ("top-k 1e9", _body(None, None, None, None, None, None, "1000000000"), "error:greater than maximum"),
-    ("top-p NaN", _body(None, None, None, None, None, None, None, "NaN"), "error:top-p must be in"),
-    ("top-p 5", _body(None, None, None, None, None, None, None, "5"), "error:greater than maximum"),
+    ("top-k NaN", _body(None, None, None, None, None, None, "NaN"), "error:Top-k must be a number"),
+    ("top-k 1e9", _body(None, None, None, None, None, None, "1000000000"), "error:the maximum is 100"),
+    ("top-p NaN", _body(None, None, None, None, None, None, None, "NaN"), "error:Top-p (nucleus) must be a number"),
+    ("top-p 5", _body(None, None, None, None, None, None, None, "5"), "error:the maximum is 1"),
     ("seed 1e400", _body(None, None, None, '"1e400"'), "error:seed must be a whole number"),
     ("seed 1.5", _body(None, None, None, "1.5"), "error:seed must be a whole number"),
-    ("seed a list", _body(None, None, None, "[1, 2]"), "error:seed must be a whole number"),
+    ("seed a list", _body(None, None, None, "[1, 2]"), "error:Random seed must be given as text"),
     ("seed 30 digits", _body(None, None, None, "123456789012345678901234567890"), "complete"),
     ("model a list", _body(None, None, None, None, '["fairy-tales"]'), "error:must be given as text"),
-    ("hub id a dict", _body(None, None, None, None, None, '{"a": 1}'), "error:not a Hugging Face Hub repo id"),
+    ("hub id a dict", _body(None, None, None, None, None, '{"a": 1}'), "error:must be given as text"),
     ("everything null", b'{"data": [null, null, null, null, null, null, null, null]}', "error"),
     ("too few values", b'{"data": ["Once"]}', "error"),
     ("lone surrogates", _body('"On\\ud800ce\\udfff"'), "complete"),
     ("control characters", _body('"\\u0000\\u001b[31m\\u0007\\u202e"'), "complete"),
-    ("a dict as prompt", _body('{"prompt": "Once"}'), "complete"),
+    ("a dict as prompt", _body('{"prompt": "Once"}'), "error:Seed prompt must be given as text"),
 ]
 
 
@@ -448,10 +448,15 @@ def test_app_refuses_bodies_that_are_not_json_or_not_utf8(app_url):
     assert _raw_call(base, "generate", b'{"data": ["On\xff\xfece", 0.8, 20, "1", "fairy-tales", "", 0, 1.0]}')[0].startswith("http 4")
 
 
-def test_app_reads_only_the_tail_of_a_huge_prompt(app_url):
+def test_app_reads_only_the_tail_of_a_long_prompt_and_refuses_a_huge_one(app_url):
     import json
 
-    event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps("once upon a time " * 60_000)))  # 1 MB
+    from charrnn import session as limits
+
+    longest = ("once upon a time " * 6_000)[: limits.MAX_TEXT_CHARS]
+    event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps(longest)))
     assert event == "complete"
     text, _ = json.loads(data)
     assert len(text) == MAX_PROMPT_CHARS + 20
+    event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps("once upon a time " * 60_000)))  # 1 MB
+    assert event == "error" and f"at most {limits.MAX_TEXT_CHARS:,}" in json.loads(data)["error"]

@@ -269,3 +269,15 @@ def test_every_limit_is_one_constant_listed_in_the_readme():
     from charrnn.sampling import MAX_PROMPT_CHARS, MAX_SAMPLE_LENGTH
 
     assert f"{MAX_PROMPT_CHARS:,}" in readme and f"{MAX_SAMPLE_LENGTH:,}" in readme  # the engine's own caps
+
+
+def test_a_closed_tab_leaves_nothing_in_gradios_session_state(app_url):
+    """Gradio would keep a closed session's last values (an Inspect view's page and data, say) until
+    10,000 newer sessions pushed them out: the app drops them when the tab closes."""
+    visitor = Client(app_url, verbose=False)
+    text, _ = generate(visitor, length=200)
+    visitor.predict("Once", text, "fairy-tales", "", api_name="/inspect")
+    holder = shared_demo().state_holder
+    assert visitor.session_hash in holder.session_data
+    visitor.close()
+    assert wait_for(lambda: visitor.session_hash not in holder.session_data, 45), "the closed session's state was kept"
