@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from charrnn import session as limits
+from charrnn import limits
 from charrnn.components import shown
 from charrnn.handlers import sample_settings, text_input
 from charrnn.insight import (
@@ -30,10 +30,10 @@ from charrnn.insight import (
     score_text,
     temperature_sweep,
 )
+from charrnn.jobs import in_thread
 from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
 from charrnn.sampling import prepare_prompt
-from charrnn.session import in_thread
 from charrnn.vocab import describe_chars
 
 MAX_NEURON_CHARS = 4000  # the Neurons tab reads at most this much text (the first characters)
