@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import pick_device
+from charrnn.device import pick_device
 from charrnn.distributed import world_size
 from charrnn.model import CharRNN, precision_autocast, resolve_precision
 from charrnn.vocab import UNK

@@ -14,7 +14,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, pick_threads, resolve_shipped, store_weights_as
+from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, resolve_shipped, store_weights_as
+from charrnn.device import pick_threads
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
 from charrnn.text import TextError

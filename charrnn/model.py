@@ -66,7 +66,6 @@ class CharRNN(
     library_name="charrnn",
     tags=["char-rnn", "text-generation", "lstm"],
     pipeline_tag="text-generation",
-    repo_url="https://github.com/charrnn/charrnn",
 ):
     def __init__(
         self,
@@ -182,10 +181,6 @@ class CharRNN(
                 local_files_only=local_files_only,
             )
         return cls._load_as_safetensor(model, model_file, map_location, strict)
-
-    @classmethod
-    def _load_as_pickle(cls, model, model_file, map_location, strict):  # type: ignore[override]  # noqa: ARG003
-        raise ValueError(f"{model_file} is a pickle; charrnn loads safetensors only, since a pickle can run code")
 
 
 def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: int, embedding_dim: int, dropout: float) -> None:

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ["text"],
     ["vocab"],
-    ["model", "batching"],
+    ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality"],
     ["train", "autosize", "distributed", "insight"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "components"],
