@@ -1,52 +1,23 @@
 """What to train when the user gives a wall-clock budget instead of a model size.
 
 `charrnn train --time-budget S` with no size options measures, on the device it will train
-on, how many characters per second a few candidate models process, then applies the rules
-below. Any option the user did give is kept as given. The rules rest on short runs on
-tinyshakespeare on an idle 2-core CPU (the figures quoted) and on scaling arguments; this
-module's own runs (bench/time_to_quality.py, figures in the README) were made on a machine
-busy with other work, so the constants are a first fit, to be refined on an idle machine.
+on, how many characters per second a few candidate models process, then applies these rules
+(any option the user did give is kept as given). Where each constant came from, and the runs
+behind it, are in bench/README.md ("Time budgets").
 
-The rules, and what they came from:
-
-1. Size. A char-LSTM trained for a fixed time is best when it sees about CHARS_PER_PARAM
-   characters per parameter or more: a larger model that sees less is still far from its
-   own optimum when time runs out, a smaller one stops improving. So the chosen model is
-   the largest candidate whose measured speed lets it see budget x chars/s >=
-   CHARS_PER_PARAM x parameters. Since chars/s falls about as 1/parameters, the chosen
-   size grows about as the square root of the budget (as compute-optimal sizes do). On an
-   idle 2-core CPU (2x256 ~39k chars/s, 2x384 ~20k estimated, 2x512 ~12k) this picks 2x256
-   for one minute and 2x384 for five; a GPU, where big models cost little more per
-   character, gets a larger model for the same budget. CHARS_PER_PARAM = 1.5 keeps a margin
-   on both sides of those choices: 2x256 for 60 s sees ~2.3 chars per parameter (2x256 is
-   the size whose 60-70 s results are known: ~1.63 plain, 1.64 in 30 s with rule 2), while
-   2x512 for 300 s would see only ~1.1 (plain 2x512 needed 600 s, ~2.2 chars per parameter,
-   to reach 1.455). However long the budget, a model never gets more than
-   PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
-2. Learning rate. Short runs need a high one: 2x256 for 30 s reached 1.64 nats/char with
-   lr 0.01, batch 32, sequence 64, but 1.89 with lr 0.005 and sequence 128. Adam's best LR
-   falls roughly as 1/width, so lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32)
-   for the larger batches used on a GPU, and never above 1e-2.
-3. Shape. Sequence 64 rather than 128 doubles the number of updates in the same time and
-   the hidden state is carried across windows anyway, so long context is still learnt. Batch
-   32 on a CPU (larger batches do not raise chars/s there); on a GPU the batch is raised
-   while chars/s keeps rising by more than a third, since there the batch is nearly free,
-   but only until the budget covers GPU_ENOUGH_EPOCHS passes over the text: past that a
-   larger batch buys passes the model cannot use (on tinyshakespeare a 2x512 LSTM is within
-   0.003 nats/char of its best after about 20 epochs) and costs updates, which it can use.
-4. Regularisation. Dropout only pays once the text is seen several times: 0 below 2
-   epochs, 0.1 below 6, 0.2 below 15, 0.3 below 30 and 0.4 beyond (a 2x512 LSTM on
-   tinyshakespeare with dropout 0.35 still ended 0.3 nats/char better on its training
-   text than on held-out text after 50 epochs: long runs want more).
-5. Schedule. Warmup of ~2% of the steps (20 to 200), cosine to 5% over the budget (the
-   trainer's schedule follows elapsed time). Evaluations cost wall-clock time that a short
-   budget cannot spare: 4 during a budget up to 2 minutes, 10 up to 10 minutes, then 20.
-6. The seconds spent measuring come out of the budget, so `--time-budget 60` takes 60 s.
-   That includes starting a GPU (its context and libraries), which happens before the
-   first measurement and does not count towards MAX_PROBE_SHARE.
-7. Speeds are measured in the precision the run will train in (bf16 where the hardware has
-   it natively, see charrnn.model.resolve_precision), so a CPU with AVX512-BF16 gets the
-   larger model its faster steps pay for; the rules themselves do not change.
+1. Size: the largest candidate whose measured speed lets it see CHARS_PER_PARAM training
+   characters per parameter within the budget, and never more than PARAMS_PER_TRAIN_CHAR
+   parameters per training character (past that a model only memorises).
+2. Learning rate: lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32), at most 1e-2:
+   short runs need a high one, and Adam's best LR falls roughly as 1/width.
+3. Shape: sequence 64 (twice the updates of 128; the state is carried across windows anyway).
+   Batch 32 on a CPU; on a GPU the batch is raised while chars/s keeps rising by more than a
+   third, until the budget covers GPU_ENOUGH_EPOCHS passes over the text.
+4. Regularisation: dropout 0 below 2 epochs, 0.1 below 6, 0.2 below 15, 0.3 below 30, 0.4 beyond.
+5. Schedule: warmup of ~2% of the steps (20 to 200), cosine to 5% over the budget; 4
+   evaluations in a budget up to 2 minutes, 10 up to 10 minutes, then 20.
+6. The seconds spent measuring (starting a GPU included) come out of the budget.
+7. Speeds are measured in the precision the run will train in (bf16 where it is native).
 """
 
 from __future__ import annotations

@@ -40,9 +40,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:
-    """The precision to train in: as given, else bf16 where it is native. On one Zen 5 CPU core bf16
-    autocast trains 2x256 at 47k chars/s against fp32's 29k (bench/time_to_quality.py, which
-    prints both with --precision); the weights, optimizer and evaluation stay fp32."""
+    """The precision to train in: as given, else bf16 where it is native (faster there; bench/time_to_quality.py
+    prints both with --precision). The weights, optimizer and evaluation stay fp32."""
     if precision is None:
         return "bf16" if native_bf16(device) else "fp32"
     return check_precision(precision)
