@@ -104,6 +104,70 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
     return done * batch * seq_len / (time.perf_counter() - start)
 
 
+class SizeSearch:
+    """Rule 1 (and the batch part of rule 3): candidates measured on the device, against the budget left."""
+
+    def __init__(self, cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device,
+                 embedding_dim: int | None, batch_size: int | None, seq_len: int, precision: str) -> None:
+        self.cell, self.budget_s, self.vocab_size, self.train_chars = cell, budget_s, vocab_size, train_chars
+        self.device, self.embedding_dim, self.batch_size, self.seq_len = device, embedding_dim, batch_size, seq_len
+        self.precision = precision
+        self.t0 = time.perf_counter()
+        self.ranks = world_size()  # under torchrun every rank trains at the measured speed
+        self.probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
+
+    def embedding_for(self, hidden: int) -> int:
+        return self.embedding_dim or (64 if hidden <= 1024 else 128)
+
+    def params_of(self, layers: int, hidden: int) -> int:
+        return count_parameters(layers, hidden, self.embedding_for(hidden), self.vocab_size)
+
+    def measure(self, layers: int, hidden: int, batch: int) -> float:
+        return measure_chars_per_s(self.cell, layers, hidden, self.embedding_for(hidden), self.vocab_size, batch,
+                                   self.seq_len, self.device, max_seconds=self.probe_s, precision=self.precision)
+
+    def chars_in_budget_left(self, cps: float) -> float:
+        return (self.budget_s - (time.perf_counter() - self.t0)) * cps * self.ranks
+
+    def fits(self, cps: float, layers: int, hidden: int) -> bool:
+        return self.chars_in_budget_left(cps) >= CHARS_PER_PARAM * self.params_of(layers, hidden)
+
+    def batch_for(self, layers: int, hidden: int) -> tuple[int, float]:
+        """(batch, chars/s): CPU_BATCH on a CPU; on a GPU raised while it pays and more passes are still of use."""
+        if self.batch_size is not None or self.device.type == "cpu":
+            batch = self.batch_size or CPU_BATCH
+            return batch, self.measure(layers, hidden, batch)
+        best_b, best_cps = GPU_BATCHES[0], self.measure(layers, hidden, GPU_BATCHES[0])
+        for batch in GPU_BATCHES[1:]:
+            if self.chars_in_budget_left(best_cps) / max(self.train_chars, 1.0) >= GPU_ENOUGH_EPOCHS:
+                break
+            cps = self.measure(layers, hidden, batch)
+            if cps < 1.33 * best_cps:
+                break
+            best_b, best_cps = batch, cps
+        return best_b, best_cps
+
+    def largest_that_fits(self, candidates: list[tuple[int, int]]) -> tuple[int, tuple[int, float]]:
+        """The index of the chosen candidate and its (batch, chars/s): up from START_CANDIDATE while each
+        fits (until measuring has taken MAX_PROBE_SHARE of the budget), else down until one does."""
+        probe_start = time.perf_counter()
+        k = min(START_CANDIDATE, len(candidates) - 1)
+        chosen = self.batch_for(*candidates[k])
+        if self.fits(chosen[1], *candidates[k]):
+            while k + 1 < len(candidates) and time.perf_counter() - probe_start < MAX_PROBE_SHARE * self.budget_s:
+                bigger = self.batch_for(*candidates[k + 1])
+                if not self.fits(bigger[1], *candidates[k + 1]):
+                    break
+                k, chosen = k + 1, bigger
+            return k, chosen
+        while k > 0:  # going down is never cut short: a smaller model is needed
+            k -= 1
+            chosen = self.batch_for(*candidates[k])
+            if self.fits(chosen[1], *candidates[k]):
+                break
+        return k, chosen
+
+
 def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
                 hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
                 seq_len: int | None = None, precision: str = "fp32") -> SizePlan:
@@ -111,73 +175,18 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     t0 = time.perf_counter()
     if device.type == "cuda":  # start the GPU now, so its one-off seconds do not cut the search short
         measure_chars_per_s(cell, 1, 32, 8, vocab_size, 2, 8, device, steps=1, precision=precision)
-    probe_start = time.perf_counter()
-    ranks = world_size()  # under torchrun every rank trains at the measured speed
     seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
+    search = SizeSearch(cell, budget_s - (time.perf_counter() - t0), vocab_size, train_chars, device, embedding_dim,
+                        batch_size, seq, precision)
     fixed_size = num_layers is not None or hidden_size is not None
     if fixed_size:
-        candidates = [(num_layers or 2, hidden_size or 512)]
-    else:
-        candidates = list(CANDIDATES)
-
-    def embedding_for(hidden: int) -> int:
-        return embedding_dim or (64 if hidden <= 1024 else 128)
-
-    def params_of(layers: int, hidden: int) -> int:
-        return count_parameters(layers, hidden, embedding_for(hidden), vocab_size)
-
-    if not fixed_size:  # the text caps the size whatever the budget; the smallest is always allowed
-        candidates = [c for c in candidates if params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or candidates[:1]
-    probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
-
-    def measure(layers: int, hidden: int, batch: int) -> float:
-        return measure_chars_per_s(cell, layers, hidden, embedding_for(hidden), vocab_size, batch, seq, device, max_seconds=probe_s,
-                                   precision=precision)
-
-    def batch_for(layers: int, hidden: int) -> tuple[int, float]:
-        if batch_size is not None or device.type == "cpu":
-            b = batch_size or CPU_BATCH
-            return b, measure(layers, hidden, b)
-        best_b, best_cps = GPU_BATCHES[0], measure(layers, hidden, GPU_BATCHES[0])
-        for b in GPU_BATCHES[1:]:
-            if epochs_in_budget(best_cps) >= GPU_ENOUGH_EPOCHS:
-                break
-            cps = measure(layers, hidden, b)
-            if cps < 1.33 * best_cps:
-                break
-            best_b, best_cps = b, cps
-        return best_b, best_cps
-
-    def chars_in_budget_left(cps: float) -> float:
-        return (budget_s - (time.perf_counter() - t0)) * cps * ranks
-
-    def epochs_in_budget(cps: float) -> float:
-        return chars_in_budget_left(cps) / max(train_chars, 1.0)
-
-    def fits(cps: float, layers: int, hidden: int) -> bool:
-        return chars_in_budget_left(cps) >= CHARS_PER_PARAM * params_of(layers, hidden)
-
-    measured: dict[int, tuple[int, float]] = {}
-    k = 0 if fixed_size else min(START_CANDIDATE, len(candidates) - 1)
-    measured[k] = batch_for(*candidates[k])
-    if fixed_size:
-        pass
-    elif fits(measured[k][1], *candidates[k]):
-        while k + 1 < len(candidates) and time.perf_counter() - probe_start < MAX_PROBE_SHARE * budget_s:
-            nxt = batch_for(*candidates[k + 1])
-            if not fits(nxt[1], *candidates[k + 1]):
-                break
-            k += 1
-            measured[k] = nxt
-    else:
-        while k > 0:  # going down is never cut short: a smaller model is needed
-            k -= 1
-            measured[k] = batch_for(*candidates[k])
-            if fits(measured[k][1], *candidates[k]):
-                break
-    layers, hidden = candidates[k]
-    batch, cps = measured[k]
-    emb = embedding_for(hidden)
+        layers, hidden = num_layers or 2, hidden_size or 512
+        batch, cps = search.batch_for(layers, hidden)
+    else:  # the text caps the size whatever the budget; the smallest is always allowed
+        candidates = [c for c in CANDIDATES if search.params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or [CANDIDATES[0]]
+        k, (batch, cps) = search.largest_that_fits(candidates)
+        layers, hidden = candidates[k]
+    emb = search.embedding_for(hidden)
     params = count_parameters(layers, hidden, emb, vocab_size)
     spent = time.perf_counter() - t0
     ratio = max(budget_s - spent, 0.0) * cps / params
