@@ -53,7 +53,8 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
         with gr.Row():
             with gr.Column(scale=2):
                 prompt = ui.Textbox(label="Seed prompt", lines=3, max_length=limits.MAX_TEXT_CHARS, placeholder="Once upon a time", value="Once upon a time")
-                gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
+                gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts",
+                            api_visibility="private")  # a click in the page only
                 model = ui.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
                                     info="The shipped models, and the ones you fine-tune in the Train tab (this session only).")
                 hub_repo_id = ui.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1, max_length=limits.MAX_NAME_CHARS,
@@ -219,7 +220,7 @@ def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> U
 def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None = None) -> gr.Blocks:
     """The whole app; checkpoints points at another folder of shipped models (tests use tiny ones)."""
     studio = Studio(checkpoints, sessions)
-    with gr.Blocks(title="charrnn", delete_cache=(3600, limits.SESSION_TTL_S)) as demo:
+    with ui.Page(title="charrnn", delete_cache=(3600, limits.SESSION_TTL_S)) as demo:
         gr.Markdown("# charrnn\nA character-level LSTM writes one character at a time. "
                     "Generate from a shipped model, or fine-tune one on your own text.")
         session = gr.State(None, time_to_live=limits.SESSION_TTL_S, delete_callback=close_session)

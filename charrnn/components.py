@@ -1,9 +1,9 @@
-"""Gradio components that answer a bad value with one line naming the field.
+"""The page's Blocks and input components, which answer a bad value with one line naming the field.
 
-Gradio checks each input before a handler runs. Text where a number belongs, a null, an
-unknown choice or a link in place of an upload would otherwise reach the visitor as
-Gradio's generic error, echo the whole input back, or make the server fetch the link.
-The page uses these in place of the gr components of the same names.
+Gradio processes each input before a handler runs. Text where a number belongs, a null, an
+unknown choice, a file reference where no file belongs, or a link in place of an upload would
+otherwise reach the visitor as Gradio's generic error, echo the whole input back, or make the
+server fetch the link. The page uses Page and these components in place of gr's own.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ from gradio_client import utils as client_utils
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
 _SHORT.maxlong = 20
+_SHORT.maxlevel = 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 3
+SHOWN_CHARS = 60  # the most of a value an error message quotes
+MAX_NESTING = 20  # lists and dicts inside each other in one input; deeper is refused unread
+MAX_PATH_CHARS = 4096
 
 
 def shown(value: Any) -> str:
-    """A value as an error message may quote it: at most a few dozen characters."""
+    """A value as an error message may quote it: at most SHOWN_CHARS characters."""
     try:
-        return _SHORT.repr(value)
+        text = _SHORT.repr(value)
     except ValueError:  # an int too long for Python to print
         return f"a {type(value).__name__} too long to show"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _field(component: gr.components.Component) -> str:
@@ -92,9 +98,63 @@ class Checkbox(gr.Checkbox):
 
 
 class File(gr.File):
-    """An upload box that takes uploaded files only: a link in its place is refused, not downloaded."""
+    """An upload box; what it accepts is checked by Page before Gradio reads it (check_input)."""
 
-    async def async_move_resource_to_block_cache(self, url_or_file_path: Any) -> str | None:
-        if isinstance(url_or_file_path, str) and client_utils.is_http_url_like(url_or_file_path):
-            raise gr.Error(f"{_field(self)}: upload the file itself; links are not fetched")
-        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+def _file_reference(value: Any) -> bool:
+    return isinstance(value, dict) and ("path" in value or "meta" in value)
+
+
+def _find_file_references(value: Any, depth: int = 0) -> bool:
+    """Whether value holds a dict shaped like a file reference, at any depth (refused past MAX_NESTING)."""
+    if depth > MAX_NESTING:
+        raise gr.Error(f"a value is nested more than {MAX_NESTING} levels deep")
+    if _file_reference(value):
+        return True
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(_find_file_references(child, depth + 1) for child in children)
+
+
+def _check_upload(component: gr.components.Component, value: Any) -> None:
+    """value must be what the page sends for an uploaded file: a file reference naming a local path."""
+    meta = value.get("meta") if isinstance(value, dict) else None
+    path = value.get("path") if isinstance(value, dict) else None
+    if not isinstance(meta, dict) or meta.get("_type") != "gradio.FileData" or not isinstance(path, str):
+        raise gr.Error(f"{_field(component)}: upload a file; {shown(value)} is not an uploaded file")
+    if client_utils.is_http_url_like(path):
+        raise gr.Error(f"{_field(component)}: upload the file itself; links are not fetched")
+    if not path or "\x00" in path or len(path) > MAX_PATH_CHARS:
+        raise gr.Error(f"{_field(component)}: {shown(path)} is not the path of an uploaded file")
+
+
+def check_input(component: gr.components.Component, value: Any) -> None:
+    """Refuse, in one line, what Gradio's own input processing would fail on unseen or act on.
+
+    Gradio looks for file references in every input of every event and copies, or downloads,
+    what they name before any component's preprocess runs; only an upload box takes one here.
+    """
+    if isinstance(component, gr.File):
+        if value is not None:
+            _check_upload(component, value)
+    elif _find_file_references(value):
+        raise gr.Error(f"{_field(component)} takes no file; {shown(value)} is not a value for it")
+
+
+class Page(gr.Blocks):
+    """gr.Blocks whose events check every input (check_input) before Gradio processes it.
+
+    Whatever Gradio's processing of an input still fails on becomes one line naming the event,
+    not Gradio's generic error.
+    """
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        for component, value in zip(block_fn.inputs, inputs or []):
+            if isinstance(component, gr.components.Component) and not component.stateful:
+                check_input(component, value)
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as exc:  # a value of the wrong shape for its component
+            name = block_fn.api_name or block_fn.name
+            raise gr.Error(f"{name}: a value sent is not one its fields take ({type(exc).__name__})") from None
