@@ -245,14 +245,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from charrnn.sampling import SampleSettings, prepare_prompt, sample, stream
-    from charrnn.vocab import describe_chars
+    from charrnn.vocab import unknown_chars_note
 
     _choose_threads(None)
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
     settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed).checked(len(model.vocab))
     prompt, changed = prepare_prompt(model, args.prompt)
     if changed:
-        warnings.warn(f"the model does not know {describe_chars(changed)}; folded or dropped them")
+        warnings.warn(unknown_chars_note(changed))
     if args.seed is None:
         print(f"charrnn: seed {settings.seed}", file=sys.stderr)
     out = sys.stdout

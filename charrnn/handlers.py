@@ -30,7 +30,7 @@ from charrnn.sampling import SampleSettings, prepare_prompt, stream
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
 from charrnn.text import Corpus, TextError, normalize, read_corpus
 from charrnn.train import FINETUNE_DEFAULTS, TrainConfig
-from charrnn.vocab import describe_chars
+from charrnn.vocab import describe_chars, unknown_chars_note
 
 SCRATCH = "from scratch"
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
@@ -202,7 +202,7 @@ class Studio:
         settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
-            gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
+            gr.Warning(unknown_chars_note(changed))
         used = str(settings.seed)
         text = fitted
         yield text, used
