@@ -1,8 +1,8 @@
 """charrnn's web app: generate with a temperature slider, fine-tune on an uploaded text.
 
 Layout and wiring only. The handlers live in charrnn/handlers.py and charrnn/inspect_views.py
-(plain functions over the engine, tested without a server), per-session state and every limit
-in charrnn/session.py, and the input components that refuse bad values in charrnn/components.py.
+(plain functions over the engine, tested without a server), every limit in charrnn/limits.py,
+and the input components that refuse bad values in charrnn/components.py.
 One function per tab or box, each called from build_app().
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 import gradio as gr
 
 from charrnn import components as ui
-from charrnn import session as limits
-from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio
+from charrnn import limits
+from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio, close_session
 from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
-from charrnn.session import Session, Sessions, limit_malloc_arenas
+from charrnn.jobs import limit_malloc_arenas
+from charrnn.session import Sessions
 
 EXAMPLE_PROMPTS = [
     "Once upon a time there was a king who had three daughters",
@@ -45,12 +46,6 @@ class UI:
             return self.parts[name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-def close_session(value: object) -> None:
-    """gr.State's delete_callback: the session expired (TTL) or its tab closed an hour ago."""
-    if isinstance(value, Session):
-        value.close()
 
 
 def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -> UI:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from charrnn import session as limits  # noqa: E402
+from charrnn import limits  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "andersen_fairy_tales.txt"
 PROMPTS = ["Once upon a time", "The king said", "In a deep forest", "\"Who is there?\"", "The little mermaid"]

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn import sampling  # noqa: E402
-from charrnn.checkpoint import CheckpointError, load_model, pick_threads, resolve_shipped  # noqa: E402
+from charrnn.checkpoint import CheckpointError, load_model, resolve_shipped  # noqa: E402
+from charrnn.device import pick_threads  # noqa: E402
 from charrnn.sampling import FusedStepper, SampleSettings, sample, stream  # noqa: E402
 from charrnn.text import normalize, read_corpus  # noqa: E402
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.batching import split_train_val  # noqa: E402
-from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
+from charrnn.device import pick_device, pick_threads  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
 from charrnn.model import PRECISIONS, CharRNN  # noqa: E402
 from charrnn.text import read_corpus  # noqa: E402

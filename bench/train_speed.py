@@ -28,7 +28,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn.checkpoint import pick_device, pick_threads  # noqa: E402
+from charrnn.device import pick_device, pick_threads  # noqa: E402
 from charrnn.evaluate import eval_precision  # noqa: E402
 from charrnn.model import precision_autocast, resolve_precision  # noqa: E402
 from charrnn.train import SCRATCH_DEFAULTS, TrainConfig, train  # noqa: E402

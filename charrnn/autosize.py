@@ -1,52 +1,23 @@
 """What to train when the user gives a wall-clock budget instead of a model size.
 
 `charrnn train --time-budget S` with no size options measures, on the device it will train
-on, how many characters per second a few candidate models process, then applies the rules
-below. Any option the user did give is kept as given. The rules rest on short runs on
-tinyshakespeare on an idle 2-core CPU (the figures quoted) and on scaling arguments; this
-module's own runs (bench/time_to_quality.py, figures in the README) were made on a machine
-busy with other work, so the constants are a first fit, to be refined on an idle machine.
+on, how many characters per second a few candidate models process, then applies these rules
+(any option the user did give is kept as given). Where each constant came from, and the runs
+behind it, are in bench/README.md ("Time budgets").
 
-The rules, and what they came from:
-
-1. Size. A char-LSTM trained for a fixed time is best when it sees about CHARS_PER_PARAM
-   characters per parameter or more: a larger model that sees less is still far from its
-   own optimum when time runs out, a smaller one stops improving. So the chosen model is
-   the largest candidate whose measured speed lets it see budget x chars/s >=
-   CHARS_PER_PARAM x parameters. Since chars/s falls about as 1/parameters, the chosen
-   size grows about as the square root of the budget (as compute-optimal sizes do). On an
-   idle 2-core CPU (2x256 ~39k chars/s, 2x384 ~20k estimated, 2x512 ~12k) this picks 2x256
-   for one minute and 2x384 for five; a GPU, where big models cost little more per
-   character, gets a larger model for the same budget. CHARS_PER_PARAM = 1.5 keeps a margin
-   on both sides of those choices: 2x256 for 60 s sees ~2.3 chars per parameter (2x256 is
-   the size whose 60-70 s results are known: ~1.63 plain, 1.64 in 30 s with rule 2), while
-   2x512 for 300 s would see only ~1.1 (plain 2x512 needed 600 s, ~2.2 chars per parameter,
-   to reach 1.455). However long the budget, a model never gets more than
-   PARAMS_PER_TRAIN_CHAR parameters per training character: past that it only memorises.
-2. Learning rate. Short runs need a high one: 2x256 for 30 s reached 1.64 nats/char with
-   lr 0.01, batch 32, sequence 64, but 1.89 with lr 0.005 and sequence 128. Adam's best LR
-   falls roughly as 1/width, so lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32)
-   for the larger batches used on a GPU, and never above 1e-2.
-3. Shape. Sequence 64 rather than 128 doubles the number of updates in the same time and
-   the hidden state is carried across windows anyway, so long context is still learnt. Batch
-   32 on a CPU (larger batches do not raise chars/s there); on a GPU the batch is raised
-   while chars/s keeps rising by more than a third, since there the batch is nearly free,
-   but only until the budget covers GPU_ENOUGH_EPOCHS passes over the text: past that a
-   larger batch buys passes the model cannot use (on tinyshakespeare a 2x512 LSTM is within
-   0.003 nats/char of its best after about 20 epochs) and costs updates, which it can use.
-4. Regularisation. Dropout only pays once the text is seen several times: 0 below 2
-   epochs, 0.1 below 6, 0.2 below 15, 0.3 below 30 and 0.4 beyond (a 2x512 LSTM on
-   tinyshakespeare with dropout 0.35 still ended 0.3 nats/char better on its training
-   text than on held-out text after 50 epochs: long runs want more).
-5. Schedule. Warmup of ~2% of the steps (20 to 200), cosine to 5% over the budget (the
-   trainer's schedule follows elapsed time). Evaluations cost wall-clock time that a short
-   budget cannot spare: 4 during a budget up to 2 minutes, 10 up to 10 minutes, then 20.
-6. The seconds spent measuring come out of the budget, so `--time-budget 60` takes 60 s.
-   That includes starting a GPU (its context and libraries), which happens before the
-   first measurement and does not count towards MAX_PROBE_SHARE.
-7. Speeds are measured in the precision the run will train in (bf16 where the hardware has
-   it natively, see charrnn.model.resolve_precision), so a CPU with AVX512-BF16 gets the
-   larger model its faster steps pay for; the rules themselves do not change.
+1. Size: the largest candidate whose measured speed lets it see CHARS_PER_PARAM training
+   characters per parameter within the budget, and never more than PARAMS_PER_TRAIN_CHAR
+   parameters per training character (past that a model only memorises).
+2. Learning rate: lr = 0.01 x 256 / hidden (at least 1e-3), x sqrt(batch / 32), at most 1e-2:
+   short runs need a high one, and Adam's best LR falls roughly as 1/width.
+3. Shape: sequence 64 (twice the updates of 128; the state is carried across windows anyway).
+   Batch 32 on a CPU; on a GPU the batch is raised while chars/s keeps rising by more than a
+   third, until the budget covers GPU_ENOUGH_EPOCHS passes over the text.
+4. Regularisation: dropout 0 below 2 epochs, 0.1 below 6, 0.2 below 15, 0.3 below 30, 0.4 beyond.
+5. Schedule: warmup of ~2% of the steps (20 to 200), cosine to 5% over the budget; 4
+   evaluations in a budget up to 2 minutes, 10 up to 10 minutes, then 20.
+6. The seconds spent measuring (starting a GPU included) come out of the budget.
+7. Speeds are measured in the precision the run will train in (bf16 where it is native).
 """
 
 from __future__ import annotations
@@ -60,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import pick_device
+from charrnn.device import pick_device
 from charrnn.distributed import world_size
 from charrnn.model import CharRNN, precision_autocast, resolve_precision
 from charrnn.vocab import UNK
@@ -133,6 +104,70 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
     return done * batch * seq_len / (time.perf_counter() - start)
 
 
+class SizeSearch:
+    """Rule 1 (and the batch part of rule 3): candidates measured on the device, against the budget left."""
+
+    def __init__(self, cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device,
+                 embedding_dim: int | None, batch_size: int | None, seq_len: int, precision: str) -> None:
+        self.cell, self.budget_s, self.vocab_size, self.train_chars = cell, budget_s, vocab_size, train_chars
+        self.device, self.embedding_dim, self.batch_size, self.seq_len = device, embedding_dim, batch_size, seq_len
+        self.precision = precision
+        self.t0 = time.perf_counter()
+        self.ranks = world_size()  # under torchrun every rank trains at the measured speed
+        self.probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
+
+    def embedding_for(self, hidden: int) -> int:
+        return self.embedding_dim or (64 if hidden <= 1024 else 128)
+
+    def params_of(self, layers: int, hidden: int) -> int:
+        return count_parameters(layers, hidden, self.embedding_for(hidden), self.vocab_size)
+
+    def measure(self, layers: int, hidden: int, batch: int) -> float:
+        return measure_chars_per_s(self.cell, layers, hidden, self.embedding_for(hidden), self.vocab_size, batch,
+                                   self.seq_len, self.device, max_seconds=self.probe_s, precision=self.precision)
+
+    def chars_in_budget_left(self, cps: float) -> float:
+        return (self.budget_s - (time.perf_counter() - self.t0)) * cps * self.ranks
+
+    def fits(self, cps: float, layers: int, hidden: int) -> bool:
+        return self.chars_in_budget_left(cps) >= CHARS_PER_PARAM * self.params_of(layers, hidden)
+
+    def batch_for(self, layers: int, hidden: int) -> tuple[int, float]:
+        """(batch, chars/s): CPU_BATCH on a CPU; on a GPU raised while it pays and more passes are still of use."""
+        if self.batch_size is not None or self.device.type == "cpu":
+            batch = self.batch_size or CPU_BATCH
+            return batch, self.measure(layers, hidden, batch)
+        best_b, best_cps = GPU_BATCHES[0], self.measure(layers, hidden, GPU_BATCHES[0])
+        for batch in GPU_BATCHES[1:]:
+            if self.chars_in_budget_left(best_cps) / max(self.train_chars, 1.0) >= GPU_ENOUGH_EPOCHS:
+                break
+            cps = self.measure(layers, hidden, batch)
+            if cps < 1.33 * best_cps:
+                break
+            best_b, best_cps = batch, cps
+        return best_b, best_cps
+
+    def largest_that_fits(self, candidates: list[tuple[int, int]]) -> tuple[int, tuple[int, float]]:
+        """The index of the chosen candidate and its (batch, chars/s): up from START_CANDIDATE while each
+        fits (until measuring has taken MAX_PROBE_SHARE of the budget), else down until one does."""
+        probe_start = time.perf_counter()
+        k = min(START_CANDIDATE, len(candidates) - 1)
+        chosen = self.batch_for(*candidates[k])
+        if self.fits(chosen[1], *candidates[k]):
+            while k + 1 < len(candidates) and time.perf_counter() - probe_start < MAX_PROBE_SHARE * self.budget_s:
+                bigger = self.batch_for(*candidates[k + 1])
+                if not self.fits(bigger[1], *candidates[k + 1]):
+                    break
+                k, chosen = k + 1, bigger
+            return k, chosen
+        while k > 0:  # going down is never cut short: a smaller model is needed
+            k -= 1
+            chosen = self.batch_for(*candidates[k])
+            if self.fits(chosen[1], *candidates[k]):
+                break
+        return k, chosen
+
+
 def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
                 hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
                 seq_len: int | None = None, precision: str = "fp32") -> SizePlan:
@@ -140,73 +175,18 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     t0 = time.perf_counter()
     if device.type == "cuda":  # start the GPU now, so its one-off seconds do not cut the search short
         measure_chars_per_s(cell, 1, 32, 8, vocab_size, 2, 8, device, steps=1, precision=precision)
-    probe_start = time.perf_counter()
-    ranks = world_size()  # under torchrun every rank trains at the measured speed
     seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
+    search = SizeSearch(cell, budget_s - (time.perf_counter() - t0), vocab_size, train_chars, device, embedding_dim,
+                        batch_size, seq, precision)
     fixed_size = num_layers is not None or hidden_size is not None
     if fixed_size:
-        candidates = [(num_layers or 2, hidden_size or 512)]
-    else:
-        candidates = list(CANDIDATES)
-
-    def embedding_for(hidden: int) -> int:
-        return embedding_dim or (64 if hidden <= 1024 else 128)
-
-    def params_of(layers: int, hidden: int) -> int:
-        return count_parameters(layers, hidden, embedding_for(hidden), vocab_size)
-
-    if not fixed_size:  # the text caps the size whatever the budget; the smallest is always allowed
-        candidates = [c for c in candidates if params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or candidates[:1]
-    probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
-
-    def measure(layers: int, hidden: int, batch: int) -> float:
-        return measure_chars_per_s(cell, layers, hidden, embedding_for(hidden), vocab_size, batch, seq, device, max_seconds=probe_s,
-                                   precision=precision)
-
-    def batch_for(layers: int, hidden: int) -> tuple[int, float]:
-        if batch_size is not None or device.type == "cpu":
-            b = batch_size or CPU_BATCH
-            return b, measure(layers, hidden, b)
-        best_b, best_cps = GPU_BATCHES[0], measure(layers, hidden, GPU_BATCHES[0])
-        for b in GPU_BATCHES[1:]:
-            if epochs_in_budget(best_cps) >= GPU_ENOUGH_EPOCHS:
-                break
-            cps = measure(layers, hidden, b)
-            if cps < 1.33 * best_cps:
-                break
-            best_b, best_cps = b, cps
-        return best_b, best_cps
-
-    def chars_in_budget_left(cps: float) -> float:
-        return (budget_s - (time.perf_counter() - t0)) * cps * ranks
-
-    def epochs_in_budget(cps: float) -> float:
-        return chars_in_budget_left(cps) / max(train_chars, 1.0)
-
-    def fits(cps: float, layers: int, hidden: int) -> bool:
-        return chars_in_budget_left(cps) >= CHARS_PER_PARAM * params_of(layers, hidden)
-
-    measured: dict[int, tuple[int, float]] = {}
-    k = 0 if fixed_size else min(START_CANDIDATE, len(candidates) - 1)
-    measured[k] = batch_for(*candidates[k])
-    if fixed_size:
-        pass
-    elif fits(measured[k][1], *candidates[k]):
-        while k + 1 < len(candidates) and time.perf_counter() - probe_start < MAX_PROBE_SHARE * budget_s:
-            nxt = batch_for(*candidates[k + 1])
-            if not fits(nxt[1], *candidates[k + 1]):
-                break
-            k += 1
-            measured[k] = nxt
-    else:
-        while k > 0:  # going down is never cut short: a smaller model is needed
-            k -= 1
-            measured[k] = batch_for(*candidates[k])
-            if fits(measured[k][1], *candidates[k]):
-                break
-    layers, hidden = candidates[k]
-    batch, cps = measured[k]
-    emb = embedding_for(hidden)
+        layers, hidden = num_layers or 2, hidden_size or 512
+        batch, cps = search.batch_for(layers, hidden)
+    else:  # the text caps the size whatever the budget; the smallest is always allowed
+        candidates = [c for c in CANDIDATES if search.params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or [CANDIDATES[0]]
+        k, (batch, cps) = search.largest_that_fits(candidates)
+        layers, hidden = candidates[k]
+    emb = search.embedding_for(hidden)
     params = count_parameters(layers, hidden, emb, vocab_size)
     spent = time.perf_counter() - t0
     ratio = max(budget_s - spent, 0.0) * cps / params

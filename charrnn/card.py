@@ -10,6 +10,9 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from charrnn.model import CharRNN
 
+PROJECT_HOME = ""  # the project's public home, linked from every model card once it has one
+PROJECT_LINK = f"[charrnn]({PROJECT_HOME})" if PROJECT_HOME else "charrnn"
+
 
 def hub_repo_id(name: object) -> str | None:
     """name if it is a Hub model id (what base_model must hold on the Hub), else None.
@@ -17,11 +20,13 @@ def hub_repo_id(name: object) -> str | None:
     A fine-tune of a local directory or a shipped model has no Hub id to point at; the
     card's body still names it.
     """
-    if not isinstance(name, str) or name.count("/") != 1 or Path(name).expanduser().exists():
+    if not isinstance(name, str) or name.count("/") != 1:
         return None
     try:
         validate_repo_id(name)
-    except HFValidationError:
+        if Path(name).expanduser().exists():
+            return None
+    except (HFValidationError, OSError):
         return None
     return name
 
@@ -64,7 +69,7 @@ def model_card(model: CharRNN, info: dict) -> str:
     )
     lines = [f"# {info.get('name', 'charrnn model')}", ""]
     lines += [
-        "A character-level language model trained with [charrnn](https://github.com/charrnn/charrnn): "
+        f"A character-level language model trained with {PROJECT_LINK}: "
         f"a {model.num_layers}-layer {model.cell.upper()} with {model.hidden_size} units, "
         f"{model.num_parameters():,} parameters, a vocabulary of {len(model.vocab)} characters"
         + (", text ASCII-folded with unidecode." if model.ascii_fold else "."),

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from charrnn.device import pick_device
 from charrnn.model import CharRNN, check_config
 
 WEIGHTS = "model.safetensors"
@@ -353,13 +354,16 @@ def _download(repo_id: str, revision: str | None) -> Path:
     except OSError as exc:
         raise CheckpointError(f"{repo_id}: could not download it ({exc.strerror or exc})") from None
     if not (directory / WEIGHTS).is_file():
-        pickles = [name for name in _repo_files(repo_id, revision, directory) if name.endswith(PICKLE_SUFFIXES)]
-        if pickles:
-            raise CheckpointError(
-                f"{repo_id} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
-                "because unpickling a downloaded file can run arbitrary code (it was not downloaded)"
-            )
+        refuse_pickles(repo_id, _repo_files(repo_id, revision, directory), " (it was not downloaded)")
     return directory
+
+
+def refuse_pickles(label: str, names: list[str], note: str = "") -> None:
+    """The one refusal of a model that has pickle weights and no safetensors: a pickle can run code."""
+    pickles = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise CheckpointError(f"{label} holds only pickle weights ({', '.join(pickles)}); charrnn loads {WEIGHTS} only, "
+                              f"because unpickling a downloaded file can run arbitrary code{note}")
 
 
 def _repo_files(repo_id: str, revision: str | None, directory: Path) -> list[str]:
@@ -381,13 +385,8 @@ def read_config(directory: Path, label: str | None = None) -> dict:
     label = label or str(directory)
     config_path = directory / CONFIG
     weights_path = directory / WEIGHTS
-    if not weights_path.is_file():
-        pickles = [p.name for p in directory.iterdir() if p.name.endswith(PICKLE_SUFFIXES)] if directory.is_dir() else []
-        if pickles:
-            raise CheckpointError(
-                f"{label} holds only pickle weights ({', '.join(sorted(pickles))}); charrnn loads {WEIGHTS} only, "
-                "because unpickling a downloaded file can run arbitrary code"
-            )
+    if not weights_path.is_file() and directory.is_dir():
+        refuse_pickles(label, [p.name for p in directory.iterdir()])
     if not config_path.is_file():
         raise CheckpointError(f"{label} is not a charrnn model: it has no {CONFIG}")
     size = config_path.stat().st_size
@@ -446,35 +445,3 @@ def _mismatch(exc: RuntimeError) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     useful = [line for line in lines if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line]
     return (useful or lines or ["shape mismatch"])[0][:300]
-
-
-def pick_threads(requested: int | None = None) -> int:
-    """Torch's default of a thread per core collapses when other processes already fill the cores: each
-    of an LSTM step's thousands of small parallel regions waits for a descheduled thread (at load 11 on
-    2 cores, a 1x128 training step took 0.25 s on one thread and 4 to 15 s on two). There, use one."""
-    if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise ValueError(f"threads must be 1 or more, not {requested}")
-        torch.set_num_threads(requested)
-    elif torch.get_num_threads() > 1 and hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1):
-        torch.set_num_threads(1)
-    return torch.get_num_threads()
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA, then Apple's MPS, then CPU, unless the caller says otherwise."""
-    if device is not None and str(device) != "auto":
-        try:
-            chosen = torch.device(device)
-        except RuntimeError:
-            raise ValueError(f"unknown device {device!r} (use cpu, cuda, cuda:N, mps or auto)") from None
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device cuda was asked for, but no CUDA GPU is available")
-        if chosen.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device mps was asked for, but MPS is not available")
-        return chosen
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")

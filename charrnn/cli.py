@@ -6,15 +6,18 @@ Every refusal is one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, pick_threads, resolve_shipped, store_weights_as
+from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, resolve_shipped, store_weights_as
+from charrnn.device import pick_threads
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
 from charrnn.text import TextError
@@ -133,13 +136,87 @@ def _choose_threads(requested: int | None) -> int:
         raise CLIError(f"--{exc}") from None
 
 
+def train_config(args: argparse.Namespace):
+    """The TrainConfig the train command's options ask for (None where an option was not given)."""
+    from charrnn.train import TrainConfig
+
+    return TrainConfig(
+        cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,
+        dropout=args.dropout, ascii_fold=True if args.ascii else None, max_vocab=args.max_vocab,
+        batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps, max_steps=args.max_steps, max_epochs=args.max_epochs,
+        time_budget=args.time_budget, patience=args.patience, eval_interval=args.eval_interval,
+        sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device,
+        precision=args.precision,
+    )
+
+
+@contextlib.contextmanager
+def first_ctrl_c_stops(cancel: threading.Event) -> Iterator[None]:
+    """While training: the first Ctrl-C stops after this step and keeps the best checkpoint; a second aborts."""
+    def on_interrupt(signum, frame):  # noqa: ARG001
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ncharrnn: stopping after this step and keeping the best checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class TrainProgress:
+    """Training events as a tqdm bar (by steps, or by seconds of a time budget) and lines on stderr."""
+
+    def __init__(self, out: str, quiet: bool, time_budget: float | None) -> None:
+        self.out, self.quiet, self.time_budget = out, quiet, time_budget
+        self.bar = None
+        self.by_steps = False
+        self.postfix: dict[str, str] = {}
+
+    def show(self, event) -> None:
+        from tqdm import tqdm
+
+        if event.kind == "start":
+            print(f"charrnn: {event.message}", file=sys.stderr)
+            self.by_steps = bool(event.total_steps)
+            total = event.total_steps or (int(self.time_budget) if self.time_budget else None)
+            self.bar = tqdm(total=total, unit="step" if self.by_steps else "s", disable=self.quiet, dynamic_ncols=True,
+                            file=sys.stderr)
+        elif event.kind in ("step", "eval"):
+            self._update(event)
+        elif event.kind == "sample" and self.bar is not None:
+            self.bar.write(f"--- sample at step {event.step} ---\n{event.sample}\n---")
+        elif event.kind == "nan":
+            print(f"charrnn: warning: {event.message}", file=sys.stderr)
+        elif event.kind == "done":
+            self.close()
+            print(f"charrnn: {event.message}", file=sys.stderr)
+            print(f"charrnn: saved {self.out}", file=sys.stderr)
+
+    def _update(self, event) -> None:
+        for key, value, fmt in (("loss", event.train_loss, "{:.3f}"), ("val", event.val_loss, "{:.3f}"),
+                                ("chars/s", event.chars_per_s, "{:,.0f}"), ("eta", event.eta, "{:.0f}s")):
+            if value is not None:
+                self.postfix[key] = fmt.format(value)
+        if self.bar is not None:
+            self.bar.n = min(self.bar.total or 10**12, event.step if self.by_steps else int(event.elapsed))
+            self.bar.set_postfix(self.postfix, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from charrnn.text import read_corpus
-    from charrnn.train import TrainConfig, train
+    from charrnn.train import train
 
-    fold = True if args.ascii else None
     _choose_threads(args.threads)  # the start line says how many
     if args.revision and not args.init:
         raise CLIError("--revision names a revision of --init; give --init too")
@@ -147,81 +224,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     for corpus in corpora:  # decoding problems were already warned about; this is the other thing done to the text
         if corpus.gutenberg_stripped:
             print(f"charrnn: {corpus.name}: stripped the Project Gutenberg header and licence", file=sys.stderr)
-    config = TrainConfig(
-        cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,
-        dropout=args.dropout, ascii_fold=fold, max_vocab=args.max_vocab, batch_size=args.batch_size, seq_len=args.seq_len,
-        lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, max_steps=args.max_steps,
-        max_epochs=args.max_epochs, time_budget=args.time_budget, patience=args.patience, eval_interval=args.eval_interval,
-        sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device, precision=args.precision,
-    )
+    config = train_config(args)
     command = "charrnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
+    card_info = {"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
+                 "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)}
     cancel = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_interrupt(signum, frame):  # noqa: ARG001
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        print("\ncharrnn: stopping after this step and keeping the best checkpoint (Ctrl-C again to abort)", file=sys.stderr)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_interrupt)
-    bar = None
-    try:
-        init = resolve_shipped(args.init) if args.init else None
-        if init is not None and args.revision:
-            init = load_model(init, revision=args.revision, device="cpu")
-        events = train(corpora, args.out, config, init=init, resume=args.resume,
-                       overwrite=args.overwrite, cancel=cancel,
-                       card_info={"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
-                                  "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)})
-        postfix: dict[str, str] = {}
-        for event in main_rank_only(events):  # under torchrun only rank 0 reports
-            if event.kind == "start":
-                print(f"charrnn: {event.message}", file=sys.stderr)
-                total = event.total_steps or (int(config.time_budget) if config.time_budget else None)
-                unit = "step" if event.total_steps else "s"
-                bar = tqdm(total=total, unit=unit, disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
-                bar.unit_is_steps = bool(event.total_steps)
-            elif event.kind in ("step", "eval"):
-                if event.train_loss is not None:
-                    postfix["loss"] = f"{event.train_loss:.3f}"
-                if event.val_loss is not None:
-                    postfix["val"] = f"{event.val_loss:.3f}"
-                if event.chars_per_s:
-                    postfix["chars/s"] = f"{event.chars_per_s:,.0f}"
-                if event.eta is not None:
-                    postfix["eta"] = f"{event.eta:.0f}s"
-                if bar is not None:
-                    bar.n = min(bar.total or 10**12, event.step if bar.unit_is_steps else int(event.elapsed))
-                    bar.set_postfix(postfix, refresh=True)
-            elif event.kind == "sample" and bar is not None:
-                bar.write(f"--- sample at step {event.step} ---\n{event.sample}\n---")
-            elif event.kind == "nan":
-                print(f"charrnn: warning: {event.message}", file=sys.stderr)
-            elif event.kind == "done":
-                if bar is not None:
-                    bar.close()
-                print(f"charrnn: {event.message}", file=sys.stderr)
-                print(f"charrnn: saved {args.out}", file=sys.stderr)
-    finally:
-        if bar is not None:
-            bar.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous)
+    progress = TrainProgress(args.out, args.quiet, config.time_budget)
+    with first_ctrl_c_stops(cancel):
+        try:
+            init = resolve_shipped(args.init) if args.init else None
+            if init is not None and args.revision:
+                init = load_model(init, revision=args.revision, device="cpu")
+            events = train(corpora, args.out, config, init=init, resume=args.resume, overwrite=args.overwrite,
+                           cancel=cancel, card_info=card_info)
+            for event in main_rank_only(events):  # under torchrun only rank 0 reports
+                progress.show(event)
+        finally:
+            progress.close()
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from charrnn.sampling import SampleSettings, prepare_prompt, sample, stream
-    from charrnn.vocab import describe_chars
+    from charrnn.vocab import unknown_chars_note
 
     _choose_threads(None)
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
     settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed).checked(len(model.vocab))
     prompt, changed = prepare_prompt(model, args.prompt)
     if changed:
-        warnings.warn(f"the model does not know {describe_chars(changed)}; folded or dropped them")
+        warnings.warn(unknown_chars_note(changed))
     if args.seed is None:
         print(f"charrnn: seed {settings.seed}", file=sys.stderr)
     out = sys.stdout

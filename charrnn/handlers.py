@@ -19,34 +19,24 @@ import pandas as pd
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
-from charrnn import session as limits
+from charrnn import limits
 from charrnn.batching import min_chars_needed
 from charrnn.checkpoint import STATE_DIR, CheckpointError, load_hub_model
 from charrnn.components import shown
 from charrnn.hub import HubError, push_to_hub
+from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_freed_memory, run_in_thread
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt, stream
-from charrnn.session import (
-    LineFull,
-    Session,
-    SessionModel,
-    Sessions,
-    TrainingLine,
-    TrainJob,
-    in_thread,
-    load_readonly,
-    return_freed_memory,
-    run_in_thread,
-    shipped_models,
-)
+from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
 from charrnn.text import Corpus, TextError, normalize, read_corpus
 from charrnn.train import FINETUNE_DEFAULTS, TrainConfig, TrainingStopped
-from charrnn.vocab import describe_chars
+from charrnn.vocab import describe_chars, unknown_chars_note
 
 SCRATCH = "from scratch"
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
 PLOT_COLUMNS = ["step", "loss", "curve"]
 MAX_SHOWN_NAME_CHARS = 80  # an uploaded file's name as messages show it
+SHIPPED_MODELS_CACHED = 8  # shipped models kept loaded, shared by every visitor
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -111,6 +101,12 @@ def sample_settings(length: object, temperature: object, top_k: object, top_p: o
         raise gr.Error(str(exc)) from None
 
 
+def close_session(value: object) -> None:
+    """gr.State's delete_callback: the session expired (TTL) or its tab closed an hour ago."""
+    if isinstance(value, Session):
+        value.close()
+
+
 def empty_plot() -> pd.DataFrame:
     return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"), "curve": pd.Series(dtype="str")})
 
@@ -119,9 +115,10 @@ class Studio:
     """The app's handlers, bound to a checkpoints folder (read-only) and an index of sessions."""
 
     def __init__(self, checkpoints: str | Path | None = None, sessions: Sessions | None = None, device: str | None = None) -> None:
-        self.checkpoints = Path(checkpoints) if checkpoints else limits.checkpoints_root()
+        self.checkpoints = Path(checkpoints) if checkpoints else checkpoints_root()
         self.sessions = sessions or Sessions()
         self.device = device
+        self.shipped_models = ModelCache(SHIPPED_MODELS_CACHED)
         self.training_line = TrainingLine()
         self.closing = threading.Event()  # set on shutdown: generations end, no new training starts
         self.forget_state: Callable[[str | None], None] = lambda _session_hash: None
@@ -178,7 +175,7 @@ class Studio:
             if name is None:
                 raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
             if name in self.shipped():
-                return load_readonly(self.shipped()[name], self.device)
+                return self.shipped_models.get(self.shipped()[name], self.device)
             found = session.load(name, self.device) if isinstance(session, Session) else None
         except (CheckpointError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
@@ -206,7 +203,7 @@ class Studio:
         settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
-            gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
+            gr.Warning(unknown_chars_note(changed))
         used = str(settings.seed)
         text = fitted
         yield text, used

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from charrnn import session as limits
+from charrnn import limits
 from charrnn.components import shown
 from charrnn.handlers import sample_settings, text_input
 from charrnn.insight import (
@@ -30,11 +30,11 @@ from charrnn.insight import (
     score_text,
     temperature_sweep,
 )
+from charrnn.jobs import in_thread
 from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
 from charrnn.sampling import prepare_prompt
-from charrnn.session import in_thread
-from charrnn.vocab import describe_chars
+from charrnn.vocab import unknown_chars_note
 
 MAX_NEURON_CHARS = 4000  # the Neurons tab reads at most this much text (the first characters)
 MAX_SWEEP_CHARS = 600  # each column of "temperature side by side" is at most this long
@@ -127,7 +127,7 @@ def _split_generated(net: CharRNN, prompt: str, text: str) -> tuple[str, str]:
     """(context, generated): the Generate box holds the fitted prompt followed by what the model wrote."""
     fitted_text, changed = prepare_text(net, text)
     if changed:
-        gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped them.")
+        gr.Warning(unknown_chars_note(changed))
     fitted_prompt, _ = prepare_prompt(net, prompt)
     if fitted_prompt and fitted_text.startswith(fitted_prompt):
         return fitted_prompt, fitted_text[len(fitted_prompt):]
@@ -183,7 +183,7 @@ class InsightViews:
         n = settings.length
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
-            gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped from the prompt.")
+            gr.Warning(unknown_chars_note(changed))
         samples = _run(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES))
         columns = "".join(
             f'<div><h4>temperature {t:g}</h4><div class="charrnn-text"><span class="prompt">{html.escape(fitted)}</span>'
@@ -235,7 +235,7 @@ class InsightViews:
     def _activations(self, net: CharRNN, text: str):
         fitted, changed = prepare_text(net, text_input(text, "text"))
         if changed:
-            gr.Warning(f"The model does not know {describe_chars(changed)}: folded or dropped them.")
+            gr.Warning(unknown_chars_note(changed))
         if not fitted:
             raise gr.Error("Type or paste a text to run through the model (or use the last generated one).")
         if len(fitted) > MAX_NEURON_CHARS:

@@ -40,9 +40,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:
-    """The precision to train in: as given, else bf16 where it is native. On one Zen 5 CPU core bf16
-    autocast trains 2x256 at 47k chars/s against fp32's 29k (bench/time_to_quality.py, which
-    prints both with --precision); the weights, optimizer and evaluation stay fp32."""
+    """The precision to train in: as given, else bf16 where it is native (faster there; bench/time_to_quality.py
+    prints both with --precision). The weights, optimizer and evaluation stay fp32."""
     if precision is None:
         return "bf16" if native_bf16(device) else "fp32"
     return check_precision(precision)
@@ -66,7 +65,6 @@ class CharRNN(
     library_name="charrnn",
     tags=["char-rnn", "text-generation", "lstm"],
     pipeline_tag="text-generation",
-    repo_url="https://github.com/charrnn/charrnn",
 ):
     def __init__(
         self,
@@ -182,10 +180,6 @@ class CharRNN(
                 local_files_only=local_files_only,
             )
         return cls._load_as_safetensor(model, model_file, map_location, strict)
-
-    @classmethod
-    def _load_as_pickle(cls, model, model_file, map_location, strict):  # type: ignore[override]  # noqa: ARG003
-        raise ValueError(f"{model_file} is a pickle; charrnn loads safetensors only, since a pickle can run code")
 
 
 def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: int, embedding_dim: int, dropout: float) -> None:

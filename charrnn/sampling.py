@@ -1,17 +1,11 @@
 """Generating text: prime on a prompt in one pass, then one character at a time.
 
-At batch 1 an nn.LSTM call costs far more in dispatch than in arithmetic, so after
-priming, each step is a hand-fused product plus gate math over the model's own weights
-(bench/sample_speed.py measures the gain). The first layer's input projection is folded
-into a per-character table, so it costs a row lookup.
-
-On a CPU that multiplies bf16 natively (AVX512-BF16 or AMX), priming and batched steps run
-their matrix products in bf16 with fp32 state: on a Zen 5 core that cut priming on a
-200-character prompt from 22 to 14 ms. Batched steps multiply weights packed once into
-oneDNN's layout (FusedStepper); on the fairy-tales model's last 30,000 characters of Grimm,
-read 16 streams at a time, the bf16 steps' loss is 2e-5 nats/char above the fp32 steps'.
-A batch-1 step stays fp32, where oneDNN's bf16 matrix-vector product is slower (0.37
-against 0.21 ms).
+At batch 1 an nn.LSTM call costs far more in dispatch than in arithmetic, so after priming
+each step is a hand-fused product plus gate math over the model's own weights (FusedStepper);
+the first layer's input projection is folded into a per-character table, so it costs a row
+lookup. On a CPU that multiplies bf16 natively, priming and batched steps run their matrix
+products in bf16 with fp32 state; a batch-1 step stays fp32, where the bf16 matrix-vector
+product is slower. bench/sample_speed.py measures each choice (figures in bench/README.md).
 """
 
 from __future__ import annotations
@@ -117,9 +111,7 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 
 
 BATCH1_PARTITIONS = 4  # column blocks of a batch-1 step's recurrent matrices (see FusedStepper)
-# Batched steps multiply in bf16 from this batch on, where the CPU has it natively: on a Zen 5
-# core (one thread) batch 2 writes 10,130 chars/s in bf16 against 6,529 in fp32 (both packed).
-BF16_MIN_BATCH = 2
+BF16_MIN_BATCH = 2  # batched steps multiply in bf16 from this batch on, where the CPU has it natively
 PACKED_ROWS = 16  # the batch oneDNN's packed layout is tuned for; any batch multiplies correctly with it
 
 
@@ -140,24 +132,17 @@ def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
 class FusedStepper:
     """One step of the network at a small batch, as matrix products plus gate math on the model's weights.
 
-    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it (packed, the
-    table rows and biases it adds are bf16 too); the gate math, state and output layer stay
-    fp32. partitions > 1 stores each recurrent matrix as
-    that many column blocks multiplied by one bmm: torch runs a one-row addmm on one thread
-    however many it has, but spreads a bmm's blocks over them (a batch-1 step of the 2x512
-    model: 0.20 ms -> 0.16 ms on two threads, the same on one). Otherwise, on a CPU, the
-    matrices are stored in oneDNN's own blocked layout (packed_for_onednn), as torch.compile's
-    CPU backend stores them, and oneDNN adds the bias, or layer 0's table rows, inside the
-    product. On one Zen 5 core, 16 x 1024 x 2048 takes 150 us packed in bf16 against 225 us
-    with F.linear, and in fp32 286 us packed against 807 us with F.linear (mm and bmm are no
-    faster): a CPU without native bf16 gets its batched speed from the packing.
+    matmul_dtype bf16 stores the recurrent matrices in bf16 and multiplies in it (with the table
+    rows and biases it adds); the gate math, state and output layer stay fp32. partitions > 1
+    stores each recurrent matrix as that many column blocks multiplied by one bmm, which torch
+    spreads over its threads (it runs a one-row addmm on one). Otherwise, on a CPU, the matrices
+    are stored in oneDNN's blocked layout (packed_for_onednn), as torch.compile's CPU backend
+    stores them, and oneDNN adds the bias, or layer 0's table rows, inside the product.
 
-    The gate math needs no tanh: the cell-input gate's rows are stored doubled, so one
-    sigmoid over all four gates gives sigmoid(2g), and tanh(g) = 2 sigmoid(2g) - 1 (likewise
-    for the cell state). torch's tanh is the slow one: 18 us on 16 x 512 against sigmoid's 2.6.
-    The sigmoid runs in fp32 on the product's output: oneDNN can apply it inside the product,
-    but its bf16 result rounds a forget gate of 0.998 to 0.996 or 1, and the loss above moved
-    by 2.3e-4 nats/char instead of 2e-5.
+    The gate math needs no tanh: the cell-input gate's rows are stored doubled, so one sigmoid
+    over all four gates gives sigmoid(2g), and tanh(g) = 2 sigmoid(2g) - 1 (likewise for the cell
+    state). The sigmoid runs in fp32 on the product's output: a bf16 sigmoid would round forget
+    gates near 1 and shorten the cell's memory.
     """
 
     def __init__(self, model: CharRNN, matmul_dtype: torch.dtype = torch.float32, partitions: int = 1) -> None:

@@ -38,9 +38,9 @@ from charrnn.checkpoint import (
     is_checkpoint,
     load_model,
     load_training_state,
-    pick_device,
     save_checkpoint,
 )
+from charrnn.device import pick_device
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, check_precision, precision_autocast, resolve_precision
 from charrnn.originality import staged_index

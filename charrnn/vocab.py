@@ -101,9 +101,14 @@ def describe_chars(chars: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
 
 
+def unknown_chars_note(changed: list[str]) -> str:
+    """The one warning for characters of a text that the model does not know (folded or dropped)."""
+    return f"the model does not know {describe_chars(changed)}; folded or dropped them"
+
+
 def warn_prompt(prompt: str, vocab: Vocab) -> str:
     """fit_prompt that also warns, for callers that just want the text."""
     fitted, changed = fit_prompt(prompt, vocab)
     if changed:
-        warnings.warn(f"the model does not know {describe_chars(changed)}; folded or dropped them", stacklevel=2)
+        warnings.warn(unknown_chars_note(changed), stacklevel=2)
     return fitted

@@ -11,10 +11,11 @@ import gradio as gr
 import pytest
 from app_testing import story_text, tiny_checkpoints
 
-from charrnn import session as session_mod
+from charrnn import jobs, limits
 from charrnn.checkpoint import load_model
 from charrnn.handlers import SCRATCH, Studio
-from charrnn.session import Session, Sessions, TrainJob, run_in_thread
+from charrnn.jobs import TrainJob, run_in_thread
+from charrnn.session import Session, Sessions
 from charrnn.train import TrainConfig
 
 
@@ -104,7 +105,7 @@ def test_bad_uploads_are_refused_before_training(studio, tmp_path, content, mess
 
 
 def test_uploads_over_the_size_cap_are_refused(studio, tmp_path, monkeypatch):
-    monkeypatch.setattr(session_mod, "MAX_UPLOAD_BYTES", 10_000)
+    monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 10_000)
     path = tmp_path / "big.txt"
     path.write_text(story_text(400))
     with pytest.raises(gr.Error, match="upload limit"):
@@ -167,13 +168,13 @@ def test_closing_a_session_mid_training_leaves_no_files(studio, upload):
 
 def test_zerogpu_style_training_runs_as_resumed_slices(checkpoints, upload, tmp_path, monkeypatch):
     calls = []
-    real = session_mod._train_slice
+    real = jobs._train_slice
 
     def counted(job, resume, slice_s):
         calls.append(resume)
         return real(job, resume, slice_s)
 
-    monkeypatch.setattr(session_mod, "_train_slice", counted)
+    monkeypatch.setattr(jobs, "_train_slice", counted)
     session = Session(tmp_path, "zero")
     from charrnn.text import read_corpus
 
@@ -190,8 +191,8 @@ def test_a_slice_shorter_than_start_up_still_trains_a_step_and_the_run_finishes(
     """On a busy machine starting up can outlast a slice; ending it before its first step used to
     fail the run ("training stopped before the first step")."""
     calls = []
-    real = session_mod._train_slice
-    monkeypatch.setattr(session_mod, "_train_slice", lambda job, resume, slice_s: calls.append(resume) or real(job, resume, slice_s))
+    real = jobs._train_slice
+    monkeypatch.setattr(jobs, "_train_slice", lambda job, resume, slice_s: calls.append(resume) or real(job, resume, slice_s))
     session = Session(tmp_path, "busy")
     from charrnn.text import read_corpus
 
@@ -204,18 +205,18 @@ def test_a_slice_shorter_than_start_up_still_trains_a_step_and_the_run_finishes(
 
 def test_train_runs_in_its_own_thread_with_its_own_thread_count(studio, upload):
     seen = []
-    original = session_mod.in_thread
+    original = jobs.in_thread
 
     def spy(make, torch_threads, stop, **kwargs):
         seen.append((torch_threads, threading.current_thread().name))
         return original(make, torch_threads, stop, **kwargs)
 
-    session_mod.in_thread = spy
+    jobs.in_thread = spy
     try:
         train_to_end(studio, upload, max_steps=10)
     finally:
-        session_mod.in_thread = original
-    assert seen and seen[0][0] == session_mod.TRAIN_THREADS
+        jobs.in_thread = original
+    assert seen and seen[0][0] == limits.TRAIN_THREADS
 
 
 def test_stopping_a_generation_stops_its_worker(studio, monkeypatch):

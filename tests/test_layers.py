@@ -7,10 +7,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ["text"],
     ["vocab"],
-    ["model", "batching"],
+    ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality"],
     ["train", "autosize", "distributed", "insight"],
-    ["cli", "session", "handlers", "inspect_views", "components"],
+    ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "components"],
     ["app"],
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -88,7 +88,7 @@ def test_absurd_configs_are_refused_before_allocating():
 
 
 def test_device_is_chosen_automatically_and_can_be_overridden():
-    from charrnn.checkpoint import pick_device
+    from charrnn.device import pick_device
 
     best = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert pick_device(None).type == pick_device("auto").type == best

@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 from app_testing import shared_app, shared_demo, story_text
 
-from charrnn import session as limits
+from charrnn import limits
 from charrnn.inspect_views import InsightViews
 
 gradio_client = pytest.importorskip("gradio_client")

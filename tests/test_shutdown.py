@@ -12,7 +12,7 @@ import time
 import pytest
 from app_testing import start_app_process, story_text, tiny_checkpoints
 
-from charrnn import session as limits
+from charrnn import limits
 from charrnn.session import Sessions
 
 gradio_client = pytest.importorskip("gradio_client")

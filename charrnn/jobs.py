@@ -1,0 +1,258 @@
+"""Running the app's work off Gradio's threads: generators in threads of their own, training runs
+in line for the one training slot, and ZeroGPU's time-limited calls as a series of resumed slices.
+
+Training runs in its own thread with its own torch thread count, so generation for other visitors
+keeps a core; on a ZeroGPU Space it runs as a series of short GPU calls, each resuming from the
+checkpoint the previous one wrote.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from charrnn import limits
+from charrnn.text import Corpus
+from charrnn.train import TrainConfig, TrainEvent, train
+
+if TYPE_CHECKING:
+    from charrnn.session import Session
+
+try:  # Hugging Face's ZeroGPU helper; only present (and only needed) on a Space
+    import spaces  # type: ignore[import-not-found]
+except ImportError:
+    spaces = None
+ON_ZEROGPU = spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+def gpu(duration: int):
+    """spaces.GPU(duration=...) where the spaces package exists, else the function unchanged."""
+    def wrap(fn):
+        return spaces.GPU(duration=duration)(fn) if spaces is not None else fn
+    return wrap
+
+
+
+class LineFull(Exception):
+    """Too many training runs are already waiting for the slot."""
+
+
+class TrainingLine:
+    """The training slots and the runs waiting for one, first come first served.
+
+    A waiting run holds no slot and does no work, so its visitor's Stop ends it at once;
+    Gradio's own queue could not tell a Stop about a job it had not started yet.
+    """
+
+    def __init__(self, slots: int | None = None, max_waiting: int | None = None) -> None:
+        self.slots = limits.TRAIN_CONCURRENCY if slots is None else slots
+        self.max_waiting = limits.MAX_TRAIN_WAITING if max_waiting is None else max_waiting
+        self._running: set[object] = set()
+        self._waiting: list[object] = []
+        self._changed = threading.Condition()
+
+    def join(self) -> object:
+        """A ticket at the back of the line; LineFull when max_waiting runs are already waiting."""
+        with self._changed:
+            if len(self._running) >= self.slots and len(self._waiting) >= self.max_waiting:
+                raise LineFull(f"the training queue is full ({len(self._waiting)} runs waiting); try again in a few minutes")
+            ticket = object()
+            self._waiting.append(ticket)
+            return ticket
+
+    def wait(self, ticket: object, timeout: float) -> int:
+        """0 once ticket holds a slot; else, after at most timeout seconds, how many runs are ahead of it."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._admit(ticket), timeout)
+            return 0 if ticket in self._running else len(self._running) + self._waiting.index(ticket)
+
+    def leave(self, ticket: object) -> None:
+        """The run ended (or never started): its slot or its place in line goes to the next."""
+        with self._changed:
+            self._running.discard(ticket)
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._changed.notify_all()
+
+    def _admit(self, ticket: object) -> bool:
+        if ticket not in self._running and len(self._running) < self.slots and self._waiting[0] is ticket:
+            self._running.add(self._waiting.pop(0))
+        return ticket in self._running
+
+
+@dataclass
+class TrainJob:
+    corpus: Corpus
+    out_dir: Path
+    config: TrainConfig
+    init: Path | str | None
+    card_info: dict
+
+
+def _run_job(job: TrainJob, cancel: threading.Event, resume: bool = False) -> Iterator[TrainEvent]:
+    return train([job.corpus], job.out_dir, job.config, init=None if resume else job.init, resume=resume, cancel=cancel, card_info=job.card_info)
+
+
+@gpu(duration=limits.ZEROGPU_SLICE_S + 30)
+def _train_slice(job: TrainJob, resume: bool, slice_s: float) -> Iterator[TrainEvent]:
+    """One short GPU call: train until slice_s passes (or the run ends), then save and return.
+
+    A slice ends only after it has trained at least one step: a cancel that came before it would
+    save nothing (the first slice would fail, a later one would make no progress), and starting
+    up can take longer than a short slice on a busy machine.
+    """
+    cancel, due, stepped = threading.Event(), threading.Event(), threading.Event()
+
+    def time_is_up() -> None:
+        due.set()
+        if stepped.is_set():
+            cancel.set()
+
+    timer = threading.Timer(slice_s, time_is_up)
+    timer.start()
+    try:
+        for event in _run_job(job, cancel, resume):
+            if event.kind == "step":
+                stepped.set()
+                if due.is_set():
+                    cancel.set()
+            yield event
+    finally:
+        timer.cancel()
+
+
+def sliced_training(job: TrainJob, cancel: threading.Event, slice_s: float) -> Iterator[TrainEvent]:
+    """Train as a series of short calls that resume each other, seen from outside as one run.
+
+    A slice ends by cancelling itself, which saves a resumable checkpoint; the next slice
+    picks up from it. A Stop from the user takes effect when the running slice ends.
+    """
+    resume = False
+    while True:
+        last = None
+        for event in _train_slice(job, resume, slice_s):
+            if event.kind == "done":
+                last = event
+                break
+            if event.kind != "start" or not resume:
+                yield event
+        if last is None:
+            return
+        sliced_out = last.result is not None and last.result.stopped_because == "cancelled"
+        if not sliced_out or cancel.is_set():
+            if sliced_out and last.result is not None:
+                last.message = last.message.replace("stopped: cancelled", "stopped: stopped by the user")
+            yield last
+            return
+        resume = True
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread memory pools. Each generation runs in a thread of its own, and glibc
+    would give threads up to 8 pools a core, each keeping its peak after the work is freed."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(M_ARENA_MAX, arenas)
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by finished work back to the system (glibc keeps it otherwise)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.Event, name: str = "worker",
+              on_exit: Callable[[], None] | None = None, drain: bool = False) -> Iterator:
+    """Run the iterator make() in one dedicated thread and yield its items here.
+
+    Gradio resumes a generator handler on whichever pool thread is free; torch's
+    thread-local modes (inference mode, the thread count) must not hop threads mid-run,
+    so the engine's generators run start to finish in a thread of their own. Closing this
+    generator sets stop: with drain=False the worker stops at the next item; with drain=True
+    the iterator sees stop itself (train's cancel) and finishes its own way.
+    """
+    # A stoppable worker may run only a little ahead of its reader, so Stop saves the work.
+    items: queue.Queue = queue.Queue(maxsize=0 if drain else 256)
+
+    def put(item) -> bool:
+        while True:
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    return False
+
+    def work() -> None:
+        if not torch.cuda.is_available():
+            torch.set_num_threads(torch_threads)
+        try:
+            for item in make():
+                if not put(item) or (stop.is_set() and not drain):
+                    break
+        except BaseException as exc:  # handed to the consumer, which raises it as the user's error
+            put(exc)
+        finally:
+            if on_exit is not None:
+                on_exit()
+            put(_END)
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if thread.is_alive():
+            stop.set()
+
+
+_END = object()
+
+
+def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None) -> Iterator[TrainEvent]:
+    """Train in a worker thread with limits.TRAIN_THREADS torch threads, yielding its events here.
+
+    Closing this generator (a closed tab, a cancelled event) stops the run; the best
+    checkpoint so far is kept, or deleted with the session if the session has ended.
+    """
+    cancel = session.cancel
+    slice_s = slice_s if slice_s is not None else (limits.ZEROGPU_SLICE_S if ON_ZEROGPU else None)
+
+    def make() -> Iterator[TrainEvent]:
+        session.idle.clear()  # set again by cleanup, when the worker ends
+        return sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel)
+
+    def cleanup() -> None:
+        if session.closed:
+            shutil.rmtree(session.dir, ignore_errors=True)
+        session.idle.set()
+        return_freed_memory()
+
+    return in_thread(make, limits.TRAIN_THREADS, cancel, name=f"train-{session.id[:8]}", on_exit=cleanup, drain=True)

@@ -1,0 +1,45 @@
+"""Every limit a visitor of the web app could push against, in one place (the README lists them).
+
+A request over a limit is refused with a one-line message; the engine's own hard caps (prompt
+tail, sample length, model size) live beside the code they bound.
+"""
+
+from __future__ import annotations
+
+import os
+
+from charrnn.sampling import MAX_PROMPT_CHARS
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads larger than this are refused before they are read
+MAX_GENERATE_CHARS = 2000  # length slider's maximum
+MAX_TEXT_CHARS = 100_000  # any text box (a prompt, a text to inspect); only a prompt's tail is read
+MAX_VIEW_CHARS = MAX_PROMPT_CHARS + MAX_GENERATE_CHARS  # Inspect and originality: a prompt's tail and a full generation
+MAX_NAME_CHARS = 256  # a model name or Hub repo id (with its @revision)
+MAX_TRAIN_WAITING = 8  # training runs waiting for the slot, all visitors together; more are refused
+SHUTDOWN_WAIT_S = 20  # on SIGTERM, how long training gets to stop and save before the app's files are removed
+DEFAULT_GENERATE_CHARS = 500
+MIN_TIME_BUDGET_MIN, MAX_TIME_BUDGET_MIN, DEFAULT_TIME_BUDGET_MIN = 1, 30, 5  # training time budget slider, minutes
+MAX_SESSION_MODELS = 5  # fine-tuned models a session keeps; the oldest goes when a sixth is made
+SESSION_TTL_S = 2 * 3600  # a session's models are deleted this long after its last training run
+QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue, all visitors together
+TRAIN_CONCURRENCY = 1  # training jobs running at once; others wait in line, see their position, and can be stopped
+# Generations running at once. Measured with bench/load.py (20 visitors x 5 x 300 chars while one fine-tunes, 2 cores):
+# with 2 at once the queue made p95 time to first character 4.9 s; with 24 every visitor starts at once
+# and streams interleave: p95 1.6 s, at the cost of ~17% longer total time per request.
+GENERATE_CONCURRENCY = 24
+STREAM_INTERVAL_S = 0.05  # generated text reaches the browser at most this often
+TRAIN_UPDATE_INTERVAL_S = 0.5  # progress, plot and samples reach the browser at most this often
+TRAIN_SAMPLE_INTERVAL_STEPS = 50  # a short sample every this many optimizer steps
+TRAIN_SAMPLE_CHARS = 200
+# On CPU, training leaves one core to generation; a batch-1 generation gains nothing from more than one.
+TRAIN_THREADS = max(1, (os.cpu_count() or 1) - 1)
+GENERATE_THREADS = 1
+# ZeroGPU runs a decorated function in a forked process with a time limit: train in slices this long.
+ZEROGPU_SLICE_S = 45
+
+SIZE_PRESETS: dict[str, dict] = {
+    "tiny (1 layer × 128)": {"num_layers": 1, "hidden_size": 128, "embedding_dim": 32},
+    "small (2 layers × 256)": {"num_layers": 2, "hidden_size": 256, "embedding_dim": 64},
+    "medium (2 layers × 512)": {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64},
+}
+DEFAULT_SIZE_PRESET = "small (2 layers × 256)"
