@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,15 @@ CORPORA = ROOT.parent / "shared" / "corpora"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(ROOT))
+
+# Everything the run writes to a temp directory (this process's, the apps and commands it starts,
+# Gradio's cache, and what processes killed on purpose leave) goes in one folder, removed at exit.
+# Registered before anything else, so it runs after every other exit handler.
+RUN_TEMP = Path(tempfile.mkdtemp(prefix="charrnn-tests-"))
+atexit.register(shutil.rmtree, RUN_TEMP, True)
+os.environ["TMPDIR"] = str(RUN_TEMP)
+os.environ["GRADIO_TEMP_DIR"] = str(RUN_TEMP / "gradio")
+tempfile.tempdir = None  # read TMPDIR again
 
 
 @pytest.fixture(autouse=True, scope="session")
