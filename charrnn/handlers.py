@@ -381,11 +381,8 @@ class Studio:
                     status = f"Training {name} from {base}: {event.message}"
                 elif event.kind == "step" and event.train_loss is not None:
                     rows.append((event.step, event.train_loss, "train"))
-                    fraction = event.elapsed / job.config.time_budget
-                    if event.total_steps:
-                        fraction = max(fraction, event.step / event.total_steps)
                     desc = f"step {event.step:,} · loss {event.train_loss:.3f} · ETA {_format_seconds(event.eta)}"
-                    progress(min(fraction, 1.0), desc=desc)
+                    progress(event.progress, desc=desc)
                     status = f"Training {name} from {base}: {desc}"
                 elif event.kind == "eval" and event.val_loss is not None and math.isfinite(event.val_loss):
                     rows.append((event.step, event.val_loss, "validation"))

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -139,14 +140,20 @@ class TrainConfig:
             check_precision(self.precision)
 
 
+EventKind = Literal["start", "step", "eval", "sample", "nan", "done"]
+
+
 @dataclass
 class TrainEvent:
-    kind: str  # "start", "step", "eval", "sample", "nan", "checkpoint", "done"
+    """What the run reports, as it goes: the CLI prints it, the app draws it."""
+
+    kind: EventKind
     step: int = 0
     total_steps: int | None = None
     epoch: float = 0.0
     elapsed: float = 0.0
     eta: float | None = None
+    progress: float = 0.0  # the share of the run done, by steps or by the time budget, whichever is further (step events)
     lr: float = 0.0
     train_loss: float | None = None
     val_loss: float | None = None
@@ -786,7 +793,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
             p = progress(now)
             eta = max(0.0, now / p - now) if p > 0 else None
             yield TrainEvent("step", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                             eta=eta, lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
+                             eta=eta, progress=min(p, 1.0), lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
             recent_loss, recent_count = 0.0, 0
         if eval_interval and step % eval_interval == 0:
             yield from evaluate_and_save(CANCEL_GRACE_S)
