@@ -1,11 +1,12 @@
 """charrnn: character-level LSTM language models you can train, fine-tune, sample and inspect."""
 
 from charrnn.checkpoint import CheckpointError, load_model, save_checkpoint
+from charrnn.config import TrainConfig
 from charrnn.evaluate import evaluate_ids, evaluate_text
 from charrnn.model import CharRNN
 from charrnn.sampling import SampledChar, SampleSettings, sample, stream
 from charrnn.text import Corpus, TextError, read_corpus
-from charrnn.train import TrainConfig, TrainEvent, TrainResult, train
+from charrnn.train import TrainEvent, TrainResult, train
 from charrnn.vocab import Vocab
 
 __all__ = [

@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from charrnn.device import pick_device
 from charrnn.distributed import world_size
-from charrnn.model import CharRNN, precision_autocast, resolve_precision
+from charrnn.model import CharRNN, resolve_precision
+from charrnn.step import train_step
 from charrnn.vocab import UNK
 
 if TYPE_CHECKING:
-    from charrnn.train import TrainConfig
+    from charrnn.config import TrainConfig
 
 # (layers, hidden) in increasing cost; embedding 64 for all but the largest.
 CANDIDATES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
@@ -74,7 +74,7 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
                         device: torch.device, steps: int = 3, max_seconds: float = 1.0, precision: str = "fp32") -> float:
     """Training characters per second of one (model, batch) on device: forward, backward, clip, AdamW.
 
-    Uses CharRNN itself under the trainer's autocast, so what is measured is what will run.
+    Times the trainer's own step (charrnn.step.train_step), so what is measured is what will run.
     """
     vocab = [UNK] + [chr(0x100 + i) for i in range(vocab_size - 1)]
     model = CharRNN(vocab, cell=cell, num_layers=num_layers, hidden_size=hidden, embedding_dim=embedding, dropout=0.0).to(device)
@@ -83,13 +83,7 @@ def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int,
     x = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen).to(device)
 
     def one_step() -> None:
-        with precision_autocast(device, precision):
-            logits, _ = model(x[:, :-1])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, model, opt, x[:, :-1], x[:, 1:], None, precision, grad_clip=1.0)
 
     one_step()  # first call pays for allocation and kernel selection
     if device.type == "cuda":

@@ -138,7 +138,7 @@ def _choose_threads(requested: int | None) -> int:
 
 def train_config(args: argparse.Namespace):
     """The TrainConfig the train command's options ask for (None where an option was not given)."""
-    from charrnn.train import TrainConfig
+    from charrnn.config import TrainConfig
 
     return TrainConfig(
         cell=args.cell, num_layers=args.num_layers, hidden_size=args.hidden_size, embedding_dim=args.embedding_dim,

@@ -23,13 +23,14 @@ from charrnn import limits
 from charrnn.batching import min_chars_needed
 from charrnn.checkpoint import STATE_DIR, CheckpointError, load_hub_model
 from charrnn.components import shown
+from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.hub import HubError, push_to_hub
 from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_freed_memory, run_in_thread
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt, stream
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
 from charrnn.text import Corpus, TextError, normalize, read_corpus
-from charrnn.train import FINETUNE_DEFAULTS, TrainConfig, TrainingStopped
+from charrnn.train import TrainingStopped
 from charrnn.vocab import describe_chars, unknown_chars_note
 
 SCRATCH = "from scratch"

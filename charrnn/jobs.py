@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from charrnn import limits
+from charrnn.config import TrainConfig
 from charrnn.text import Corpus
-from charrnn.train import TrainConfig, TrainEvent, train
+from charrnn.train import TrainEvent, train
 
 if TYPE_CHECKING:
     from charrnn.session import Session

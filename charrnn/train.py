@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from charrnn import distributed
 from charrnn.autosize import auto_config
@@ -41,19 +40,16 @@ from charrnn.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
+from charrnn.config import FINETUNE_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from charrnn.device import pick_device
 from charrnn.evaluate import evaluate_ids
-from charrnn.model import CharRNN, check_precision, precision_autocast, resolve_precision
+from charrnn.model import CharRNN, resolve_precision
 from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings, generate_ids
+from charrnn.step import train_step
 from charrnn.text import Corpus, TextError, normalize, normalize_newlines
-from charrnn.vocab import DEFAULT_MAX_VOCAB, Vocab
+from charrnn.vocab import Vocab
 
-SCRATCH_DEFAULTS = {"num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1,
-                    "batch_size": 32, "seq_len": 128, "lr": 2e-3, "warmup_steps": 100, "max_epochs": 20.0}
-# Fine-tuning starts from weights that already work: a gentler LR and a shorter schedule
-# adapt them to the new text without wiping out what they knew.
-FINETUNE_DEFAULTS = {"batch_size": 32, "seq_len": 128, "lr": 5e-4, "warmup_steps": 20, "max_epochs": 5.0}
 MAX_NAN_STEPS = 20
 NAN_LR_FACTOR = 0.1  # a non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS
 EVAL_CHARS_DURING_TRAINING = 131_072  # all of tinyshakespeare's and the fairy tales' held-out text
@@ -80,64 +76,6 @@ class StoppedBeforeFirstStep(TrainingStopped):
 
     def __init__(self) -> None:
         super().__init__("training was stopped before the first step; nothing was saved")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run. None means: chosen for you (from the base model, the time budget or defaults)."""
-
-    # model (ignored when fine-tuning: the base model's architecture is kept)
-    cell: str = "lstm"
-    num_layers: int | None = None
-    hidden_size: int | None = None
-    embedding_dim: int | None = None
-    dropout: float | None = None
-    ascii_fold: bool | None = None
-    max_vocab: int = DEFAULT_MAX_VOCAB
-    # optimisation
-    batch_size: int | None = None
-    seq_len: int | None = None
-    lr: float | None = None
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    warmup_steps: int | None = None
-    grad_clip: float = 1.0
-    # budgets and cadence
-    max_steps: int | None = None
-    max_epochs: float | None = None
-    time_budget: float | None = None
-    patience: int | None = 8
-    eval_interval: int | None = None
-    sample_interval: int | None = None
-    sample_length: int = 160
-    val_fraction: float = 0.1
-    seed: int = 1337
-    device: str | None = None
-    precision: str | None = None  # "fp32" or "bf16"; None: bf16 where the hardware has it natively
-    autosize: str | None = None  # set by charrnn.autosize: what a time budget chose and why
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("num_layers", 1, 16), ("hidden_size", 1, 8192), ("embedding_dim", 1, 8192), ("batch_size", 1, 4096),
-            ("seq_len", 1, 65536), ("max_steps", 1, 10**9), ("warmup_steps", 0, 10**9), ("patience", 1, 10**6),
-            ("eval_interval", 1, 10**9), ("sample_interval", 1, 10**9), ("max_vocab", 2, 65536),
-        ]
-        for name, low, high in checks:
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
-                raise ValueError(f"{name.replace('_', '-')} must be a whole number from {low} to {high}, not {value!r}")
-        for name, low, high in (("dropout", 0.0, 0.99), ("val_fraction", 0.001, 0.5), ("min_lr_ratio", 0.0, 1.0), ("weight_decay", 0.0, 10.0)):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
-                raise ValueError(f"{name.replace('_', '-')} must be between {low} and {high}, not {value!r}")
-        for name in ("lr", "max_epochs", "time_budget", "grad_clip"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")
-        if self.cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be lstm or gru, not {self.cell!r}")
-        if self.precision is not None:
-            check_precision(self.precision)
 
 
 EventKind = Literal["start", "step", "eval", "sample", "nan", "done"]
@@ -741,20 +679,10 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         lr = _lr_at(cfg, step, progress(now)) * lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with precision_autocast(device, cfg.precision):
-            logits, new_hidden = net(x, hidden)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        # Backward runs even on a non-finite loss (its gradients are then non-finite too, and under DDP
-        # every rank must join backward), so one check, one wait for the GPU, covers both. Under DDP
-        # only the averaged gradients decide, so every rank skips the same steps.
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        finite = torch.isfinite(grad_norm) if ddp else torch.isfinite(loss) & torch.isfinite(grad_norm)
-        if not bool(finite):
+        loss, new_hidden = train_step(net, model, optimizer, x, y, hidden, cfg.precision, cfg.grad_clip, averaged_grads=bool(ddp))
+        if new_hidden is None:
             nan_steps += 1
             lr_scale *= NAN_LR_FACTOR
-            optimizer.zero_grad(set_to_none=True)
             hidden = None
             # The weights that gave a non-finite loss may be poisoned: go back to the best ones (or the first).
             model.load_state_dict(best_state if best_state is not None else first_state)
@@ -767,8 +695,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
                 break
             window += 1
             continue
-        optimizer.step()
-        hidden = tuple(h.detach() for h in new_hidden) if isinstance(new_hidden, tuple) else new_hidden.detach()
+        hidden = new_hidden
         step += 1
         window += 1
         recent_loss = recent_loss + loss.detach()  # read (a GPU wait) only when reported

@@ -8,7 +8,7 @@ LAYERS = [
     ["text"],
     ["vocab"],
     ["model", "batching", "device"],
-    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality"],
+    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
     ["train", "autosize", "distributed", "insight"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "components"],
     ["app"],
