@@ -397,6 +397,38 @@ def is_better(val: float, complete: bool, best_val: float, best_complete: bool, 
     return complete and (not best_complete or val < best_val)
 
 
+@dataclass
+class LoopState:
+    """Where the training loop is. With the weights, the optimizer and the random generators, it is
+    what a resumed run restores to go on bit for bit; it saves itself into the training state."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0  # the next window of the epoch's grid
+    offset: int = 0  # where this epoch's window grid starts
+    best_val: float = math.inf
+    best_chars: int = 0  # validation characters best_val covers
+    best_complete: bool = True  # best_val covers the whole quick validation text
+    evals_since_best: int = 0
+    lr_scale: float = 1.0  # cut after each non-finite loss
+    nan_steps: int = 0
+    eval_interval: int | None = None
+    last_eval_step: int = 0
+
+    def to_meta(self) -> dict:
+        """The training state's entries, under the names older checkpoints used."""
+        meta = asdict(self)
+        meta["best_val_chars"], meta["best_val_complete"] = meta.pop("best_chars"), meta.pop("best_complete")
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta: dict, val_chars: int) -> LoopState:
+        """The loop state saved in meta; entries older checkpoints lack get the values they implied."""
+        names = {f.name for f in fields(cls)} - {"best_chars", "best_complete", "last_eval_step"}
+        return cls(**{name: meta[name] for name in names}, best_chars=meta.get("best_val_chars", val_chars),
+                   best_complete=meta.get("best_val_complete", True), last_eval_step=meta.get("last_eval_step", meta["step"]))
+
+
 STALE_CARD_KEYS = ("full_val_loss", "val_losses", "val_scope", "val_reproducible", "samples")  # a resumed run measures these anew
 
 
@@ -534,21 +566,14 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
                                   fused=device.type == "cuda")
     data_rng = torch.Generator().manual_seed(cfg.seed)
 
-    # Loop state: everything resuming must restore to continue bit for bit.
-    step, epoch, window, offset = 0, 0, 0, 0
-    best_val, best_state, evals_since_best, lr_scale, nan_steps, last_eval_step = math.inf, None, 0, 1.0, 0, 0
-    best_chars, best_complete = 0, True
-    hidden = None
-    eval_interval = cfg.eval_interval
+    # Where the loop is (saved in the training state), the state carried across windows, the best weights.
+    loop = LoopState(eval_interval=cfg.eval_interval)
+    best_state, hidden = None, None
     if state is not None:
         meta, tensors = state["meta"], state["tensors"]
         _optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
-        step, epoch, window, offset = meta["step"], meta["epoch"], meta["window"], meta["offset"]
-        clock.before, best_val, evals_since_best = meta["elapsed"], meta["best_val"], meta["evals_since_best"]
-        best_chars = meta.get("best_val_chars", len(val_ids_quick) - 1)
-        best_complete = meta.get("best_val_complete", True)
-        lr_scale, nan_steps, eval_interval = meta["lr_scale"], meta["nan_steps"], meta["eval_interval"]
-        last_eval_step = meta.get("last_eval_step", step)
+        loop = LoopState.from_meta(meta, val_chars=len(val_ids_quick) - 1)
+        clock.before = meta["elapsed"]
         if "hidden.h" in tensors:
             hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
         best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
@@ -561,10 +586,10 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         card_info = {k: v for k, v in meta.get("card_info", card_info).items() if k not in STALE_CARD_KEYS}
         if resumed_with and resumed_with not in card_info.get("command", ""):
             card_info["command"] = f"{card_info.get('command', '')}`, then resumed with `{resumed_with}"
-    first_step = step
+    first_step = loop.step
 
     streams_batch = cfg.batch_size * (ddp.world_size if ddp else 1)  # under DDP each rank reads its slice of the streams
-    streams = Streams(train_ids, streams_batch, cfg.seq_len, offset)
+    streams = Streams(train_ids, streams_batch, cfg.seq_len, loop.offset)
     steps_per_epoch = len(Streams(train_ids, streams_batch, cfg.seq_len))  # from offset 0, so a resumed run plans the same
     chars_per_step = cfg.batch_size * cfg.seq_len
     total_steps = cfg.max_steps
@@ -576,24 +601,24 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     hyper = {k: v for k, v in asdict(cfg).items() if v is not None}
 
     def progress(now_elapsed: float) -> float:
-        p = step / total_steps if total_steps else 0.0
+        p = loop.step / total_steps if total_steps else 0.0
         if cfg.time_budget:
             p = max(p, now_elapsed / cfg.time_budget)
         return p
 
     def quick_score(note: str = "") -> ValScore:
         """The best model's loss as the evaluations during training measured it."""
-        return ValScore(loss=best_val, chars=len(val_ids_quick) if best_complete else best_chars, held_out=len(val_text),
-                        files=len(texts), whole=best_complete and len(val_ids_quick) == len(val_text), first=best_complete,
-                        exact=best_complete and quick_is_whole, note=note)
+        return ValScore(loss=loop.best_val, chars=len(val_ids_quick) if loop.best_complete else loop.best_chars, held_out=len(val_text),
+                        files=len(texts), whole=loop.best_complete and len(val_ids_quick) == len(val_text), first=loop.best_complete,
+                        exact=loop.best_complete and quick_is_whole, note=note)
 
     def checkpoint(reason: str) -> None:
-        during = quick_score("as scored during training") if math.isfinite(best_val) else None
+        during = quick_score("as scored during training") if math.isfinite(loop.best_val) else None
         info = card_info | {
-            "hyperparameters": hyper, "val_loss": card_info.get("full_val_loss", best_val if math.isfinite(best_val) else None),
+            "hyperparameters": hyper, "val_loss": card_info.get("full_val_loss", loop.best_val if math.isfinite(loop.best_val) else None),
             "val_scope": card_info.get("val_scope", during.describe() if during else None),
             "val_reproducible": card_info.get("val_reproducible", bool(during and during.exact)),
-            "steps": step, "chars_seen": step * chars_per_step, "train_time_s": clock.elapsed(), "hardware": hardware_name(device),
+            "steps": loop.step, "chars_seen": loop.step * chars_per_step, "train_time_s": clock.elapsed(), "hardware": hardware_name(device),
         }
         opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors | _rng_tensors(device)
@@ -604,12 +629,8 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
             if len(h) > 1:
                 tensors["hidden.c"] = h[1]
         meta = {
-            "config": asdict(cfg), "model_config": model.config, "optimizer": opt_meta, "step": step, "epoch": epoch,
-            "window": window, "offset": offset, "elapsed": clock.elapsed(),
-            "best_val": best_val, "best_val_chars": best_chars, "best_val_complete": best_complete,
-            "evals_since_best": evals_since_best, "lr_scale": lr_scale,
-            "nan_steps": nan_steps, "eval_interval": eval_interval, "card_info": card_info, "reason": reason,
-            "last_eval_step": last_eval_step, "text_sha256": text_digest,
+            **loop.to_meta(), "config": asdict(cfg), "model_config": model.config, "optimizer": opt_meta,
+            "elapsed": clock.elapsed(), "card_info": card_info, "reason": reason, "text_sha256": text_digest,
         }
         began = time.monotonic()
         save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
@@ -619,7 +640,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     def evaluate_and_save(grace: float, keep: float = 0.0, save: bool = True) -> Iterator[TrainEvent]:
         """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
         A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
-        nonlocal best_val, best_state, best_chars, best_complete, evals_since_best, last_eval_step
+        nonlocal best_state
         began = time.monotonic()
         if ddp:
             result = {"loss": ddp.mean_val_loss(model, val_ids_quick), "chars": len(val_ids_quick) - 1, "complete": True}
@@ -628,22 +649,22 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
         why = "" if result["complete"] else stopper.reason
         val = result["loss"]
-        last_eval_step = step
-        if is_better(val, result["complete"], best_val, best_complete, best_state is not None, len(vocab)):
-            best_val, best_chars, best_complete, evals_since_best = val, result["chars"], result["complete"], 0
+        loop.last_eval_step = loop.step
+        if is_better(val, result["complete"], loop.best_val, loop.best_complete, best_state is not None, len(vocab)):
+            loop.best_val, loop.best_chars, loop.best_complete, loop.evals_since_best = val, result["chars"], result["complete"], 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif result["complete"]:
-            evals_since_best += 1
+            loop.evals_since_best += 1
         now = clock.elapsed()
         message = f"scored {result['chars']:,} of {len(val_ids_quick) - 1:,} validation characters before {why}" if why else ""
-        yield TrainEvent("eval", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=best_val if math.isfinite(best_val) else None,
+        yield TrainEvent("eval", step=loop.step, total_steps=total_steps, epoch=loop.epoch + loop.window / steps_per_epoch, elapsed=now,
+                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=loop.best_val if math.isfinite(loop.best_val) else None,
                          message=message)
         if save and best_state is not None and (ddp is None or ddp.is_main):
             checkpoint("eval")
 
     loop_t0 = time.monotonic()
-    yield TrainEvent("start", step=step, total_steps=total_steps, lr=cfg.lr, elapsed=clock.elapsed(),
+    yield TrainEvent("start", step=loop.step, total_steps=total_steps, lr=cfg.lr, elapsed=clock.elapsed(),
                      message=f"{model.num_parameters():,} parameters, vocabulary {len(vocab)}, {len(train_text):,} training and "
                              f"{len(val_text):,} validation characters, on {hardware_name(device)}"
                              + (f"\n{cfg.autosize}" if cfg.autosize and state is None else ""))
@@ -653,11 +674,11 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         now = clock.elapsed()
         if stopper.cancelled():  # from here a cancel's grace period runs
             stopped = "cancelled"
-        elif total_steps is not None and step >= total_steps:
+        elif total_steps is not None and loop.step >= total_steps:
             stopped = "finished"
         elif cfg.time_budget is not None and now >= cfg.time_budget - clock.finish_s(finish_chars, chars_per_step):
             stopped = "time budget reached"  # what is left is kept for the final evaluation and the card's samples
-        elif cfg.patience is not None and evals_since_best >= cfg.patience:
+        elif cfg.patience is not None and loop.evals_since_best >= cfg.patience:
             stopped = "validation loss stopped improving"
         else:
             stopped = ""
@@ -666,83 +687,83 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         if stopped:
             break
 
-        if window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
-            epoch, window = epoch + 1, 0
+        if loop.window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
+            loop.epoch, loop.window = loop.epoch + 1, 0
             # A shifted grid may hold one window fewer; the offset never leaves a stream shorter than a window.
             max_offset = min(cfg.seq_len - 1, len(train_ids) - 1 - streams_batch * cfg.seq_len)
-            offset = int(torch.randint(0, max_offset + 1, (1,), generator=data_rng))
-            streams = Streams(train_ids, streams_batch, cfg.seq_len, offset)
+            loop.offset = int(torch.randint(0, max_offset + 1, (1,), generator=data_rng))
+            streams = Streams(train_ids, streams_batch, cfg.seq_len, loop.offset)
             hidden = None
-        x, y = streams.window(window)
+        x, y = streams.window(loop.window)
         if ddp:
             x, y = ddp.my_rows(x), ddp.my_rows(y)
-        lr = _lr_at(cfg, step, progress(now)) * lr_scale
+        lr = _lr_at(cfg, loop.step, progress(now)) * loop.lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss, new_hidden = train_step(net, model, optimizer, x, y, hidden, cfg.precision, cfg.grad_clip, averaged_grads=bool(ddp))
         if new_hidden is None:
-            nan_steps += 1
-            lr_scale *= NAN_LR_FACTOR
+            loop.nan_steps += 1
+            loop.lr_scale *= NAN_LR_FACTOR
             hidden = None
             # The weights that gave a non-finite loss may be poisoned: go back to the best ones (or the first).
             model.load_state_dict(best_state if best_state is not None else first_state)
             optimizer.state.clear()
-            yield TrainEvent("nan", step=step, epoch=epoch, lr=lr,
-                             message=f"non-finite loss at step {step}: skipped the step, went back to the best weights so far "
+            yield TrainEvent("nan", step=loop.step, epoch=loop.epoch, lr=lr,
+                             message=f"non-finite loss at step {loop.step}: skipped the step, went back to the best weights so far "
                                      f"and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
-            if nan_steps >= MAX_NAN_STEPS:
+            if loop.nan_steps >= MAX_NAN_STEPS:
                 stopped = "diverged (loss kept becoming NaN or inf; try a lower learning rate)"
                 break
-            window += 1
+            loop.window += 1
             continue
         hidden = new_hidden
-        step += 1
-        window += 1
+        loop.step += 1
+        loop.window += 1
         recent_loss = recent_loss + loss.detach()  # read (a GPU wait) only when reported
         recent_count += 1
         speed_steps += 1
 
-        if eval_interval is None and step == 10:  # ~20 evaluations per run, from the measured speed
+        if loop.eval_interval is None and loop.step == 10:  # ~20 evaluations per run, from the measured speed
             per_step = (time.monotonic() - loop_t0) / 10
             planned = [s for s in (total_steps, cfg.time_budget / per_step if cfg.time_budget else None) if s]
-            eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
+            loop.eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
             if ddp:
-                eval_interval = ddp.from_main(eval_interval)
-        if cfg.time_budget is not None and step == first_step + 1:
+                loop.eval_interval = ddp.from_main(loop.eval_interval)
+        if cfg.time_budget is not None and loop.step == first_step + 1:
             clock.samples_s = _probe_samples_s(model, cfg.seed)
 
         now = clock.elapsed()
-        if step % 10 == 0 or step == 1:
+        if loop.step % 10 == 0 or loop.step == 1:
             dt = time.monotonic() - speed_t
             cps = speed_steps * chars_per_step / dt if dt > 0 else None
             clock.train_cps = cps or clock.train_cps
             speed_t, speed_steps = time.monotonic(), 0
             p = progress(now)
             eta = max(0.0, now / p - now) if p > 0 else None
-            yield TrainEvent("step", step=step, total_steps=total_steps, epoch=epoch + window / steps_per_epoch, elapsed=now,
-                             eta=eta, progress=min(p, 1.0), lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=best_val if math.isfinite(best_val) else None)
+            yield TrainEvent("step", step=loop.step, total_steps=total_steps, epoch=loop.epoch + loop.window / steps_per_epoch, elapsed=now,
+                             eta=eta, progress=min(p, 1.0), lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=loop.best_val if math.isfinite(loop.best_val) else None)
             recent_loss, recent_count = 0.0, 0
-        if eval_interval and step % eval_interval == 0:
+        if loop.eval_interval and loop.step % loop.eval_interval == 0:
             yield from evaluate_and_save(CANCEL_GRACE_S)
-        if cfg.sample_interval and step % cfg.sample_interval == 0:
+        if cfg.sample_interval and loop.step % cfg.sample_interval == 0:
             settings = SampleSettings(length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
             text = sample_text(model, settings, stopper.asker())
             model.train()
-            yield TrainEvent("sample", step=step, elapsed=now, sample=text)
+            yield TrainEvent("sample", step=loop.step, elapsed=now, sample=text)
 
-    if stopped == "cancelled" and step == first_step:
+    if stopped == "cancelled" and loop.step == first_step:
         raise StoppedBeforeFirstStep
     # Final evaluation of where training stopped (unless that step was just evaluated), then the
     # best model on the held-out text, then the card's samples: each stops where it is when the
     # budget runs out, and a cancel cuts the finish short.
-    if step > last_eval_step and "diverged" not in stopped:  # saved with the rest below
+    if loop.step > loop.last_eval_step and "diverged" not in stopped:  # saved with the rest below
         yield from evaluate_and_save(CANCEL_GRACE_S, clock.card_s(), save=False)
     if best_state is None:
         if stopper.cancelled():
             raise TrainingStopped("training was stopped before any evaluation was better than guessing uniformly; nothing was saved")
         if "diverged" in stopped:
             raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
-        if step > 0:
+        if loop.step > 0:
             raise CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: the learning rate is probably far too high")
         if stopped == "time budget reached":
             raise CheckpointError(f"the time budget ran out before the first step (starting up took {time.monotonic() - clock.start:.0f} s); "
@@ -751,7 +772,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     best_model = copy.deepcopy(model)
     best_model.load_state_dict(best_state)
     best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
-    score = _final_score(best_model, quick_score, quick_is_whole and best_complete, final_parts, len(val_text), best_chars,
+    score = _final_score(best_model, quick_score, quick_is_whole and loop.best_complete, final_parts, len(val_text), loop.best_chars,
                          device, stopper)
     card_info["full_val_loss"], card_info["val_scope"], card_info["val_reproducible"] = score.loss, score.describe(), score.exact
     card_info.pop("val_losses", None)
@@ -768,9 +789,9 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         ddp.finish()
     elapsed = clock.elapsed()
     full_val = score.loss
-    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg),
+    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=loop.step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg),
                          rank_weights_sha256=digests, val_scope=score.describe(), val_chars=score.chars)
-    yield TrainEvent("done", step=step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
+    yield TrainEvent("done", step=loop.step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
                      message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char) "
                              f"{score.describe()}", result=result)
 
