@@ -115,6 +115,12 @@ class CharRNN(
         out, state = self.rnn(x, state)
         return self.head(self.dropout(out)), state
 
+    def set_dropout(self, p: float) -> None:
+        """Train with dropout p from now on (between the layers, and on the embedding and the output)."""
+        self.dropout_p = p
+        self.dropout.p = p
+        self.rnn.dropout = p if self.num_layers > 1 else 0.0
+
     def initial_state(self, batch_size: int) -> State:
         shape = (self.num_layers, batch_size, self.hidden_size)
         zeros = torch.zeros(shape, device=self.device)

@@ -429,6 +429,48 @@ class LoopState:
                    best_complete=meta.get("best_val_complete", True), last_eval_step=meta.get("last_eval_step", meta["step"]))
 
 
+def open_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> dict | None:
+    """Check the output directory before anything long starts; resuming, the training state saved in it.
+
+    A directory that holds something else is never overwritten unless asked, and one that cannot be
+    written fails now rather than at the first checkpoint minutes into the run.
+    """
+    state = None
+    if resume:
+        if not is_checkpoint(out_dir):
+            raise CheckpointError(f"{out_dir} has no checkpoint to resume")
+        state = load_training_state(out_dir)
+    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        if is_checkpoint(out_dir):
+            raise CheckpointError(f"{out_dir} already holds a model; pass --resume to continue it or --overwrite to replace it")
+        raise CheckpointError(f"{out_dir} exists and is not empty; choose a new directory for the model")
+    check_writable(out_dir)
+    return state
+
+
+def build_model(state: dict | None, base: CharRNN | None, texts: list[str], cfg: TrainConfig, fold: bool,
+                check: Callable[[], None], card_info: dict) -> CharRNN:
+    """The model to train: resumed from its state, fine-tuned from base (its vocabulary grown to cover
+    the new text, noted on the card), or new, with a vocabulary built from the texts."""
+    if state is not None:
+        model = CharRNN(**state["meta"]["model_config"])
+        model.load_state_dict({k[len("model."):]: v for k, v in state["tensors"].items() if k.startswith("model.")}, strict=True)
+        return model
+    if base is not None:
+        vocab = base.vocab.extended(_pieces(texts, check), cfg.max_vocab)
+        new_chars = len(vocab) - len(base.vocab)
+        model = base.grow_vocab(vocab) if new_chars else copy.deepcopy(base)
+        if new_chars:
+            card_info.setdefault("notes", []).append(f"Fine-tuning added {new_chars} characters to the base model's vocabulary.")
+        if cfg.dropout is not None:
+            model.set_dropout(cfg.dropout)
+        model.ascii_fold = fold
+        return model
+    vocab = Vocab.build(_pieces(texts, check), cfg.max_vocab)
+    return CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
+                   hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
+
+
 STALE_CARD_KEYS = ("full_val_loss", "val_losses", "val_scope", "val_reproducible", "samples")  # a resumed run measures these anew
 
 
@@ -478,17 +520,9 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     check = _raiser(cancel)
     ddp = distributed.start(config.device)  # under torchrun: this rank's device and the process group
 
-    state = None
-    if resume:
-        if not is_checkpoint(out_dir):
-            raise CheckpointError(f"{out_dir} has no checkpoint to resume")
-        state = load_training_state(out_dir)
+    state = open_out_dir(out_dir, resume, overwrite)
+    if state is not None:
         config = _merge_resume(config, state["meta"]["config"])
-    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        if is_checkpoint(out_dir):
-            raise CheckpointError(f"{out_dir} already holds a model; pass --resume to continue it or --overwrite to replace it")
-        raise CheckpointError(f"{out_dir} exists and is not empty; choose a new directory for the model")
-    check_writable(out_dir)  # a read-only or full disk fails now, not at the first checkpoint minutes into the run
     check()
 
     base: CharRNN | None = None
@@ -528,25 +562,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     cfg.precision = resolve_precision(cfg.precision, device)  # saved concrete, so a resumed run keeps it
     torch.manual_seed(cfg.seed)
 
-    # Model: resumed, fine-tuned (vocabulary grown), or new.
-    if state is not None:
-        model = CharRNN(**state["meta"]["model_config"])
-        model.load_state_dict({k[len("model."):]: v for k, v in state["tensors"].items() if k.startswith("model.")}, strict=True)
-    elif base is not None:
-        vocab = base.vocab.extended(_pieces(texts, check), cfg.max_vocab)
-        new_chars = len(vocab) - len(base.vocab)
-        model = base.grow_vocab(vocab) if new_chars else copy.deepcopy(base)
-        if new_chars:
-            card_info.setdefault("notes", []).append(f"Fine-tuning added {new_chars} characters to the base model's vocabulary.")
-        if cfg.dropout is not None and cfg.dropout != model.dropout_p:
-            model.dropout_p = cfg.dropout
-            model.dropout.p = cfg.dropout
-            model.rnn.dropout = cfg.dropout if model.num_layers > 1 else 0.0
-        model.ascii_fold = fold
-    else:
-        vocab = Vocab.build(_pieces(texts, check), cfg.max_vocab)
-        model = CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
-                        hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
+    model = build_model(state, base, texts, cfg, fold, check, card_info)
     model.to(device).train()
     net = ddp.wrap(model) if ddp else model  # DDP averages the gradients across ranks in backward
     vocab = model.vocab
