@@ -43,7 +43,7 @@ from charrnn.checkpoint import (
 from charrnn.config import FINETUNE_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from charrnn.device import pick_device
 from charrnn.evaluate import evaluate_ids
-from charrnn.model import CharRNN, resolve_precision
+from charrnn.model import CharRNN, State, resolve_precision
 from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings, generate_ids
 from charrnn.step import train_step
@@ -429,6 +429,43 @@ class LoopState:
                    best_complete=meta.get("best_val_complete", True), last_eval_step=meta.get("last_eval_step", meta["step"]))
 
 
+def read_texts(corpora: list[Corpus] | list[str], fold: bool, check: Callable[[], None]) -> tuple[list[str], str]:
+    """The training texts as the model will read them, and their digest (a resumed run must get the same)."""
+    texts = [normalize_stoppable(c.text if isinstance(c, Corpus) else c, fold, check) for c in corpora]
+    if not texts or not any(texts):
+        raise TextError("no training text was given")
+    return texts, hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_long_enough(texts: list[str], cfg: TrainConfig) -> None:
+    """Refuse a text too short for the run's batch and sequence, plus its validation part."""
+    need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
+    total_chars = sum(len(t) for t in texts)
+    if total_chars < need:
+        raise TextError(
+            f"the text is too short to train on: {total_chars:,} characters, but at least {need:,} are needed "
+            f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a {cfg.val_fraction:.0%} validation part)"
+        )
+
+
+def restore(state: dict, out_dir: Path, optimizer: torch.optim.Optimizer, data_rng: torch.Generator,
+            device: torch.device) -> tuple[State | None, dict]:
+    """Resuming: the optimizer and random generators as they were, and (the state carried across
+    windows, the best weights). The generators come last, since building a model draws random
+    numbers: dropout then continues exactly where it stopped."""
+    meta, tensors = state["meta"], state["tensors"]
+    _optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+    hidden = None
+    if "hidden.h" in tensors:
+        hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
+    best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    data_rng.set_state(tensors["rng.data"])
+    return hidden, best_state
+
+
 def open_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> dict | None:
     """Check the output directory before anything long starts; resuming, the training state saved in it.
 
@@ -531,10 +568,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
         card_info.setdefault("base_model", getattr(base, "source", None) if not isinstance(init, (str, Path)) else str(init))
 
     fold = config.ascii_fold if config.ascii_fold is not None else (base.ascii_fold if base is not None else False)
-    texts = [normalize_stoppable(c.text if isinstance(c, Corpus) else c, fold, check) for c in corpora]
-    if not texts or not any(texts):
-        raise TextError("no training text was given")
-    text_digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    texts, text_digest = read_texts(corpora, fold, check)
     if state is not None and state["meta"].get("text_sha256", text_digest) != text_digest:
         raise CheckpointError(f"{out_dir} was trained on other text: resuming needs the same files, in the same order")
     cfg = resolve(config, base, texts) if state is None else config
@@ -545,13 +579,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     if state is None and cfg.autosize is not None and config.autosize is None and config.time_budget:
         clock.before -= config.time_budget - cfg.time_budget  # autosize took its measuring time off the budget already
     cfg.ascii_fold = fold if state is None else cfg.ascii_fold
-    need = min_chars_needed(cfg.batch_size, cfg.seq_len, cfg.val_fraction)
-    total_chars = sum(len(t) for t in texts)
-    if total_chars < need:
-        raise TextError(
-            f"the text is too short to train on: {total_chars:,} characters, but at least {need:,} are needed "
-            f"(batch {cfg.batch_size} × sequence {cfg.seq_len} for training plus a {cfg.val_fraction:.0%} validation part)"
-        )
+    check_long_enough(texts, cfg)
     train_text, val_text = split_train_val(texts, cfg.val_fraction)
     # The originality check's index of this text (and the base model's), copied into every checkpoint.
     staged = staged_index(texts, ", ".join(c.name for c in corpora if isinstance(c, Corpus)), cfg.ascii_fold,
@@ -586,18 +614,10 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     loop = LoopState(eval_interval=cfg.eval_interval)
     best_state, hidden = None, None
     if state is not None:
-        meta, tensors = state["meta"], state["tensors"]
-        _optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+        meta = state["meta"]
         loop = LoopState.from_meta(meta, val_chars=len(val_ids_quick) - 1)
         clock.before = meta["elapsed"]
-        if "hidden.h" in tensors:
-            hidden = (tensors["hidden.h"].to(device), tensors["hidden.c"].to(device)) if "hidden.c" in tensors else tensors["hidden.h"].to(device)
-        best_state = {k: v.to(device) for k, v in load_model(out_dir, device="cpu").state_dict().items()}
-        # Last, since building a model draws random numbers: dropout then continues exactly where it stopped.
-        torch.set_rng_state(tensors["rng.cpu"])
-        if "rng.cuda" in tensors and device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-        data_rng.set_state(tensors["rng.data"])
+        hidden, best_state = restore(state, out_dir, optimizer, data_rng, device)
         resumed_with = card_info.get("command")
         card_info = {k: v for k, v in meta.get("card_info", card_info).items() if k not in STALE_CARD_KEYS}
         if resumed_with and resumed_with not in card_info.get("command", ""):
