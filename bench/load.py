@@ -43,10 +43,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(log: Path) -> tuple[subprocess.Popen, str]:
+def start_app(log: Path, script: Path = ROOT / "app.py", env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """script --port PORT on 127.0.0.1 (app.py's default host), with env added; returns once it answers."""
     port = free_port()
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"} | (env or {})
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gradio_client import Client, handle_file  # noqa: E402
-from load import CORPUS, PROMPTS, ROOT, free_port, percentile  # noqa: E402  (load.py also puts ROOT on sys.path)
+from load import CORPUS, PROMPTS, ROOT, percentile, start_app  # noqa: E402  (load.py also puts ROOT on sys.path)
 
 from charrnn import limits  # noqa: E402
 
@@ -102,26 +101,6 @@ class Sampler(threading.Thread):
         self._stop_event.set()
         self.join(timeout=5)
         return self.peak
-
-
-def start_app(script: Path, log: Path, tmpdir: Path) -> tuple[subprocess.Popen, str]:
-    """script --port PORT on 127.0.0.1 (app.py's default host), with TMPDIR=tmpdir; returns once it answers."""
-    port = free_port()
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the app exited with code {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    stop_app(proc)
-    raise SystemExit(f"the app did not answer within 180 s; see {log}")
 
 
 def stop_app(proc: subprocess.Popen) -> None:
@@ -329,7 +308,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="charrnn-soak-"))
     tmpdir = workdir / "tmp"
     tmpdir.mkdir()
-    proc, url = start_app(args.app, workdir / "app.log", tmpdir)
+    proc, url = start_app(workdir / "app.log", args.app, {"TMPDIR": str(tmpdir)})
     sampler = Sampler(proc.pid)
     try:
         train = f"a {args.train_minutes}-minute fine-tune halfway" if args.train_minutes > 0 else "no fine-tune"
