@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,10 +103,12 @@ class SizeSearch:
     """Rule 1 (and the batch part of rule 3): candidates measured on the device, against the budget left."""
 
     def __init__(self, cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device,
-                 embedding_dim: int | None, batch_size: int | None, seq_len: int, precision: str) -> None:
+                 embedding_dim: int | None, batch_size: int | None, seq_len: int, precision: str,
+                 check: Callable[[], None] | None = None) -> None:
         self.cell, self.budget_s, self.vocab_size, self.train_chars = cell, budget_s, vocab_size, train_chars
         self.device, self.embedding_dim, self.batch_size, self.seq_len = device, embedding_dim, batch_size, seq_len
         self.precision = precision
+        self.check = check or (lambda: None)
         self.t0 = time.perf_counter()
         self.ranks = world_size()  # under torchrun every rank trains at the measured speed
         self.probe_s = min(1.0, 0.005 * budget_s)  # per measurement; at least one timed step is always taken
@@ -117,6 +120,7 @@ class SizeSearch:
         return count_parameters(layers, hidden, self.embedding_for(hidden), self.vocab_size)
 
     def measure(self, layers: int, hidden: int, batch: int) -> float:
+        self.check()
         return measure_chars_per_s(self.cell, layers, hidden, self.embedding_for(hidden), self.vocab_size, batch,
                                    self.seq_len, self.device, max_seconds=self.probe_s, precision=self.precision)
 
@@ -164,14 +168,14 @@ class SizeSearch:
 
 def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
                 hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
-                seq_len: int | None = None, precision: str = "fp32") -> SizePlan:
+                seq_len: int | None = None, precision: str = "fp32", check: Callable[[], None] | None = None) -> SizePlan:
     """Rule 1 (and the batch part of rule 3), by measuring candidates on device."""
     t0 = time.perf_counter()
     if device.type == "cuda":  # start the GPU now, so its one-off seconds do not cut the search short
         measure_chars_per_s(cell, 1, 32, 8, vocab_size, 2, 8, device, steps=1, precision=precision)
     seq = seq_len or (CPU_SEQ if device.type == "cpu" else 128)
     search = SizeSearch(cell, budget_s - (time.perf_counter() - t0), vocab_size, train_chars, device, embedding_dim,
-                        batch_size, seq, precision)
+                        batch_size, seq, precision, check)
     fixed_size = num_layers is not None or hidden_size is not None
     if fixed_size:
         layers, hidden = num_layers or 2, hidden_size or 512
@@ -190,16 +194,17 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     return SizePlan(layers, hidden, emb, batch, seq, cps, params, spent, reason)
 
 
-def auto_config(config: TrainConfig, texts: list[str]) -> TrainConfig:
+def auto_config(config: TrainConfig, texts: list[str], check: Callable[[], None] | None = None) -> TrainConfig:
     """config (a TrainConfig) with every None that the budget rules cover filled in, and the
-    measuring time taken off the budget. Only for training from scratch with a time budget."""
+    measuring time taken off the budget. Only for training from scratch with a time budget.
+    check is called before each measurement; it may raise to stop (a cancelled run)."""
     cfg = copy.copy(config)
     device = pick_device(cfg.device)
     cfg.precision = resolve_precision(cfg.precision, device)  # measured in the precision it will train in
     vocab_size = min(len(set().union(*map(set, texts))) + 1, cfg.max_vocab)
     train_chars = sum(len(t) for t in texts) * (1 - cfg.val_fraction)
     plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
-                       cfg.batch_size, cfg.seq_len, cfg.precision)
+                       cfg.batch_size, cfg.seq_len, cfg.precision, check)
     budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
     chars_in_budget = budget * plan.chars_per_s * world_size()
     epochs = chars_in_budget / max(train_chars, 1.0)

@@ -129,11 +129,11 @@ def hardware_name(device: torch.device) -> str:
     return f"CPU ({name}, {torch.get_num_threads()} threads)"
 
 
-def resolve(config: TrainConfig, base: CharRNN | None, texts: list[str]) -> TrainConfig:
-    """Fill every None in config from the base model or the defaults."""
+def resolve(config: TrainConfig, base: CharRNN | None, texts: list[str], check: Callable[[], None] | None = None) -> TrainConfig:
+    """Fill every None in config from the base model or the defaults (check: see auto_config)."""
     resolved = copy.copy(config)
     if base is None and resolved.time_budget is not None and resolved.autosize is None:
-        resolved = auto_config(resolved, texts)  # the budget picks size, batch, LR and schedule
+        resolved = auto_config(resolved, texts, check)  # the budget picks size, batch, LR and schedule
     defaults = FINETUNE_DEFAULTS if base is not None else SCRATCH_DEFAULTS
     if base is not None:
         for name in ("num_layers", "hidden_size", "embedding_dim", "cell"):
@@ -571,7 +571,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     texts, text_digest = read_texts(corpora, fold, check)
     if state is not None and state["meta"].get("text_sha256", text_digest) != text_digest:
         raise CheckpointError(f"{out_dir} was trained on other text: resuming needs the same files, in the same order")
-    cfg = resolve(config, base, texts) if state is None else config
+    cfg = resolve(config, base, texts, check) if state is None else config
     if ddp:  # every rank runs rank 0's plan (autosize measures on each, and they may differ)
         cfg = ddp.from_main(cfg)
     check()

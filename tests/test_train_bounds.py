@@ -134,6 +134,26 @@ def test_a_cancel_during_start_up_stops_within_a_second_and_saves_nothing(tmp_pa
     assert not (tmp_path / "m").exists() and staged(private_tmp) == []
 
 
+def test_a_cancel_while_a_time_budget_picks_the_model_stops_the_measuring(tmp_path, monkeypatch):
+    """From scratch with a time budget, autosize times candidate models first; a Stop ends that too,
+    after the measurement under way."""
+    import charrnn.autosize as autosize
+
+    cancel, measured = threading.Event(), []
+    real = autosize.measure_chars_per_s
+
+    def measure_then_stop(*args, **kwargs) -> float:
+        measured.append(args[1:3])
+        cancel.set()  # the visitor presses Stop while the first candidate is being timed
+        return real(*args, **{**kwargs, "max_seconds": 0.05})
+
+    monkeypatch.setattr(autosize, "measure_chars_per_s", measure_then_stop)
+    with pytest.raises(CheckpointError, match="stopped before the first step"):
+        list(train([words(2_000_000, seed=4)], tmp_path / "m", TrainConfig(time_budget=3600), cancel=cancel))
+    assert len(measured) == 1, f"{len(measured)} models were timed: {measured}"
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_run_stopped_before_any_usable_evaluation_says_it_was_stopped(tmp_path):
     cancel = threading.Event()
     with pytest.raises(CheckpointError, match="stopped before any evaluation was better than guessing uniformly; nothing was saved") as info:
