@@ -43,7 +43,6 @@ def gpu(duration: int):
     return wrap
 
 
-
 class LineFull(Exception):
     """Too many training runs are already waiting for the slot."""
 
