@@ -143,9 +143,9 @@ def offline_hub() -> Iterator[None]:
     """The Hub client in this process (the app's too) in offline mode, pointed at HUB_HOST, with no token."""
     from huggingface_hub import constants
 
-    home = Path(tempfile.mkdtemp(prefix="charrnn-fuzz-hf-"))
     endpoint = f"http://{HUB_HOST}"
-    with pytest.MonkeyPatch.context() as patch:
+    with tempfile.TemporaryDirectory(prefix="charrnn-fuzz-hf-") as name, pytest.MonkeyPatch.context() as patch:
+        home = Path(name)
         patch.setattr(constants, "ENDPOINT", endpoint)
         patch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         patch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -558,8 +558,9 @@ def fuzz_app() -> Iterator[FuzzApp]:
     """The shared app with the Hub offline and the network guarded, for the length of the fuzzing."""
     url = shared_app()
     port = int(url.rstrip("/").rsplit(":", 1)[1])
-    folder = Path(tempfile.mkdtemp(prefix="charrnn-fuzz-uploads-"))
-    with offline_hub(), GUARD.watching(port), server_errors() as raised:
+    with tempfile.TemporaryDirectory(prefix="charrnn-fuzz-uploads-") as name, offline_hub(), GUARD.watching(port), \
+            server_errors() as raised:
+        folder = Path(name)
         client = raw_client(url)
         good, bad = write_uploads(folder)
         trainable = [upload(client, path) for path in good]
