@@ -23,7 +23,7 @@ os.environ["GRADIO_TEMP_DIR"] = str(RUN_TEMP / "gradio")
 tempfile.tempdir = None  # read TMPDIR again
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tests use tiny models, which run fastest on one thread; on a machine whose cores are already
     busy, two threads make each small op wait for a descheduled thread (a 60-step sample: 0.03 s vs 6 s)."""

@@ -22,15 +22,6 @@ from charrnn.vocab import Vocab
 REPEATED = "the quick brown fox jumps over the lazy dog. " * 60
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**overrides) -> TrainConfig:
     base = {"num_layers": 1, "hidden_size": 32, "embedding_dim": 16, "dropout": 0.0, "batch_size": 4, "seq_len": 16,
             "lr": 1e-2, "warmup_steps": 2, "max_steps": 20, "eval_interval": 10, "patience": None}

@@ -36,14 +36,6 @@ SMALL = {"num_layers": 1, "hidden_size": 32, "embedding_dim": 16, "dropout": 0.0
          "lr": 1e-2, "warmup_steps": 2, "patience": None}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def optimizer_imported():
     """A process's first optimizer imports torch._dynamo (seconds): not part of any budget measured here."""
