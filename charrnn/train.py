@@ -5,6 +5,12 @@ bar and a live plot. The loop reads contiguous parallel streams with truncated B
 carries the hidden state across windows, and keeps the best model by validation loss in
 an atomically written checkpoint directory.
 
+A run, in stages: open_out_dir (and the training state, when resuming), read_texts, resolve
+(the config, autosize for a time budget), check_long_enough, the originality index, build_model
+(new, fine-tuned with a grown vocabulary, or resumed) and restore, then _Run: train_loop
+(train_step, evaluate_and_save, samples) and finish (the final evaluation, the card's samples,
+the last checkpoint).
+
 A time budget covers the whole run: start-up, training, the final evaluation and the card's
 samples; training stops early enough to leave the finish the time it was measured to need,
 and any scoring left when the budget runs out stops where it is, saying so. A cancel is seen
@@ -625,211 +631,273 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     first_step = loop.step
 
     streams_batch = cfg.batch_size * (ddp.world_size if ddp else 1)  # under DDP each rank reads its slice of the streams
-    streams = Streams(train_ids, streams_batch, cfg.seq_len, loop.offset)
     steps_per_epoch = len(Streams(train_ids, streams_batch, cfg.seq_len))  # from offset 0, so a resumed run plans the same
-    chars_per_step = cfg.batch_size * cfg.seq_len
     total_steps = cfg.max_steps
     if cfg.max_epochs is not None:
         by_epochs = int(cfg.max_epochs * steps_per_epoch)
         total_steps = min(total_steps, by_epochs) if total_steps else by_epochs
     if state is None and config.warmup_steps is None and total_steps:
         cfg.warmup_steps = min(cfg.warmup_steps, max(1, total_steps // 10))  # a default warmup never eats a short run
-    hyper = {k: v for k, v in asdict(cfg).items() if v is not None}
 
-    def progress(now_elapsed: float) -> float:
-        p = loop.step / total_steps if total_steps else 0.0
-        if cfg.time_budget:
-            p = max(p, now_elapsed / cfg.time_budget)
-        return p
-
-    def quick_score(note: str = "") -> ValScore:
-        """The best model's loss as the evaluations during training measured it."""
-        return ValScore(loss=loop.best_val, chars=len(val_ids_quick) if loop.best_complete else loop.best_chars, held_out=len(val_text),
-                        files=len(texts), whole=loop.best_complete and len(val_ids_quick) == len(val_text), first=loop.best_complete,
-                        exact=loop.best_complete and quick_is_whole, note=note)
-
-    def checkpoint(reason: str) -> None:
-        during = quick_score("as scored during training") if math.isfinite(loop.best_val) else None
-        info = card_info | {
-            "hyperparameters": hyper, "val_loss": card_info.get("full_val_loss", loop.best_val if math.isfinite(loop.best_val) else None),
-            "val_scope": card_info.get("val_scope", during.describe() if during else None),
-            "val_reproducible": card_info.get("val_reproducible", bool(during and during.exact)),
-            "steps": loop.step, "chars_seen": loop.step * chars_per_step, "train_time_s": clock.elapsed(), "hardware": hardware_name(device),
-        }
-        opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors | _rng_tensors(device)
-        tensors["rng.data"] = data_rng.get_state()
-        if hidden is not None:
-            h = hidden if isinstance(hidden, tuple) else (hidden,)
-            tensors["hidden.h"] = h[0]
-            if len(h) > 1:
-                tensors["hidden.c"] = h[1]
-        meta = {
-            **loop.to_meta(), "config": asdict(cfg), "model_config": model.config, "optimizer": opt_meta,
-            "elapsed": clock.elapsed(), "card_info": card_info, "reason": reason, "text_sha256": text_digest,
-        }
-        began = time.monotonic()
-        save_checkpoint(out_dir, model, model_card(model, info), best_state, {"tensors": tensors, "meta": meta},
-                        extra_files={INDEX: corpus_index / INDEX})
-        clock.save_s = time.monotonic() - began
-
-    def evaluate_and_save(grace: float, keep: float = 0.0, save: bool = True) -> Iterator[TrainEvent]:
-        """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
-        A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
-        nonlocal best_state
-        began = time.monotonic()
-        if ddp:
-            result = {"loss": ddp.mean_val_loss(model, val_ids_quick), "chars": len(val_ids_quick) - 1, "complete": True}
-        else:
-            result = evaluate_ids(model, val_ids_quick, stopper.asker(grace, keep))
-        clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
-        why = "" if result["complete"] else stopper.reason
-        val = result["loss"]
-        loop.last_eval_step = loop.step
-        if is_better(val, result["complete"], loop.best_val, loop.best_complete, best_state is not None, len(vocab)):
-            loop.best_val, loop.best_chars, loop.best_complete, loop.evals_since_best = val, result["chars"], result["complete"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif result["complete"]:
-            loop.evals_since_best += 1
-        now = clock.elapsed()
-        message = f"scored {result['chars']:,} of {len(val_ids_quick) - 1:,} validation characters before {why}" if why else ""
-        yield TrainEvent("eval", step=loop.step, total_steps=total_steps, epoch=loop.epoch + loop.window / steps_per_epoch, elapsed=now,
-                         lr=optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=loop.best_val if math.isfinite(loop.best_val) else None,
-                         message=message)
-        if save and best_state is not None and (ddp is None or ddp.is_main):
-            checkpoint("eval")
-
-    loop_t0 = time.monotonic()
+    run = _Run(cfg=cfg, out_dir=out_dir, model=model, net=net, optimizer=optimizer, data_rng=data_rng, device=device,
+               ddp=ddp, clock=clock, stopper=stopper, loop=loop, texts=texts, train_ids=train_ids,
+               val_ids_quick=val_ids_quick, val_chars=len(val_text), final_parts=final_parts, quick_is_whole=quick_is_whole,
+               finish_chars=finish_chars, card_info=card_info, corpus_index=corpus_index, text_digest=text_digest,
+               best_state=best_state, hidden=hidden, first_state=first_state, first_step=first_step,
+               streams_batch=streams_batch, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+               hyper={k: v for k, v in asdict(cfg).items() if v is not None})
     yield TrainEvent("start", step=loop.step, total_steps=total_steps, lr=cfg.lr, elapsed=clock.elapsed(),
                      message=f"{model.num_parameters():,} parameters, vocabulary {len(vocab)}, {len(train_text):,} training and "
                              f"{len(val_text):,} validation characters, on {hardware_name(device)}"
                              + (f"\n{cfg.autosize}" if cfg.autosize and state is None else ""))
-    stopped = "finished"
-    recent_loss, recent_count, speed_t, speed_steps = 0.0, 0, time.monotonic(), 0
-    while True:
-        now = clock.elapsed()
-        if stopper.cancelled():  # from here a cancel's grace period runs
+    stopped = yield from run.train_loop()
+    yield from run.finish(stopped)
+
+
+@dataclass(eq=False)
+class _Run:
+    """A run from its first step on: what the stages before it built, and the stages that step,
+    evaluate, save and finish it."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    model: CharRNN
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    data_rng: torch.Generator
+    device: torch.device
+    ddp: distributed.Group | None  # under torchrun: this rank and the process group
+    clock: _Clock
+    stopper: _Stopper
+    loop: LoopState
+    texts: list[str]
+    train_ids: torch.Tensor
+    val_ids_quick: torch.Tensor  # what each evaluation scores
+    val_chars: int  # held-out characters in all
+    final_parts: list[tuple[str, str]]  # (file name, the held-out part the end scores)
+    quick_is_whole: bool  # each evaluation scores the whole held-out text, so the end need not score it again
+    finish_chars: int  # what is left to score when training stops
+    card_info: dict
+    corpus_index: Path
+    text_digest: str
+    best_state: dict | None
+    hidden: State | None
+    first_state: dict  # the weights to fall back on before any evaluation
+    first_step: int
+    streams_batch: int
+    steps_per_epoch: int
+    total_steps: int | None
+    hyper: dict
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.model.vocab
+
+    @property
+    def chars_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.seq_len
+
+    def progress(self, now_elapsed: float) -> float:
+        p = self.loop.step / self.total_steps if self.total_steps else 0.0
+        if self.cfg.time_budget:
+            p = max(p, now_elapsed / self.cfg.time_budget)
+        return p
+
+    def quick_score(self, note: str = "") -> ValScore:
+        """The best model's loss as the evaluations during training measured it."""
+        return ValScore(loss=self.loop.best_val, chars=len(self.val_ids_quick) if self.loop.best_complete else self.loop.best_chars, held_out=self.val_chars,
+                        files=len(self.texts), whole=self.loop.best_complete and len(self.val_ids_quick) == self.val_chars, first=self.loop.best_complete,
+                        exact=self.loop.best_complete and self.quick_is_whole, note=note)
+
+    def checkpoint(self, reason: str) -> None:
+        """Write the best weights, the card and the training state (atomically: see save_checkpoint)."""
+        during = self.quick_score("as scored during training") if math.isfinite(self.loop.best_val) else None
+        info = self.card_info | {
+            "hyperparameters": self.hyper, "val_loss": self.card_info.get("full_val_loss", self.loop.best_val if math.isfinite(self.loop.best_val) else None),
+            "val_scope": self.card_info.get("val_scope", during.describe() if during else None),
+            "val_reproducible": self.card_info.get("val_reproducible", bool(during and during.exact)),
+            "steps": self.loop.step, "chars_seen": self.loop.step * self.chars_per_step, "train_time_s": self.clock.elapsed(), "hardware": hardware_name(self.device),
+        }
+        opt_tensors, opt_meta = _optimizer_to_tensors(self.optimizer)
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} | opt_tensors | _rng_tensors(self.device)
+        tensors["rng.data"] = self.data_rng.get_state()
+        if self.hidden is not None:
+            h = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+            tensors["hidden.h"] = h[0]
+            if len(h) > 1:
+                tensors["hidden.c"] = h[1]
+        meta = {
+            **self.loop.to_meta(), "config": asdict(self.cfg), "model_config": self.model.config, "optimizer": opt_meta,
+            "elapsed": self.clock.elapsed(), "card_info": self.card_info, "reason": reason, "text_sha256": self.text_digest,
+        }
+        began = time.monotonic()
+        save_checkpoint(self.out_dir, self.model, model_card(self.model, info), self.best_state, {"tensors": tensors, "meta": meta},
+                        extra_files={INDEX: self.corpus_index / INDEX})
+        self.clock.save_s = time.monotonic() - began
+
+    def evaluate_and_save(self, grace: float, keep: float = 0.0, save: bool = True) -> Iterator[TrainEvent]:
+        """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
+        A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
+        began = time.monotonic()
+        if self.ddp:
+            result = {"loss": self.ddp.mean_val_loss(self.model, self.val_ids_quick), "chars": len(self.val_ids_quick) - 1, "complete": True}
+        else:
+            result = evaluate_ids(self.model, self.val_ids_quick, self.stopper.asker(grace, keep))
+        self.clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
+        why = "" if result["complete"] else self.stopper.reason
+        val = result["loss"]
+        self.loop.last_eval_step = self.loop.step
+        if is_better(val, result["complete"], self.loop.best_val, self.loop.best_complete, self.best_state is not None, len(self.vocab)):
+            self.loop.best_val, self.loop.best_chars, self.loop.best_complete, self.loop.evals_since_best = val, result["chars"], result["complete"], 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        elif result["complete"]:
+            self.loop.evals_since_best += 1
+        now = self.clock.elapsed()
+        message = f"scored {result['chars']:,} of {len(self.val_ids_quick) - 1:,} validation characters before {why}" if why else ""
+        yield TrainEvent("eval", step=self.loop.step, total_steps=self.total_steps, epoch=self.loop.epoch + self.loop.window / self.steps_per_epoch, elapsed=now,
+                         lr=self.optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=self.loop.best_val if math.isfinite(self.loop.best_val) else None,
+                         message=message)
+        if save and self.best_state is not None and (self.ddp is None or self.ddp.is_main):
+            self.checkpoint("eval")
+
+    def stop_reason(self, now: float) -> str:
+        """Why training must stop before the next step ('' to go on); under torchrun, all ranks agree."""
+        if self.stopper.cancelled():  # from here a cancel's grace period runs
             stopped = "cancelled"
-        elif total_steps is not None and loop.step >= total_steps:
+        elif self.total_steps is not None and self.loop.step >= self.total_steps:
             stopped = "finished"
-        elif cfg.time_budget is not None and now >= cfg.time_budget - clock.finish_s(finish_chars, chars_per_step):
+        elif self.cfg.time_budget is not None and now >= self.cfg.time_budget - self.clock.finish_s(self.finish_chars, self.chars_per_step):
             stopped = "time budget reached"  # what is left is kept for the final evaluation and the card's samples
-        elif cfg.patience is not None and loop.evals_since_best >= cfg.patience:
+        elif self.cfg.patience is not None and self.loop.evals_since_best >= self.cfg.patience:
             stopped = "validation loss stopped improving"
         else:
             stopped = ""
-        if ddp:
-            stopped = ddp.agree_to_stop(stopped)
-        if stopped:
-            break
+        return self.ddp.agree_to_stop(stopped) if self.ddp else stopped
 
-        if loop.window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
-            loop.epoch, loop.window = loop.epoch + 1, 0
-            # A shifted grid may hold one window fewer; the offset never leaves a stream shorter than a window.
-            max_offset = min(cfg.seq_len - 1, len(train_ids) - 1 - streams_batch * cfg.seq_len)
-            loop.offset = int(torch.randint(0, max_offset + 1, (1,), generator=data_rng))
-            streams = Streams(train_ids, streams_batch, cfg.seq_len, loop.offset)
-            hidden = None
-        x, y = streams.window(loop.window)
-        if ddp:
-            x, y = ddp.my_rows(x), ddp.my_rows(y)
-        lr = _lr_at(cfg, loop.step, progress(now)) * loop.lr_scale
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, new_hidden = train_step(net, model, optimizer, x, y, hidden, cfg.precision, cfg.grad_clip, averaged_grads=bool(ddp))
-        if new_hidden is None:
-            loop.nan_steps += 1
-            loop.lr_scale *= NAN_LR_FACTOR
-            hidden = None
-            # The weights that gave a non-finite loss may be poisoned: go back to the best ones (or the first).
-            model.load_state_dict(best_state if best_state is not None else first_state)
-            optimizer.state.clear()
-            yield TrainEvent("nan", step=loop.step, epoch=loop.epoch, lr=lr,
-                             message=f"non-finite loss at step {loop.step}: skipped the step, went back to the best weights so far "
-                                     f"and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
-            if loop.nan_steps >= MAX_NAN_STEPS:
-                stopped = "diverged (loss kept becoming NaN or inf; try a lower learning rate)"
+    def train_loop(self) -> Iterator[TrainEvent]:
+        """Step until a budget, patience, divergence or a cancel says stop; returns why it stopped."""
+        streams = Streams(self.train_ids, self.streams_batch, self.cfg.seq_len, self.loop.offset)
+        loop_t0 = time.monotonic()
+        stopped = "finished"
+        recent_loss, recent_count, speed_t, speed_steps = 0.0, 0, time.monotonic(), 0
+        while True:
+            now = self.clock.elapsed()
+            stopped = self.stop_reason(now)
+            if stopped:
                 break
-            loop.window += 1
-            continue
-        hidden = new_hidden
-        loop.step += 1
-        loop.window += 1
-        recent_loss = recent_loss + loss.detach()  # read (a GPU wait) only when reported
-        recent_count += 1
-        speed_steps += 1
 
-        if loop.eval_interval is None and loop.step == 10:  # ~20 evaluations per run, from the measured speed
-            per_step = (time.monotonic() - loop_t0) / 10
-            planned = [s for s in (total_steps, cfg.time_budget / per_step if cfg.time_budget else None) if s]
-            loop.eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(steps_per_epoch, 500))
-            if ddp:
-                loop.eval_interval = ddp.from_main(loop.eval_interval)
-        if cfg.time_budget is not None and loop.step == first_step + 1:
-            clock.samples_s = _probe_samples_s(model, cfg.seed)
+            if self.loop.window >= len(streams):  # new epoch: shift the window grid so each epoch cuts the text differently
+                self.loop.epoch, self.loop.window = self.loop.epoch + 1, 0
+                # A shifted grid may hold one window fewer; the offset never leaves a stream shorter than a window.
+                max_offset = min(self.cfg.seq_len - 1, len(self.train_ids) - 1 - self.streams_batch * self.cfg.seq_len)
+                self.loop.offset = int(torch.randint(0, max_offset + 1, (1,), generator=self.data_rng))
+                streams = Streams(self.train_ids, self.streams_batch, self.cfg.seq_len, self.loop.offset)
+                self.hidden = None
+            x, y = streams.window(self.loop.window)
+            if self.ddp:
+                x, y = self.ddp.my_rows(x), self.ddp.my_rows(y)
+            lr = _lr_at(self.cfg, self.loop.step, self.progress(now)) * self.loop.lr_scale
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, new_hidden = train_step(self.net, self.model, self.optimizer, x, y, self.hidden, self.cfg.precision, self.cfg.grad_clip, averaged_grads=bool(self.ddp))
+            if new_hidden is None:
+                self.loop.nan_steps += 1
+                self.loop.lr_scale *= NAN_LR_FACTOR
+                self.hidden = None
+                # The weights that gave a non-finite loss may be poisoned: go back to the best ones (or the first).
+                self.model.load_state_dict(self.best_state if self.best_state is not None else self.first_state)
+                self.optimizer.state.clear()
+                yield TrainEvent("nan", step=self.loop.step, epoch=self.loop.epoch, lr=lr,
+                                 message=f"non-finite loss at step {self.loop.step}: skipped the step, went back to the best weights so far "
+                                         f"and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
+                if self.loop.nan_steps >= MAX_NAN_STEPS:
+                    stopped = "diverged (loss kept becoming NaN or inf; try a lower learning rate)"
+                    break
+                self.loop.window += 1
+                continue
+            self.hidden = new_hidden
+            self.loop.step += 1
+            self.loop.window += 1
+            recent_loss = recent_loss + loss.detach()  # read (a GPU wait) only when reported
+            recent_count += 1
+            speed_steps += 1
 
-        now = clock.elapsed()
-        if loop.step % 10 == 0 or loop.step == 1:
-            dt = time.monotonic() - speed_t
-            cps = speed_steps * chars_per_step / dt if dt > 0 else None
-            clock.train_cps = cps or clock.train_cps
-            speed_t, speed_steps = time.monotonic(), 0
-            p = progress(now)
-            eta = max(0.0, now / p - now) if p > 0 else None
-            yield TrainEvent("step", step=loop.step, total_steps=total_steps, epoch=loop.epoch + loop.window / steps_per_epoch, elapsed=now,
-                             eta=eta, progress=min(p, 1.0), lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=loop.best_val if math.isfinite(loop.best_val) else None)
-            recent_loss, recent_count = 0.0, 0
-        if loop.eval_interval and loop.step % loop.eval_interval == 0:
-            yield from evaluate_and_save(CANCEL_GRACE_S)
-        if cfg.sample_interval and loop.step % cfg.sample_interval == 0:
-            settings = SampleSettings(length=cfg.sample_length, temperature=0.8, seed=cfg.seed)
-            text = sample_text(model, settings, stopper.asker())
-            model.train()
-            yield TrainEvent("sample", step=loop.step, elapsed=now, sample=text)
+            if self.loop.eval_interval is None and self.loop.step == 10:  # ~20 evaluations per run, from the measured speed
+                per_step = (time.monotonic() - loop_t0) / 10
+                planned = [s for s in (self.total_steps, self.cfg.time_budget / per_step if self.cfg.time_budget else None) if s]
+                self.loop.eval_interval = max(10, int(min(planned) / 20)) if planned else max(10, min(self.steps_per_epoch, 500))
+                if self.ddp:
+                    self.loop.eval_interval = self.ddp.from_main(self.loop.eval_interval)
+            if self.cfg.time_budget is not None and self.loop.step == self.first_step + 1:
+                self.clock.samples_s = _probe_samples_s(self.model, self.cfg.seed)
 
-    if stopped == "cancelled" and loop.step == first_step:
-        raise StoppedBeforeFirstStep
-    # Final evaluation of where training stopped (unless that step was just evaluated), then the
-    # best model on the held-out text, then the card's samples: each stops where it is when the
-    # budget runs out, and a cancel cuts the finish short.
-    if loop.step > loop.last_eval_step and "diverged" not in stopped:  # saved with the rest below
-        yield from evaluate_and_save(CANCEL_GRACE_S, clock.card_s(), save=False)
-    if best_state is None:
-        if stopper.cancelled():
-            raise TrainingStopped("training was stopped before any evaluation was better than guessing uniformly; nothing was saved")
-        if "diverged" in stopped:
-            raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
-        if loop.step > 0:
-            raise CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: the learning rate is probably far too high")
-        if stopped == "time budget reached":
-            raise CheckpointError(f"the time budget ran out before the first step (starting up took {time.monotonic() - clock.start:.0f} s); "
-                                  "nothing was saved: give it more time")
-        raise CheckpointError("training stopped before the first step; nothing was saved")
-    best_model = copy.deepcopy(model)
-    best_model.load_state_dict(best_state)
-    best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
-    score = _final_score(best_model, quick_score, quick_is_whole and loop.best_complete, final_parts, len(val_text), loop.best_chars,
-                         device, stopper)
-    card_info["full_val_loss"], card_info["val_scope"], card_info["val_reproducible"] = score.loss, score.describe(), score.exact
-    card_info.pop("val_losses", None)
-    if score.per_file:
-        card_info["val_losses"] = score.per_file
-    card_info["samples"] = card_samples(best_model, cfg.seed, stopper.asker())
-    del best_model
-    if stopper.cancelled():
-        stopped = "cancelled"  # whenever it came: a cancelled run never reads as finished
-    if ddp is None or ddp.is_main:
-        checkpoint(stopped)
-    digests = ddp.weight_digests(model) if ddp else None
-    if ddp:
-        ddp.finish()
-    elapsed = clock.elapsed()
-    full_val = score.loss
-    result = TrainResult(out_dir=out_dir, best_val_loss=full_val, steps=loop.step, elapsed=elapsed, stopped_because=stopped, config=asdict(cfg),
-                         rank_weights_sha256=digests, val_scope=score.describe(), val_chars=score.chars)
-    yield TrainEvent("done", step=loop.step, total_steps=total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
-                     message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char) "
-                             f"{score.describe()}", result=result)
+            now = self.clock.elapsed()
+            if self.loop.step % 10 == 0 or self.loop.step == 1:
+                dt = time.monotonic() - speed_t
+                cps = speed_steps * self.chars_per_step / dt if dt > 0 else None
+                self.clock.train_cps = cps or self.clock.train_cps
+                speed_t, speed_steps = time.monotonic(), 0
+                p = self.progress(now)
+                eta = max(0.0, now / p - now) if p > 0 else None
+                yield TrainEvent("step", step=self.loop.step, total_steps=self.total_steps, epoch=self.loop.epoch + self.loop.window / self.steps_per_epoch, elapsed=now,
+                                 eta=eta, progress=min(p, 1.0), lr=lr, train_loss=float(recent_loss) / recent_count, chars_per_s=cps, best_val_loss=self.loop.best_val if math.isfinite(self.loop.best_val) else None)
+                recent_loss, recent_count = 0.0, 0
+            if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0:
+                yield from self.evaluate_and_save(CANCEL_GRACE_S)
+            if self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0:
+                settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
+                text = sample_text(self.model, settings, self.stopper.asker())
+                self.model.train()
+                yield TrainEvent("sample", step=self.loop.step, elapsed=now, sample=text)
+        return stopped
+
+    def finish(self, stopped: str) -> Iterator[TrainEvent]:
+        """Final evaluation of where training stopped (unless that step was just evaluated), then the
+        best model on the held-out text, then the card's samples: each stops where it is when the
+        budget runs out, and a cancel cuts the finish short."""
+        if stopped == "cancelled" and self.loop.step == self.first_step:
+            raise StoppedBeforeFirstStep
+        # Final evaluation of where training stopped (unless that step was just evaluated), then the
+        # best model on the held-out text, then the card's samples: each stops where it is when the
+        # budget runs out, and a cancel cuts the finish short.
+        if self.loop.step > self.loop.last_eval_step and "diverged" not in stopped:  # saved with the rest below
+            yield from self.evaluate_and_save(CANCEL_GRACE_S, self.clock.card_s(), save=False)
+        if self.best_state is None:
+            if self.stopper.cancelled():
+                raise TrainingStopped("training was stopped before any evaluation was better than guessing uniformly; nothing was saved")
+            if "diverged" in stopped:
+                raise CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; nothing was saved: try a lower learning rate")
+            if self.loop.step > 0:
+                raise CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: the learning rate is probably far too high")
+            if stopped == "time budget reached":
+                raise CheckpointError(f"the time budget ran out before the first step (starting up took {time.monotonic() - self.clock.start:.0f} s); "
+                                      "nothing was saved: give it more time")
+            raise CheckpointError("training stopped before the first step; nothing was saved")
+        best_model = copy.deepcopy(self.model)
+        best_model.load_state_dict(self.best_state)
+        best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
+        score = _final_score(best_model, self.quick_score, self.quick_is_whole and self.loop.best_complete, self.final_parts, self.val_chars, self.loop.best_chars,
+                             self.device, self.stopper)
+        self.card_info["full_val_loss"], self.card_info["val_scope"], self.card_info["val_reproducible"] = score.loss, score.describe(), score.exact
+        self.card_info.pop("val_losses", None)
+        if score.per_file:
+            self.card_info["val_losses"] = score.per_file
+        self.card_info["samples"] = card_samples(best_model, self.cfg.seed, self.stopper.asker())
+        del best_model
+        if self.stopper.cancelled():
+            stopped = "cancelled"  # whenever it came: a cancelled run never reads as finished
+        if self.ddp is None or self.ddp.is_main:
+            self.checkpoint(stopped)
+        digests = self.ddp.weight_digests(self.model) if self.ddp else None
+        if self.ddp:
+            self.ddp.finish()
+        elapsed = self.clock.elapsed()
+        full_val = score.loss
+        result = TrainResult(out_dir=self.out_dir, best_val_loss=full_val, steps=self.loop.step, elapsed=elapsed, stopped_because=stopped, config=asdict(self.cfg),
+                             rank_weights_sha256=digests, val_scope=score.describe(), val_chars=score.chars)
+        yield TrainEvent("done", step=self.loop.step, total_steps=self.total_steps, elapsed=elapsed, val_loss=full_val, best_val_loss=full_val,
+                         message=f"stopped: {stopped}; best validation loss {full_val:.4f} nats/char ({full_val / math.log(2):.3f} bits/char) "
+                                 f"{score.describe()}", result=result)
 
 
 def _final_score(model: CharRNN, quick_score: Callable[[str], ValScore], known: bool, parts: list[tuple[str, str]],
