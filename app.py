@@ -232,7 +232,8 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
         demo.unload(studio.end_session)
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
-    # is the generation limit: every viewing event joins "generate"; training alone is limited to 1.
+    # is the generation limit: every viewing event joins "generate". Training runs are all let in and
+    # wait in the app's own line (jobs.TrainingLine), where Stop reaches them.
     demo.queue(max_size=limits.QUEUE_MAX_SIZE, default_concurrency_limit=limits.GENERATE_CONCURRENCY)
     studio.forget_state = demo.forget_session
     demo.studio = studio  # type: ignore[attr-defined]
