@@ -81,10 +81,15 @@ def name_input(value: object, what: str) -> str:
     return text_input(value, what, limits.MAX_NAME_CHARS).strip()
 
 
-def whole_number(value: object, what: str, low: int, high: int) -> int:
-    """value as a whole number from low to high (a float such as 3.0 is fine), or a gr.Error."""
+def is_whole(value: object, low: int, high: int) -> bool:
+    """Whether value is a whole number from low to high (a float such as 3.0 counts; True does not)."""
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer()
-    if not ok or not low <= value <= high:
+    return ok and low <= value <= high
+
+
+def whole_number(value: object, what: str, low: int, high: int) -> int:
+    """value as a whole number from low to high, or a gr.Error."""
+    if not is_whole(value, low, high):
         raise gr.Error(f"{what} must be a whole number, at least {low:,} and at most {high:,}, not {shown(value)}")
     return int(value)
 
@@ -168,13 +173,12 @@ class Studio:
         repo id is only ever looked up on the Hub.
         """
         repo = name_input(hub_repo_id, "Hub repo id")
-        name = name_input(model, "model")
+        name = name_input(model, "model") or self.default_model()
+        if not repo and name is None:
+            raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
         try:
             if repo:
                 return load_hub_model(repo, device=self.device)
-            name = name or self.default_model()
-            if name is None:
-                raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
             if name in self.shipped():
                 return self.shipped_models.get(self.shipped()[name], self.device)
             found = session.load(name, self.device) if isinstance(session, Session) else None

@@ -19,7 +19,7 @@ import numpy as np
 
 from charrnn import limits
 from charrnn.components import shown
-from charrnn.handlers import sample_settings, text_input
+from charrnn.handlers import is_whole, sample_settings, text_input
 from charrnn.insight import (
     DEFAULT_TEMPERATURES,
     FEATURES,
@@ -117,8 +117,7 @@ def _run(fn: Callable[[], Any]) -> Any:
 
 
 def _whole(value: Any, name: str, low: int, high: int) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer()
-    if not ok or not low <= value <= high:
+    if not is_whole(value, low, high):
         raise gr.Error(f"{name} must be a whole number from {low} to {high} for this model, not {shown(value)}")
     return int(value)
 
