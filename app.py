@@ -53,27 +53,36 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
     with gr.Tab("Generate", id="generate"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = ui.Textbox(label="Seed prompt", lines=3, max_length=limits.MAX_TEXT_CHARS, placeholder="Once upon a time", value="Once upon a time")
+                prompt = ui.Textbox(label="Seed prompt", lines=3, max_length=limits.MAX_TEXT_CHARS,
+                                    placeholder="Once upon a time", value="Once upon a time")
                 gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts",
                             api_visibility="private")  # a click in the page only
                 model = ui.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
-                                    info="The shipped models, and the ones you fine-tune in the Train tab (this session only).")
-                hub_repo_id = ui.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1, max_length=limits.MAX_NAME_CHARS,
-                                         info="A charrnn model on the Hugging Face Hub; used instead of the list when filled in.")
+                                    info="The shipped models, and the ones you fine-tune in the Train tab "
+                                         "(this session only).")
+                hub_repo_id = ui.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1,
+                                         max_length=limits.MAX_NAME_CHARS,
+                                         info="A charrnn model on the Hugging Face Hub; used instead of the list "
+                                              "when filled in.")
                 temperature = ui.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP,
                                         elem_id="temperature")
-                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1, label="Length (characters)")
-                seed = ui.Textbox(label="Random seed", placeholder="empty = random", max_lines=1, max_length=limits.MAX_NAME_CHARS,
+                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1,
+                                   label="Length (characters)")
+                seed = ui.Textbox(label="Random seed", placeholder="empty = random", max_lines=1,
+                                  max_length=limits.MAX_NAME_CHARS,
                                   info="The same seed, settings and model give the same text.")
                 with gr.Accordion("Advanced", open=False):
-                    top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k", info="Sample only from the k most likely characters (0 = off).")
+                    top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k",
+                                      info="Sample only from the k most likely characters (0 = off).")
                     top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
-                                      info="Sample only from the most likely characters that together hold this probability (1 = off).")
+                                      info="Sample only from the most likely characters that together hold this "
+                                           "probability (1 = off).")
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
             with gr.Column(scale=3):
-                output = ui.Textbox(label="Generated text", lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS, buttons=["copy"], elem_id="generated")
+                output = ui.Textbox(label="Generated text", lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
+                                    buttons=["copy"], elem_id="generated")
                 seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
                 build_inspect_views(views, session, prompt, output, model, hub_repo_id, length, seed, top_k, top_p)
         inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session]
@@ -82,8 +91,9 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
         submit = prompt.submit(studio.generate, inputs, [output, seed_used], api_name="generate_on_enter",
                                concurrency_id="generate")
         stop_btn.click(None, None, None, cancels=[run, submit], api_name="stop_generate")
-    return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length, seed=seed,
-                   top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn, stop=stop_btn))
+    return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length,
+                   seed=seed, top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn,
+                   stop=stop_btn))
 
 
 def build_push_to_hub(studio: Studio, session: gr.State, model: gr.components.Component) -> UI:
@@ -107,7 +117,8 @@ def build_push_to_hub(studio: Studio, session: gr.State, model: gr.components.Co
         private = ui.Checkbox(True, label="Private repo")
         button = gr.Button("Push to Hub", elem_id="push-button")
         result = gr.Markdown(elem_id="push-result")
-    button.click(studio.push, [model, repo, token, private, session], [result, token], api_name="push", concurrency_limit=2)
+    button.click(studio.push, [model, repo, token, private, session], [result, token], api_name="push",
+                 concurrency_limit=2)
     return UI(dict(repo=repo, token=token, private=private, push=button, result=result))
 
 
@@ -116,23 +127,31 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
     with gr.Tab("Train", id="train"):
         with gr.Row():
             with gr.Column(scale=2):
-                upload = ui.File(label="Training text (.txt)", file_types=[".txt"], file_count="single", elem_id="upload")
+                upload = ui.File(label="Training text (.txt)", file_types=[".txt"], file_count="single",
+                                 elem_id="upload")
                 upload_info = gr.Markdown(elem_id="upload-info")
-                base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from", allow_custom_value=True,
-                                   info="Fine-tuning a shipped model learns a new style in minutes; from scratch needs much more text and time.")
-                size = ui.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET, label="Model size (from scratch only)")
-                minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN, value=limits.DEFAULT_TIME_BUDGET_MIN, step=1,
-                                    label="Time budget (minutes)", info="Training stops when this runs out; the best model so far is kept.")
+                base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from",
+                                   allow_custom_value=True,
+                                   info="Fine-tuning a shipped model learns a new style in minutes; from scratch "
+                                        "needs much more text and time.")
+                size = ui.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET,
+                                   label="Model size (from scratch only)")
+                minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN,
+                                    value=limits.DEFAULT_TIME_BUDGET_MIN, step=1, label="Time budget (minutes)",
+                                    info="Training stops when this runs out; the best model so far is kept.")
                 fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
-                                info="Folding turns curly quotes and accents into plain ASCII: a smaller vocabulary learns faster.")
+                                info="Folding turns curly quotes and accents into plain ASCII: a smaller "
+                                     "vocabulary learns faster.")
                 with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
                     lr = ui.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
-                    max_steps = ui.Number(0, label="Stop after this many steps (0 = only the time budget)", minimum=0, precision=0)
+                    max_steps = ui.Number(0, label="Stop after this many steps (0 = only the time budget)",
+                                          minimum=0, precision=0)
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
             with gr.Column(scale=3):
-                status = gr.Markdown("Upload a text, pick where to start from, and press Start.", elem_id="train-status")
+                status = gr.Markdown("Upload a text, pick where to start from, and press Start.",
+                                     elem_id="train-status")
                 plot = gr.LinePlot(None, x="step", y="loss", color="curve", title="Loss (nats per character)",
                                    x_title="step", y_title="loss", height=300, elem_id="loss-plot")
                 sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
@@ -140,15 +159,19 @@ def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
                 build_push_to_hub(studio, session, generate.model)
         read_inputs = [upload, base, fold, session]
         upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload")
-        base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base", show_progress="hidden")
-        fold.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_fold", show_progress="hidden")
+        base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base",
+                    show_progress="hidden")
+        fold.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_fold",
+                    show_progress="hidden")
         upload.clear(lambda: "", None, upload_info, api_name="clear_upload")
         start.click(studio.train, [upload, base, size, minutes, fold, lr, max_steps, session],
                     [status, plot, sample, generate.model, base, download, session], api_name="train",
-                    concurrency_limit=None, concurrency_id="train", show_progress_on=[status])  # runs wait in the handler's own line
+                    # runs wait in the handler's own line
+                    concurrency_limit=None, concurrency_id="train", show_progress_on=[status])
         stop.click(studio.stop_training, [session], [status], api_name="stop_training", queue=False)
     return UI(dict(upload=upload, upload_info=upload_info, base=base, size=size, minutes=minutes, fold=fold, lr=lr,
-                   max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample, download=download))
+                   max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample,
+                   download=download))
 
 
 # --- seeing inside the model -------------------------------------------------------------------------
@@ -175,10 +198,12 @@ def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, 
         with gr.Accordion("The same as data (what the API returns)", open=False):
             data = gr.JSON(elem_id="insight-data")
     model_in = [model, hub_repo_id, session]
-    inspect.click(views.inspect, [prompt, output, *model_in], [view, data], api_name="inspect", concurrency_id="generate")
+    inspect.click(views.inspect, [prompt, output, *model_in], [view, data], api_name="inspect",
+                  concurrency_id="generate")
     sweep.click(views.temperatures, [prompt, length, seed, model, hub_repo_id, top_k, top_p, session], [view, data],
                 api_name="temperatures", concurrency_id="generate")
-    original.click(views.originality, [prompt, output, *model_in], [view, data], api_name="originality", concurrency_id="generate")
+    original.click(views.originality, [prompt, output, *model_in], [view, data], api_name="originality",
+                   concurrency_id="generate")
     return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data))
 
 
@@ -190,7 +215,8 @@ def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> U
                     "Or let the app find the cells that follow simple features of the text.")
         with gr.Row():
             with gr.Column(scale=2):
-                text = ui.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20, max_length=limits.MAX_TEXT_CHARS, elem_id="neuron-text")
+                text = ui.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20,
+                                  max_length=limits.MAX_TEXT_CHARS, elem_id="neuron-text")
                 use_last = gr.Button("Use the last generated text", size="sm")
                 with gr.Row():
                     layer = ui.Number(1, label="Layer", precision=0, minimum=1, elem_id="neuron-layer",
@@ -205,17 +231,21 @@ def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> U
             with gr.Column(scale=3):
                 view = gr.HTML(css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="neuron-view")
                 cells = gr.Dataframe(headers=["feature", "rank", "layer", "unit", "state", "r"], interactive=False,
-                                     label="Interesting cells: click a row to colour the text by that cell", elem_id="cells")
+                                     label="Interesting cells: click a row to colour the text by that cell",
+                                     elem_id="cells")
                 how = gr.Markdown(elem_id="cells-how")
                 with gr.Accordion("The same as data (what the API returns)", open=False):
                     data = gr.JSON()
     model_in = [generate.model, generate.hub_repo_id, session]
     use_last.click(None, generate.output, text, js="(generated) => generated")
-    show.click(views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons", concurrency_id="generate")
+    show.click(views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons",
+               concurrency_id="generate")
     find.click(views.find_cells, [text, *model_in], [cells, how], api_name="find_cells", concurrency_id="generate")
     cells.select(views.pick_cell, [cells], [layer, unit, state], api_name="pick_cell").then(
-        views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons_of_picked_cell", concurrency_id="generate")
-    return UI(dict(text=text, layer=layer, unit=unit, state=state, show=show, find=find, view=view, cells=cells, how=how, data=data))
+        views.neurons, [text, layer, unit, state, *model_in], [view, data], api_name="neurons_of_picked_cell",
+        concurrency_id="generate")
+    return UI(dict(text=text, layer=layer, unit=unit, state=state, show=show, find=find, view=view, cells=cells,
+                   how=how, data=data))
 
 
 def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None = None) -> gr.Blocks:
@@ -245,18 +275,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the charrnn web app.")
     parser.add_argument("--host", default=env.get("CHARRNN_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
                         help="interface to listen on (env CHARRNN_HOST; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=int(env.get("CHARRNN_PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
-                        help="port (env CHARRNN_PORT)")
-    parser.add_argument("--share", action="store_true", default=env.get("CHARRNN_SHARE", "").lower() in ("1", "true", "yes"),
+    port = int(env.get("CHARRNN_PORT") or env.get("GRADIO_SERVER_PORT") or 7860)
+    parser.add_argument("--port", type=int, default=port, help="port (env CHARRNN_PORT)")
+    share = env.get("CHARRNN_SHARE", "").lower() in ("1", "true", "yes")
+    parser.add_argument("--share", action="store_true", default=share,
                         help="also serve through a public gradio.live link (env CHARRNN_SHARE=1)")
-    parser.add_argument("--checkpoints", default=None, help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
+    parser.add_argument("--checkpoints", default=None,
+                        help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
     args = parser.parse_args(argv)
     limit_malloc_arenas()  # before the threads that generate and train start
     demo = build_app(args.checkpoints)
     # SIGTERM (a Space restart, docker stop) stops the server the way Ctrl-C does, so the clean-up below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=limits.MAX_UPLOAD_BYTES)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                    max_file_size=limits.MAX_UPLOAD_BYTES, max_threads=limits.SERVER_THREADS)
     except KeyboardInterrupt:
         pass
     finally:

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 CANDIDATES = ((1, 128), (2, 128), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
 CHARS_PER_PARAM = 1.5
 MAX_PROBE_SHARE = 0.03  # stop trying larger models once measuring has taken 3% of the budget
-PARAMS_PER_TRAIN_CHAR = 8.0  # with dropout, 2x768 (7.3M) on tinyshakespeare (1M chars) is about the most a text supports
+# With dropout, 2x768 (7.3M) on tinyshakespeare (1M chars) is about the most a text supports.
+PARAMS_PER_TRAIN_CHAR = 8.0
 START_CANDIDATE = 2  # 2x256: measured first, then up while it fits, down while it does not
 CPU_BATCH, CPU_SEQ = 32, 64
 GPU_BATCHES = (32, 64, 128, 256, 512)
@@ -71,14 +72,16 @@ def count_parameters(num_layers: int, hidden: int, embedding: int, vocab_size: i
     return vocab_size * embedding + lstm + hidden * vocab_size + vocab_size
 
 
-def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int, vocab_size: int, batch: int, seq_len: int,
-                        device: torch.device, steps: int = 3, max_seconds: float = 1.0, precision: str = "fp32") -> float:
+def measure_chars_per_s(cell: str, num_layers: int, hidden: int, embedding: int, vocab_size: int, batch: int,
+                        seq_len: int, device: torch.device, steps: int = 3, max_seconds: float = 1.0,
+                        precision: str = "fp32") -> float:
     """Training characters per second of one (model, batch) on device: forward, backward, clip, AdamW.
 
     Times the trainer's own step (charrnn.step.train_step), so what is measured is what will run.
     """
     vocab = [UNK] + [chr(0x100 + i) for i in range(vocab_size - 1)]
-    model = CharRNN(vocab, cell=cell, num_layers=num_layers, hidden_size=hidden, embedding_dim=embedding, dropout=0.0).to(device)
+    model = CharRNN(vocab, cell=cell, num_layers=num_layers, hidden_size=hidden, embedding_dim=embedding,
+                    dropout=0.0).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen).to(device)
@@ -166,9 +169,10 @@ class SizeSearch:
         return k, chosen
 
 
-def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device, num_layers: int | None = None,
-                hidden_size: int | None = None, embedding_dim: int | None = None, batch_size: int | None = None,
-                seq_len: int | None = None, precision: str = "fp32", check: Callable[[], None] | None = None) -> SizePlan:
+def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float, device: torch.device,
+                num_layers: int | None = None, hidden_size: int | None = None, embedding_dim: int | None = None,
+                batch_size: int | None = None, seq_len: int | None = None, precision: str = "fp32",
+                check: Callable[[], None] | None = None) -> SizePlan:
     """Rule 1 (and the batch part of rule 3), by measuring candidates on device."""
     t0 = time.perf_counter()
     if device.type == "cuda":  # start the GPU now, so its one-off seconds do not cut the search short
@@ -181,7 +185,8 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
         layers, hidden = num_layers or 2, hidden_size or 512
         batch, cps = search.batch_for(layers, hidden)
     else:  # the text caps the size whatever the budget; the smallest is always allowed
-        candidates = [c for c in CANDIDATES if search.params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars] or [CANDIDATES[0]]
+        supported = [c for c in CANDIDATES if search.params_of(*c) <= PARAMS_PER_TRAIN_CHAR * train_chars]
+        candidates = supported or [CANDIDATES[0]]
         k, (batch, cps) = search.largest_that_fits(candidates)
         layers, hidden = candidates[k]
     emb = search.embedding_for(hidden)
@@ -189,8 +194,8 @@ def choose_size(cell: str, budget_s: float, vocab_size: int, train_chars: float,
     spent = time.perf_counter() - t0
     ratio = max(budget_s - spent, 0.0) * cps / params
     why = "as given" if fixed_size else f"the largest that sees >= {CHARS_PER_PARAM} chars per parameter in the budget"
-    reason = (f"time budget {budget_s:g}s: {layers}x{hidden} ({params:,} parameters, {why}), batch {batch}, sequence {seq}, "
-              f"measured {cps:,.0f} chars/s -> ~{ratio:.1f} chars per parameter")
+    reason = (f"time budget {budget_s:g}s: {layers}x{hidden} ({params:,} parameters, {why}), "
+              f"batch {batch}, sequence {seq}, measured {cps:,.0f} chars/s -> ~{ratio:.1f} chars per parameter")
     return SizePlan(layers, hidden, emb, batch, seq, cps, params, spent, reason)
 
 
@@ -203,8 +208,8 @@ def auto_config(config: TrainConfig, texts: list[str], check: Callable[[], None]
     cfg.precision = resolve_precision(cfg.precision, device)  # measured in the precision it will train in
     vocab_size = min(len(set().union(*map(set, texts))) + 1, cfg.max_vocab)
     train_chars = sum(len(t) for t in texts) * (1 - cfg.val_fraction)
-    plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers, cfg.hidden_size, cfg.embedding_dim,
-                       cfg.batch_size, cfg.seq_len, cfg.precision, check)
+    plan = choose_size(cfg.cell, cfg.time_budget, max(vocab_size, 2), train_chars, device, cfg.num_layers,
+                       cfg.hidden_size, cfg.embedding_dim, cfg.batch_size, cfg.seq_len, cfg.precision, check)
     budget = max(cfg.time_budget - plan.probe_seconds, 0.1 * cfg.time_budget)
     chars_in_budget = budget * plan.chars_per_s * world_size()
     epochs = chars_in_budget / max(train_chars, 1.0)

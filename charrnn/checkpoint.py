@@ -195,8 +195,11 @@ def store_weights_as(directory: str | Path, dtype_name: str) -> tuple[int, int, 
     for name, tensor in tensors.items():
         converted[name] = tensor.to(dtype).contiguous() if tensor.is_floating_point() else tensor
         if not torch.isfinite(converted[name]).all():
-            raise CheckpointError(f"{name} does not fit in {dtype_name} (its largest weight is {tensor.abs().max().item():.3g}); keep the model as it is")
-    change = max((converted[k].float() - v.float()).abs().max().item() for k, v in tensors.items() if v.is_floating_point())
+            largest = tensor.abs().max().item()
+            raise CheckpointError(f"{name} does not fit in {dtype_name} (its largest weight is {largest:.3g}); "
+                                  "keep the model as it is")
+    change = max((converted[k].float() - v.float()).abs().max().item()
+                 for k, v in tensors.items() if v.is_floating_point())
     before = path.stat().st_size
     replace_file(path, lambda tmp: save_file(converted, tmp))
     return before, path.stat().st_size, change
@@ -224,7 +227,8 @@ def save_checkpoint(
         if training_state is not None:
             state_dir = tmp / STATE_DIR
             state_dir.mkdir()
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in training_state["tensors"].items()}, str(state_dir / "state.safetensors"))
+            state_tensors = {k: v.detach().to("cpu").contiguous() for k, v in training_state["tensors"].items()}
+            save_file(state_tensors, str(state_dir / "state.safetensors"))
             (state_dir / "state.json").write_text(json.dumps(training_state["meta"], indent=2))
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
@@ -248,7 +252,8 @@ def load_training_state(directory: str | Path) -> dict:
     if not (state_dir / "state.json").exists():
         raise CheckpointError(f"{directory} has no training state to resume from")
     try:
-        return {"tensors": load_file(str(state_dir / "state.safetensors")), "meta": json.loads((state_dir / "state.json").read_text())}
+        return {"tensors": load_file(str(state_dir / "state.safetensors")),
+                "meta": json.loads((state_dir / "state.json").read_text())}
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"{directory}: the training state is unreadable ({exc})") from None
 
@@ -279,7 +284,8 @@ def parse_hub_id(text: str) -> tuple[str, str | None]:
             raise HFValidationError("not owner/name")
         validate_repo_id(repo_id)
     except HFValidationError:
-        raise CheckpointError(f"{reprlib.repr(text)} is not a Hugging Face Hub repo id (owner/name, optionally @revision)") from None
+        raise CheckpointError(f"{reprlib.repr(text)} is not a Hugging Face Hub repo id "
+                              "(owner/name, optionally @revision)") from None
     return repo_id, revision or None
 
 
@@ -295,7 +301,8 @@ def split_revision(name: str | Path, revision: str | None = None) -> tuple[str |
 
 
 def resolve_model_dir(name: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint directory for name: a path as is, a Hub repo id (owner/name[@revision]) through the standard cache."""
+    """A local checkpoint directory for name: a path as is, a Hub repo id (owner/name[@revision]) through the
+    standard cache."""
     name, revision = split_revision(name, revision)
     try:
         path = recover_interrupted_swap(Path(name).expanduser())
@@ -335,19 +342,25 @@ def _download(repo_id: str, revision: str | None) -> Path:
     except HFValidationError as exc:
         raise CheckpointError(f"{repo_id}: not a valid Hub repo id ({str(exc).splitlines()[0]})") from None
     except GatedRepoError:
-        raise CheckpointError(f"{repo_id} is gated: accept its terms on the Hub, then set HF_TOKEN or run `hf auth login`") from None
+        raise CheckpointError(f"{repo_id} is gated: accept its terms on the Hub, "
+                              "then set HF_TOKEN or run `hf auth login`") from None
     except RepositoryNotFoundError:
         if get_token() is None:
-            raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no token is set (set HF_TOKEN or run `hf auth login`)") from None
-        raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and your token cannot read it") from None
+            raise CheckpointError(f"{repo_id}: no such model on the Hub, or it is private and no token is set "
+                                  "(set HF_TOKEN or run `hf auth login`)") from None
+        raise CheckpointError(f"{repo_id}: no such model on the Hub, "
+                              "or it is private and your token cannot read it") from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{repo_id} has no revision {reprlib.repr(revision)} (a branch, tag or commit on the Hub)") from None
+        raise CheckpointError(f"{repo_id} has no revision {reprlib.repr(revision)} "
+                              "(a branch, tag or commit on the Hub)") from None
     except DisabledRepoError:
         raise CheckpointError(f"{repo_id} has been disabled on the Hub") from None
     except LocalEntryNotFoundError:
         if is_offline_mode():
-            raise CheckpointError(f"{repo_id}{at} is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it") from None
-        raise CheckpointError(f"{repo_id}{at} is not in the local cache, and the Hub cannot be reached (offline?)") from None
+            raise CheckpointError(f"{repo_id}{at} is not in the local cache, "
+                                  "and HF_HUB_OFFLINE=1 forbids downloading it") from None
+        raise CheckpointError(f"{repo_id}{at} is not in the local cache, "
+                              "and the Hub cannot be reached (offline?)") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise CheckpointError(f"{repo_id}: the Hub refused the download (HTTP {status})") from None
@@ -362,8 +375,8 @@ def refuse_pickles(label: str, names: list[str], note: str = "") -> None:
     """The one refusal of a model that has pickle weights and no safetensors: a pickle can run code."""
     pickles = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
     if pickles:
-        raise CheckpointError(f"{label} holds only pickle weights ({', '.join(pickles)}); charrnn loads {WEIGHTS} only, "
-                              f"because unpickling a downloaded file can run arbitrary code{note}")
+        raise CheckpointError(f"{label} holds only pickle weights ({', '.join(pickles)}); charrnn loads {WEIGHTS} "
+                              f"only, because unpickling a downloaded file can run arbitrary code{note}")
 
 
 def _repo_files(repo_id: str, revision: str | None, directory: Path) -> list[str]:
@@ -391,7 +404,8 @@ def read_config(directory: Path, label: str | None = None) -> dict:
         raise CheckpointError(f"{label} is not a charrnn model: it has no {CONFIG}")
     size = config_path.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{label}: {CONFIG} is {size:,} bytes; a charrnn config is at most {MAX_CONFIG_BYTES:,}, so it was not read")
+        raise CheckpointError(f"{label}: {CONFIG} is {size:,} bytes; "
+                              f"a charrnn config is at most {MAX_CONFIG_BYTES:,}, so it was not read")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -403,14 +417,16 @@ def read_config(directory: Path, label: str | None = None) -> dict:
     known = {"vocab", "ascii_fold", "cell", "num_layers", "hidden_size", "embedding_dim", "dropout"}
     config = {k: v for k, v in config.items() if k in known}
     try:
-        check_config(**{"cell": "lstm", "num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1} | {k: v for k, v in config.items() if k != "ascii_fold"})
+        defaults = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "embedding_dim": 64, "dropout": 0.1}
+        check_config(**defaults | {k: v for k, v in config.items() if k != "ascii_fold"})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{label} is not a loadable charrnn model: {exc}") from None
     return config
 
 
 def load_model(name: str | Path, revision: str | None = None, device: str | torch.device | None = None) -> CharRNN:
-    """Load a model by directory or Hub repo id (at an optional revision), strictly: the weights must match the config."""
+    """Load a model by directory or Hub repo id (at an optional revision), strictly: the weights must match
+    the config."""
     name, revision = split_revision(name, revision)
     return _load_directory(resolve_model_dir(name, revision), str(name), revision, device)
 

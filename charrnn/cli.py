@@ -16,7 +16,14 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from charrnn.checkpoint import DEFAULT_MODEL, STORAGE_DTYPES, CheckpointError, load_model, resolve_shipped, store_weights_as
+from charrnn.checkpoint import (
+    DEFAULT_MODEL,
+    STORAGE_DTYPES,
+    CheckpointError,
+    load_model,
+    resolve_shipped,
+    store_weights_as,
+)
 from charrnn.device import pick_threads
 from charrnn.distributed import main_rank_only
 from charrnn.model import PRECISIONS
@@ -71,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--time-budget", type=_positive_float, help="wall-clock seconds to train for")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
-    t.add_argument("--max-epochs", type=_positive_float, help="stop after N passes over the text (default 20 from scratch, 5 fine-tuning, unless a step or time budget is given)")
-    t.add_argument("--ascii", action="store_true", default=None, help="fold the text to ASCII with unidecode (default: off, or as the --init model does)")
+    t.add_argument("--max-epochs", type=_positive_float,
+                   help="stop after N passes over the text (default 20 from scratch, 5 fine-tuning, "
+                        "unless a step or time budget is given)")
+    t.add_argument("--ascii", action="store_true", default=None,
+                   help="fold the text to ASCII with unidecode (default: off, or as the --init model does)")
     t.add_argument("--cell", choices=["lstm", "gru"], default="lstm", help="recurrent cell (default lstm)")
     t.add_argument("--layers", type=int, dest="num_layers", help="recurrent layers (default 2)")
     t.add_argument("--hidden", type=int, dest="hidden_size", help="units per layer (default 512)")
@@ -80,42 +90,56 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=_float, help="dropout probability (default 0.1)")
     t.add_argument("--seq-len", type=int, help="characters per backpropagation window (default 128)")
     t.add_argument("--batch-size", type=int, help="parallel streams per step (default 32)")
-    t.add_argument("--lr", type=_positive_float, help="peak AdamW learning rate (default 2e-3 from scratch, 5e-4 fine-tuning)")
+    t.add_argument("--lr", type=_positive_float,
+                   help="peak AdamW learning rate (default 2e-3 from scratch, 5e-4 fine-tuning)")
     t.add_argument("--weight-decay", type=_float, default=0.01, help="AdamW weight decay (default 0.01)")
-    t.add_argument("--warmup-steps", type=int, help="linear warmup before the cosine decay (default 100, 20 fine-tuning)")
-    t.add_argument("--val-fraction", type=_float, default=0.1, help="share held out from the end of each file (default 0.1)")
+    t.add_argument("--warmup-steps", type=int,
+                   help="linear warmup before the cosine decay (default 100, 20 fine-tuning)")
+    t.add_argument("--val-fraction", type=_float, default=0.1,
+                   help="share held out from the end of each file (default 0.1)")
     t.add_argument("--patience", type=int, default=8, help="evaluations without improvement before stopping")
-    t.add_argument("--eval-interval", type=int, help="steps between evaluations and checkpoints (default: automatic, about 20 per run)")
+    t.add_argument("--eval-interval", type=int,
+                   help="steps between evaluations and checkpoints (default: automatic, about 20 per run)")
     t.add_argument("--sample-every", type=int, dest="sample_interval", help="print a short sample every N steps")
-    t.add_argument("--max-vocab", type=int, default=4096, help="most distinct characters; rarer ones become unknown (default 4096)")
+    t.add_argument("--max-vocab", type=int, default=4096,
+                   help="most distinct characters; rarer ones become unknown (default 4096)")
     t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
     t.add_argument("--device", help="cpu, cuda, mps or auto (default)")
     t.add_argument("--precision", choices=PRECISIONS,
-                   help="precision of the matrix products (default: bf16 where the hardware has it natively, a CUDA GPU or a CPU with AVX512-BF16/AMX; else fp32)")
-    t.add_argument("--threads", type=int, help="CPU threads for torch (default: one per core, or one if other processes already fill the cores)")
+                   help="precision of the matrix products (default: bf16 where the hardware has it natively, "
+                        "a CUDA GPU or a CPU with AVX512-BF16/AMX; else fp32)")
+    t.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: one per core, "
+                        "or one if other processes already fill the cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate text from a model")
-    s.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="model directory, shipped model name or Hub repo id (default: fairy-tales)")
+    s.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                   help="model directory, shipped model name or Hub repo id (default: fairy-tales)")
     s.add_argument("--prompt", default="", help="text to continue (default: none)")
     s.add_argument("--temperature", type=_float, default=0.8, help="0 is greedy, higher is wilder (default 0.8)")
     s.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
     s.add_argument("--top-k", type=int, help="sample only from the K likeliest characters")
-    s.add_argument("--top-p", type=_float, help="sample only from the likeliest characters whose probabilities add up to P")
+    s.add_argument("--top-p", type=_float,
+                   help="sample only from the likeliest characters whose probabilities add up to P")
     s.add_argument("--seed", type=int, help="same seed and settings give the same text (default: drawn and printed)")
-    s.add_argument("--num-samples", type=int, default=1, help="samples generated together as one batch")
+    s.add_argument("--num-samples", type=int, default=1,
+                   help="samples generated together; sample k has seed SEED + k - 1, "
+                        "so each can be written again alone")
     s.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     s.add_argument("--device", help="cpu, cuda, mps or auto (default)")
 
     e = sub.add_parser("eval", help="loss of a model on a text file, as JSON")
     e.add_argument("model", help="model directory, shipped model name or Hub repo id")
     e.add_argument("textfile", help="text to score, read and normalised as for training")
-    e.add_argument("--split", choices=["val", "all"], default="val", help="val: the held-out end of the file, as in training (default); all: the whole file")
+    e.add_argument("--split", choices=["val", "all"], default="val",
+                   help="val: the held-out end of the file, as in training (default); all: the whole file")
     e.add_argument("--val-fraction", type=_float, default=0.1, help="the share training held out (default 0.1)")
     e.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     e.add_argument("--device", help="cpu, cuda, mps or auto (default)")
 
-    p = sub.add_parser("push", help="upload a checkpoint directory (weights, config, model card) to the Hugging Face Hub")
+    p = sub.add_parser("push",
+                       help="upload a checkpoint directory (weights, config, model card) to the Hugging Face Hub")
     p.add_argument("directory", help="checkpoint directory to upload")
     p.add_argument("--repo", required=True, help="Hub model repo, owner/name (created if it does not exist)")
     p.add_argument("--private", action="store_true", help="create the repo private")
@@ -158,7 +182,8 @@ def first_ctrl_c_stops(cancel: threading.Event) -> Iterator[None]:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        print("\ncharrnn: stopping after this step and keeping the best checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        print("\ncharrnn: stopping after this step and keeping the best checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr)
 
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
@@ -214,6 +239,7 @@ class TrainProgress:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from charrnn.card import CardInfo
     from charrnn.text import read_corpus
     from charrnn.train import train
 
@@ -226,8 +252,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"charrnn: {corpus.name}: stripped the Project Gutenberg header and licence", file=sys.stderr)
     config = train_config(args)
     command = "charrnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
-    card_info = {"corpus": ", ".join(Path(p).name for p in args.corpus), "command": command,
-                 "eval_command": " ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus)}
+    card_info = CardInfo(corpus=", ".join(Path(p).name for p in args.corpus), command=command,
+                         eval_command=" ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus))
     cancel = threading.Event()
     progress = TrainProgress(args.out, args.quiet, config.time_budget)
     with first_ctrl_c_stops(cancel):
@@ -245,12 +271,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from charrnn.sampling import SampleSettings, prepare_prompt, sample, stream
+    from charrnn.engine import GenerationEngine, sample
+    from charrnn.sampling import SampleSettings, prepare_prompt
     from charrnn.vocab import unknown_chars_note
 
-    _choose_threads(None)
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
-    settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed).checked(len(model.vocab))
+    settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              seed=args.seed).checked(len(model.vocab))
     prompt, changed = prepare_prompt(model, args.prompt)
     if changed:
         warnings.warn(unknown_chars_note(changed))
@@ -259,14 +286,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.num_samples == 1:
         out.write(prompt)
-        for n, piece in enumerate(stream(model, prompt, settings, alternatives=1)):
-            out.write(piece.char)
-            if n % 16 == 0:
-                out.flush()
+        request = GenerationEngine.for_model(model).submit(prompt, settings)
+        while not request.done:
+            out.write("".join(request.take()))
+            out.flush()
         out.write("\n")
     else:
         for k, text in enumerate(sample(model, prompt, settings, args.num_samples)):
-            out.write(("\n" if k else "") + f"=== sample {k + 1} ===\n{prompt}{text}\n")
+            out.write(("\n" if k else "") + f"=== sample {k + 1} (seed {settings.seed + k}) ===\n{prompt}{text}\n")
     out.flush()
     return 0
 
@@ -319,12 +346,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     before, after, change = store_weights_as(resolve_shipped(args.model), args.dtype)
-    print(f"charrnn: stored the weights as {args.dtype}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest weight change {change:.2g} "
-          f"(charrnn eval shows the loss)", file=sys.stderr)
+    print(f"charrnn: stored the weights as {args.dtype}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, "
+          f"largest weight change {change:.2g} (charrnn eval shows the loss)", file=sys.stderr)
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push, "convert": cmd_convert}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push,
+            "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

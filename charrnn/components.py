@@ -45,7 +45,8 @@ def checked_number(component: gr.components.Component, payload: Any) -> float:
     if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
         raise gr.Error(f"{_field(component)} must be a number{bounds}, not {shown(payload)}")
     if (low is not None and payload < low) or (high is not None and payload > high):
-        limits = [f"the minimum is {low:g}" if low is not None else "", f"the maximum is {high:g}" if high is not None else ""]
+        limits = [f"the minimum is {low:g}" if low is not None else "",
+                  f"the maximum is {high:g}" if high is not None else ""]
         raise gr.Error(f"{_field(component)}: {shown(payload)} is out of range; {' and '.join(x for x in limits if x)}")
     return payload
 
@@ -69,7 +70,8 @@ class Textbox(gr.Textbox):
         if payload is not None and not isinstance(payload, str):
             raise gr.Error(f"{_field(self)} must be given as text, not {type(payload).__name__}")
         if payload is not None and self.max_length is not None and len(payload) > self.max_length:
-            raise gr.Error(f"{_field(self)} is {len(payload):,} characters long; at most {self.max_length:,} are accepted")
+            raise gr.Error(f"{_field(self)} is {len(payload):,} characters long; "
+                           f"at most {self.max_length:,} are accepted")
         return super().preprocess(payload)
 
 

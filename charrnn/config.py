@@ -58,9 +58,12 @@ class TrainConfig:
         ]
         for name, low, high in checks:
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if value is not None and not (whole and low <= value <= high):
                 raise ValueError(f"{name.replace('_', '-')} must be a whole number from {low} to {high}, not {value!r}")
-        for name, low, high in (("dropout", 0.0, 0.99), ("val_fraction", 0.001, 0.5), ("min_lr_ratio", 0.0, 1.0), ("weight_decay", 0.0, 10.0)):
+        fractions = [("dropout", 0.0, 0.99), ("val_fraction", 0.001, 0.5), ("min_lr_ratio", 0.0, 1.0),
+                     ("weight_decay", 0.0, 10.0)]
+        for name, low, high in fractions:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
                 raise ValueError(f"{name.replace('_', '-')} must be between {low} and {high}, not {value!r}")

@@ -93,7 +93,8 @@ class Group:
         part = len(ids) // self.world_size
         mine = ids[self.rank * part : (self.rank + 1) * part + 1]
         result = evaluate_ids(model, mine) if len(mine) >= 2 else {"loss": 0.0, "chars": 0}
-        totals = torch.tensor([result["loss"] * result["chars"], float(result["chars"])], dtype=torch.float64, device=self._comm_device())
+        totals = torch.tensor([result["loss"] * result["chars"], float(result["chars"])], dtype=torch.float64,
+                              device=self._comm_device())
         dist.all_reduce(totals)
         return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
 

@@ -21,13 +21,15 @@ from gradio.utils import get_upload_folder
 
 from charrnn import limits
 from charrnn.batching import min_chars_needed
+from charrnn.card import CardInfo
 from charrnn.checkpoint import STATE_DIR, CheckpointError, load_hub_model
 from charrnn.components import shown
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
+from charrnn.engine import GenerationEngine
 from charrnn.hub import HubError, push_to_hub
-from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_freed_memory, run_in_thread
+from charrnn.jobs import LineFull, TrainingLine, TrainJob, return_freed_memory, run_in_thread
 from charrnn.model import CharRNN
-from charrnn.sampling import SampleSettings, prepare_prompt, stream
+from charrnn.sampling import SampleSettings, prepare_prompt
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
 from charrnn.text import Corpus, TextError, normalize, read_corpus
 from charrnn.train import TrainingStopped
@@ -83,7 +85,8 @@ def name_input(value: object, what: str) -> str:
 
 def is_whole(value: object, low: int, high: int) -> bool:
     """Whether value is a whole number from low to high (a float such as 3.0 counts; True does not)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer()
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and float(value).is_integer())
     return ok and low <= value <= high
 
 
@@ -107,6 +110,12 @@ def sample_settings(length: object, temperature: object, top_k: object, top_p: o
         raise gr.Error(str(exc)) from None
 
 
+def stream_interval(streams: int) -> float:
+    """How often one visitor's text is sent: every STREAM_INTERVAL_S, or less often when so many
+    stream at once that together they would send more than MAX_STREAM_UPDATES_PER_S."""
+    return max(limits.STREAM_INTERVAL_S, streams / limits.MAX_STREAM_UPDATES_PER_S)
+
+
 def close_session(value: object) -> None:
     """gr.State's delete_callback: the session expired (TTL) or its tab closed an hour ago."""
     if isinstance(value, Session):
@@ -114,13 +123,15 @@ def close_session(value: object) -> None:
 
 
 def empty_plot() -> pd.DataFrame:
-    return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"), "curve": pd.Series(dtype="str")})
+    return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64"),
+                         "curve": pd.Series(dtype="str")})
 
 
 class Studio:
     """The app's handlers, bound to a checkpoints folder (read-only) and an index of sessions."""
 
-    def __init__(self, checkpoints: str | Path | None = None, sessions: Sessions | None = None, device: str | None = None) -> None:
+    def __init__(self, checkpoints: str | Path | None = None, sessions: Sessions | None = None,
+                 device: str | None = None) -> None:
         self.checkpoints = Path(checkpoints) if checkpoints else checkpoints_root()
         self.sessions = sessions or Sessions()
         self.device = device
@@ -175,7 +186,8 @@ class Studio:
         repo = name_input(hub_repo_id, "Hub repo id")
         name = name_input(model, "model") or self.default_model()
         if not repo and name is None:
-            raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. Train one in the Train tab.")
+            raise gr.Error(f"No model is available: {self.checkpoints} holds no checkpoint yet. "
+                           "Train one in the Train tab.")
         try:
             if repo:
                 return load_hub_model(repo, device=self.device)
@@ -185,7 +197,8 @@ class Studio:
         except (CheckpointError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         if found is None:
-            raise gr.Error(f"There is no model called {shown(name)} here. Pick one from the list, or type a Hub repo id.")
+            raise gr.Error(f"There is no model called {shown(name)} here. "
+                           "Pick one from the list, or type a Hub repo id.")
         return found
 
     # --- generate ---------------------------------------------------------------------------------
@@ -211,22 +224,24 @@ class Studio:
             gr.Warning(unknown_chars_note(changed))
         used = str(settings.seed)
         text = fitted
-        yield text, used
-        last = time.monotonic()
-        stop = threading.Event()
-        for sampled in in_thread(lambda: stream(net, fitted, settings), limits.GENERATE_THREADS, stop, name="generate"):
-            if self.closing.is_set():
-                break
-            text += sampled.char
-            now = time.monotonic()
-            if now - last >= limits.STREAM_INTERVAL_S:
-                last = now
-                yield text, used
-        yield text, used
+        engine = GenerationEngine.for_model(net)
+        request = engine.submit(fitted, settings)  # the engine starts while the page shows the prompt and seed
+        try:
+            yield text, used
+            while not request.done and not self.closing.is_set():
+                interval = stream_interval(engine.active_rows + engine.waiting)
+                new = request.take(interval)
+                if new:
+                    text += "".join(new)
+                    yield text, used
+                    request.wait_until_finished(interval)  # what arrives meanwhile goes out in one update
+        finally:
+            request.cancel()
 
     # --- train ----------------------------------------------------------------------------------
 
-    def read_upload(self, file, fold: str | bool | None = None, base: str | None = None, session: Session | None = None) -> Corpus:
+    def read_upload(self, file, fold: str | bool | None = None, base: str | None = None,
+                    session: Session | None = None) -> Corpus:
         """The uploaded text, or a gr.Error saying why it cannot be trained on."""
         path = _upload_path(file)
         name = Path(str(getattr(file, "orig_name", None) or path.name)).name
@@ -237,7 +252,8 @@ class Studio:
         except OSError:
             raise gr.Error(f"{name}: the upload could not be read; try again") from None
         if size > limits.MAX_UPLOAD_BYTES:
-            raise gr.Error(f"{name} is {size / 2**20:.1f} MB; the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+            raise gr.Error(f"{name} is {size / 2**20:.1f} MB; "
+                           f"the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
         fold_flag = _fold_setting(fold)
         if fold_flag is None and base not in (None, "", SCRATCH):
             base_dir = self.model_dir(base, session)
@@ -251,10 +267,12 @@ class Studio:
             raise gr.Error(str(exc)) from None
         need = min_chars_needed(1, FINETUNE_DEFAULTS["seq_len"], TrainConfig().val_fraction)
         if corpus.chars < need:
-            raise gr.Error(f"{name} is too short to train on: {corpus.chars:,} characters, but at least {need:,} are needed")
+            raise gr.Error(f"{name} is too short to train on: {corpus.chars:,} characters, "
+                           f"but at least {need:,} are needed")
         return corpus
 
-    def inspect_upload(self, file, base: str | None = None, fold: str | bool | None = None, session: Session | None = None) -> str:
+    def inspect_upload(self, file, base: str | None = None, fold: str | bool | None = None,
+                       session: Session | None = None) -> str:
         """What the app read from the upload, as Markdown; empty when nothing is uploaded."""
         if file is None:
             return ""
@@ -313,7 +331,7 @@ class Studio:
             try:
                 if (yield from self._wait_for_slot(ticket, session)):
                     name, out_dir = session.new_model_dir(corpus.name, taken=self.shipped())
-                    card_info = {"name": name, "corpus": corpus.name, "corpus_source": "uploaded to the charrnn web app"}
+                    card_info = CardInfo(name=name, corpus=corpus.name, corpus_source="uploaded to the charrnn web app")
                     job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)
                     yield from self._run_training(job, name, base, session, progress)
             finally:
@@ -326,13 +344,14 @@ class Studio:
         """The model to start from and the run's config, from the Train tab's inputs; gr.Error when one is wrong."""
         if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or \
                 not limits.MIN_TIME_BUDGET_MIN <= minutes <= limits.MAX_TIME_BUDGET_MIN:
-            raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} minutes, "
-                           f"not {shown(minutes)}")
+            raise gr.Error(f"the time budget must be {limits.MIN_TIME_BUDGET_MIN} to {limits.MAX_TIME_BUDGET_MIN} "
+                           f"minutes, not {shown(minutes)}")
         init = None
         if base != SCRATCH:
             init = self.model_dir(base, session)
             if init is None:
-                raise gr.Error(f"There is no model called {shown(base)} to fine-tune. Pick one from the list, or {SCRATCH!r}.")
+                raise gr.Error(f"There is no model called {shown(base)} to fine-tune. "
+                               f"Pick one from the list, or {SCRATCH!r}.")
         elif size not in limits.SIZE_PRESETS:
             raise gr.Error(f"the model size must be one of {', '.join(limits.SIZE_PRESETS)}, not {shown(size)}")
         steps = whole_number(max_steps or 0, "the number of steps", 0, 10**9)
@@ -361,10 +380,12 @@ class Studio:
                 yield "**Stopped** before it started: nothing was trained.", skip, skip, skip, skip, skip, session
                 return False
             runs = f"{ahead} run{'s' if ahead > 1 else ''}"
-            yield f"Waiting for the training slot: {runs} ahead of you. Stop leaves the line.", skip, skip, skip, skip, skip, session
+            yield (f"Waiting for the training slot: {runs} ahead of you. Stop leaves the line.",
+                   skip, skip, skip, skip, skip, session)
         return True
 
-    def _run_training(self, job: TrainJob, name: str, base: str, session: Session, progress: gr.Progress) -> Iterator[tuple]:
+    def _run_training(self, job: TrainJob, name: str, base: str, session: Session,
+                      progress: gr.Progress) -> Iterator[tuple]:
         """Train in a worker thread, turning its events into status, plot and sample updates."""
         rows: list[tuple[int, float, str]] = []
         status, sample_text, last_yield, first = "Starting…", "", 0.0, True
@@ -421,8 +442,8 @@ class Studio:
         how = f"**Stopped early: {name}** (kept the best checkpoint so far)" if stopped else f"**Done: {name}** ({why})"
         status = (f"{how}. Best validation loss {done.val_loss:.4f} nats/char. "
                   f"It is now in the Generate tab's model list, for this session only.")
-        return (status, plot, sample_text, gr.update(choices=choices, value=name), gr.update(choices=self.base_choices(session)),
-                gr.update(value=str(archive), visible=True), session)
+        return (status, plot, sample_text, gr.update(choices=choices, value=name),
+                gr.update(choices=self.base_choices(session)), gr.update(value=str(archive), visible=True), session)
 
     def stop_training(self, session: Session | None = None) -> str:
         """Ask this session's run to stop, whether it is waiting for the slot or training; it keeps what it trained."""
@@ -442,7 +463,8 @@ class Studio:
         repo_id = name_input(repo_id, "repo")
         if not repo_id:
             raise gr.Error("Give the repo to push to, for example you/char-rnn-poems.")
-        secret = text_input(token_text, "token", limits.MAX_NAME_CHARS).strip() or (oauth_token.token if oauth_token is not None else None)
+        secret = (text_input(token_text, "token", limits.MAX_NAME_CHARS).strip()
+                  or (oauth_token.token if oauth_token is not None else None))
         try:
             url = push_to_hub(session.models[name].path, repo_id, token=secret, private=bool(make_private))
         except HubError as exc:
@@ -470,7 +492,8 @@ class Studio:
         """Fresh choices for both pickers (on page load: shipped models may have appeared)."""
         choices = self.model_choices(session)
         value = self.default_model()
-        return gr.update(choices=choices, value=value), gr.update(choices=self.base_choices(session), value=value or SCRATCH)
+        return (gr.update(choices=choices, value=value),
+                gr.update(choices=self.base_choices(session), value=value or SCRATCH))
 
     def end_session(self, request: gr.Request | None = None) -> None:
         """The tab was closed: stop its training, delete its models now rather than at TTL, and let

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from charrnn.card import model_card
+from charrnn.card import CardInfo, model_card
 from charrnn.checkpoint import CARD, CONFIG, INDEX, WEIGHTS, CheckpointError, load_model
+from charrnn.model import CharRNN
 
 
 class HubError(ValueError):
@@ -45,9 +46,8 @@ def push_to_hub(
     stays local. The model is loaded strictly
     first, so a broken checkpoint is never pushed.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     directory = Path(directory).expanduser()
     if not directory.is_dir():
@@ -56,43 +56,67 @@ def push_to_hub(
         model = load_model(directory, device="cpu")
     except CheckpointError as exc:
         raise HubError(f"not pushing: {exc}") from None
-    repo_id = (repo_id or "").strip()
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise HubError(f"{repo_id!r} is not a valid Hub repo name (use owner/name: letters, digits, '-', '_', '.')") from None
-    token = (token or "").strip() or None
-    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
-        raise HubError("that token has characters a Hugging Face token never has: copy it again from https://huggingface.co/settings/tokens")
-    if token is None and get_token() is None:
-        raise HubError("pushing needs a Hugging Face token with write access: set HF_TOKEN, run `hf auth login`, or give one")
+    repo_id, token = _checked(repo_id, token)
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         repo_id = url.repo_id
         if private and not api.model_info(repo_id).private:
-            raise HubError(f"{repo_id} already exists and is public; a push does not change its visibility (change it in the repo's settings)")
-        # A checkpoint without a card still gets one, made here rather than written into the directory.
-        card = directory / CARD if (directory / CARD).is_file() else model_card(model, {}).encode()
-        operations = [CommitOperationAdd(CONFIG, directory / CONFIG), CommitOperationAdd(WEIGHTS, directory / WEIGHTS),
-                      CommitOperationAdd(CARD, card)]
-        if (directory / INDEX).is_file():
-            operations.append(CommitOperationAdd(INDEX, directory / INDEX))
+            raise HubError(f"{repo_id} already exists and is public; a push does not change its visibility "
+                           "(change it in the repo's settings)")
         api.create_commit(
             repo_id=repo_id,
             repo_type="model",
-            operations=operations,
-            commit_message=message or f"Upload charrnn model ({model.num_layers}-layer {model.cell.upper()}, {model.hidden_size} units)",
+            operations=_operations(directory, model),
+            commit_message=message or f"Upload charrnn model ({model.num_layers}-layer {model.cell.upper()}, "
+                                      f"{model.hidden_size} units)",
         )
     except HubError:
         raise
     except HfHubHTTPError as exc:
         raise HubError(_explain(exc, repo_id)) from None
     except ValueError as exc:  # huggingface_hub's own refusals, e.g. card metadata the Hub rejects
-        raise HubError(f"the Hub refused the push of {repo_id}: " + "; ".join(str(exc).strip().splitlines())[:300]) from None
+        detail = "; ".join(str(exc).strip().splitlines())[:300]
+        raise HubError(f"the Hub refused the push of {repo_id}: {detail}") from None
     except _network_errors() as exc:
         raise HubError(f"could not reach the Hub to push {repo_id} ({type(exc).__name__})") from None
     return str(url)
+
+
+def _checked(repo_id: str, token: str | None) -> tuple[str, str | None]:
+    """The repo id and the token, stripped (an empty token is None); HubError for a malformed one, or
+    when no token is given and none is set up either."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = (repo_id or "").strip()
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise HubError(f"{repo_id!r} is not a valid Hub repo name "
+                       "(use owner/name: letters, digits, '-', '_', '.')") from None
+    token = (token or "").strip() or None
+    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+        raise HubError("that token has characters a Hugging Face token never has: "
+                       "copy it again from https://huggingface.co/settings/tokens")
+    if token is None and get_token() is None:
+        raise HubError("pushing needs a Hugging Face token with write access: "
+                       "set HF_TOKEN, run `hf auth login`, or give one")
+    return repo_id, token
+
+
+def _operations(directory: Path, model: CharRNN) -> list:
+    """The files a push uploads: config, weights, card, and the originality index if there is one.
+    A checkpoint without a card still gets one, made here rather than written into the directory."""
+    from huggingface_hub import CommitOperationAdd
+
+    card = directory / CARD if (directory / CARD).is_file() else model_card(model, CardInfo()).encode()
+    operations = [CommitOperationAdd(CONFIG, directory / CONFIG), CommitOperationAdd(WEIGHTS, directory / WEIGHTS),
+                  CommitOperationAdd(CARD, card)]
+    if (directory / INDEX).is_file():
+        operations.append(CommitOperationAdd(INDEX, directory / INDEX))
+    return operations
 
 
 def _explain(exc, repo_id: str) -> str:

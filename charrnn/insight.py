@@ -8,6 +8,7 @@ counts the position in a line.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from charrnn.engine import GenerationEngine
 from charrnn.model import CharRNN
-from charrnn.sampling import DEFAULT_ALTERNATIVES, SampledChar, SampleSettings, sample
+from charrnn.sampling import DEFAULT_ALTERNATIVES, SampledChar, SampleSettings
 from charrnn.text import normalize
 from charrnn.vocab import fit_prompt
 
@@ -35,7 +37,8 @@ def _start_context(model: CharRNN, prompt: str) -> str:
 
 
 @torch.inference_mode()
-def score_text(model: CharRNN, text: str, prompt: str = "", alternatives: int = DEFAULT_ALTERNATIVES) -> list[SampledChar]:
+def score_text(model: CharRNN, text: str, prompt: str = "",
+               alternatives: int = DEFAULT_ALTERNATIVES) -> list[SampledChar]:
     """For each character of text (read after prompt): the probability the model gave it and its top alternatives.
 
     The probabilities are the model's own (temperature 1), as in sampling.stream, so a
@@ -92,7 +95,8 @@ def _single_layer(model: CharRNN, layer: int) -> nn.Module:
     cls = nn.LSTM if model.cell == "lstm" else nn.GRU
     in_size = rnn.input_size if layer == 0 else rnn.hidden_size
     one = cls(in_size, rnn.hidden_size, 1, batch_first=True).to(model.device)
-    one.load_state_dict({f"{name}_l0": getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    one.load_state_dict({f"{name}_l0": getattr(rnn, f"{name}_l{layer}") for name in names})
     return one
 
 
@@ -155,7 +159,8 @@ def text_features(text: str) -> dict[str, np.ndarray]:
         elif ch in "\u201d\u00bb":
             double = 0
         elif ch in "'\u2018\u2019":  # Grimm quotes with these; they are apostrophes too, so look at the neighbours
-            if not single and (previous.isspace() or previous in '"([-\u201c') and following.isalnum() and ch != "\u2019":
+            if (not single and (previous.isspace() or previous in '"([-\u201c') and following.isalnum()
+                    and ch != "\u2019"):
                 single = 1
             elif single and not following.isalnum() and not previous.isspace():
                 single = 0
@@ -241,9 +246,12 @@ def temperature_sweep(
     settings gives length, top-k, top-p and the seed (drawn once, then shared); its
     temperature is ignored. prompt must already be fitted (sampling.prepare_prompt).
     """
-    base = settings.checked(len(model.vocab))
-    out = []
-    for temperature in temperatures:
-        one = SampleSettings(length=base.length, temperature=temperature, top_k=base.top_k, top_p=base.top_p, seed=base.seed)
-        out.append((float(temperature), sample(model, prompt, one.checked(len(model.vocab)))[0]))
-    return out
+    engine, vocab_size = GenerationEngine.for_model(model), len(model.vocab)
+    base = settings.for_vocab(vocab_size)
+    each = [dataclasses.replace(base, temperature=t, checked_for=None).for_vocab(vocab_size) for t in temperatures]
+    requests = engine.submit_many(prompt, each)  # stepped together, each with the one seed
+    try:
+        return [(float(t), request.text()) for t, request in zip(temperatures, requests)]
+    finally:
+        for request in requests:
+            request.cancel()

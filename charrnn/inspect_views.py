@@ -47,12 +47,14 @@ CSS = """
                 font-size: 0.95em; overflow-wrap: anywhere; }
 .charrnn-text span[data-tip] { position: relative; border-radius: 2px; cursor: help; }
 .charrnn-text span[data-tip]:hover { outline: 1px solid #333; }
-.charrnn-text span[data-tip]:hover::after { content: attr(data-tip); position: absolute; left: 0; top: 1.6em; z-index: 20;
-    white-space: pre; background: #111; color: #fff; padding: 4px 8px; border-radius: 4px; font-size: 0.85em; pointer-events: none; }
+.charrnn-text span[data-tip]:hover::after { content: attr(data-tip); position: absolute; left: 0; top: 1.6em;
+    z-index: 20; white-space: pre; background: #111; color: #fff; padding: 4px 8px; border-radius: 4px;
+    font-size: 0.85em; pointer-events: none; }
 .charrnn-text .prompt { color: #888; }
 .charrnn-text mark.copied { background: #fde68a; border-bottom: 2px solid #d97706; padding: 0; }
 .charrnn-legend { font-size: 0.85em; margin: 4px 0 8px; display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
-.charrnn-legend .swatch { display: inline-block; padding: 0 6px; border-radius: 3px; font-family: ui-monospace, monospace; color: #111; }
+.charrnn-legend .swatch { display: inline-block; padding: 0 6px; border-radius: 3px;
+                          font-family: ui-monospace, monospace; color: #111; }
 .charrnn-detail { font-size: 0.85em; min-height: 1.4em; font-family: ui-monospace, monospace; margin-top: 6px; }
 .charrnn-columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 10px; }
 .charrnn-columns > div { border: 1px solid #ddd; border-radius: 6px; padding: 6px 8px; }
@@ -97,7 +99,8 @@ def activation_colour(value: float) -> str:
 
 
 def _legend(items: list[tuple[str, str]], title: str) -> str:
-    swatches = "".join(f'<span class="swatch" style="background:{colour}">{html.escape(label)}</span>' for label, colour in items)
+    swatches = "".join(f'<span class="swatch" style="background:{colour}">{html.escape(label)}</span>'
+                       for label, colour in items)
     return f'<div class="charrnn-legend"><span>{html.escape(title)}</span>{swatches}</div>'
 
 
@@ -157,8 +160,8 @@ class InsightViews:
         spans = []
         for s in scored:
             alts = "\n".join(f"{i + 1}. {_visible(c)!s:<3} {_percent(p)}" for i, (c, p) in enumerate(s.alternatives))
-            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}",
-                                    f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"))
+            tip = f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"
+            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip))
         legend = _legend([(label, probability_colour(p)) for label, p in
                           (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))],
                          "Probability the model gave each character (its own, at temperature 1):")
@@ -169,7 +172,8 @@ class InsightViews:
         page = (f'<div class="charrnn-inspect">{legend}<div class="charrnn-text">{body}</div>'
                 f'<div class="charrnn-detail"></div>{summary}</div>')
         data = {"prompt": context, "text": generated, "mean_bits_per_char": mean_bits,
-                "chars": [{"char": s.char, "prob": s.prob, "alternatives": [[c, p] for c, p in s.alternatives]} for s in scored]}
+                "chars": [{"char": s.char, "prob": s.prob, "alternatives": [[c, p] for c, p in s.alternatives]}
+                          for s in scored]}
         return page, data
 
     def temperatures(self, prompt: str, length: int = 300, seed: str | int | None = None, model: str | None = None,
@@ -185,10 +189,12 @@ class InsightViews:
             gr.Warning(unknown_chars_note(changed))
         samples = _run(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES))
         columns = "".join(
-            f'<div><h4>temperature {t:g}</h4><div class="charrnn-text"><span class="prompt">{html.escape(fitted)}</span>'
+            f'<div><h4>temperature {t:g}</h4><div class="charrnn-text">'
+            f'<span class="prompt">{html.escape(fitted)}</span>'
             f"{html.escape(text)}</div></div>" for t, text in samples)
-        note = (f"<p>Seed {settings.seed}, {n} characters each: the same random draws at every temperature, so only the "
-                "temperature differs. Low temperatures repeat the likeliest path; high ones take more chances.</p>")
+        note = (f"<p>Seed {settings.seed}, {n} characters each: the same random draws at every temperature, "
+                "so only the temperature differs. Low temperatures repeat the likeliest path; "
+                "high ones take more chances.</p>")
         data = {"prompt": fitted, "seed": settings.seed, "length": n,
                 "samples": [{"temperature": t, "text": text} for t, text in samples]}
         return f'<div class="charrnn-sweep">{note}<div class="charrnn-columns">{columns}</div></div>', data
@@ -212,7 +218,8 @@ class InsightViews:
         whole = context + generated
         # Spans are found in prompt + text, so a copy that carries on from the prompt is caught too;
         # only the generated part is marked and counted.
-        spans = [(max(a, len(context)) - len(context), b - len(context)) for a, b in copied_spans(whole, index) if b > len(context)]
+        spans = [(max(a, len(context)) - len(context), b - len(context))
+                 for a, b in copied_spans(whole, index) if b > len(context)]
         share = copied_share(generated, spans)
         pieces, at = [], 0
         for a, b in spans:
@@ -256,7 +263,8 @@ class InsightViews:
         acts = self._activations(net, text)
         raw = acts.of(kind)[:, layer - 1, unit]
         display = np.tanh(raw) if kind == "c" else raw  # c is unbounded; tanh(c) is what the cell outputs
-        spans = [_char_span(ch, f"background:{activation_colour(float(v))}", f"{_visible(ch)}: {'tanh(c)' if kind == 'c' else 'h'} = {v:+.3f}")
+        shown_as = "tanh(c)" if kind == "c" else "h"
+        spans = [_char_span(ch, f"background:{activation_colour(float(v))}", f"{_visible(ch)}: {shown_as} = {v:+.3f}")
                  for ch, v in zip(acts.text, display)]
         name = f"layer {layer}, unit {unit}, {'cell state c (shown as tanh(c))' if kind == 'c' else 'hidden state h'}"
         legend = _legend([("−1", activation_colour(-1)), ("−0.5", activation_colour(-0.5)), ("0", activation_colour(0)),
@@ -272,7 +280,8 @@ class InsightViews:
         net = self.studio.load(model, hub_repo_id, session)
         acts = self._activations(net, text)
         if len(acts.text) < MIN_CHARS_FOR_CORRELATION:
-            raise gr.Error(f"Finding cells needs a text of at least {MIN_CHARS_FOR_CORRELATION} characters; a few paragraphs work best.")
+            raise gr.Error(f"Finding cells needs a text of at least {MIN_CHARS_FOR_CORRELATION} characters; "
+                           "a few paragraphs work best.")
         ranked = _run(lambda: rank_cells(acts, TOP_CELLS))
         rows, absent = [], []
         for feature, cells in ranked.items():
@@ -282,11 +291,13 @@ class InsightViews:
                 state = "cell state c" if cell.kind == "c" else "hidden state h"
                 rows.append([feature, rank, cell.layer + 1, cell.unit, state, round(cell.r, 3)])
         units = net.num_layers * net.hidden_size * len(acts.kinds())
-        how = (f"How: the text ({len(acts.text):,} characters) was run through the model, and after each character every one of "
-               f"its {units:,} units ({net.num_layers} layer{'s' if net.num_layers > 1 else ''} × {net.hidden_size}, "
-               f"{' and '.join('cell state c' if k == 'c' else 'hidden state h' for k in acts.kinds())}) was compared with each "
-               "feature by Pearson correlation r: +1 means the unit rises and falls exactly with the feature, −1 exactly against "
-               "it, 0 not at all. Listed: the units with the largest |r|. Click a row to colour the text by that unit.\n\n"
+        states = " and ".join("cell state c" if k == "c" else "hidden state h" for k in acts.kinds())
+        how = (f"How: the text ({len(acts.text):,} characters) was run through the model, and after each character "
+               f"every one of its {units:,} units ({net.num_layers} layer{'s' if net.num_layers > 1 else ''} × "
+               f"{net.hidden_size}, {states}) was compared with each "
+               "feature by Pearson correlation r: +1 means the unit rises and falls exactly with the feature, "
+               "−1 exactly against it, 0 not at all. Listed: the units with the largest |r|. "
+               "Click a row to colour the text by that unit.\n\n"
                + "\n".join(f"- **{f}**: {d}" for f, d in FEATURES.items()))
         if absent:
             how += f"\n\nNot ranked (the feature never changes in this text): {', '.join(absent)}."
@@ -308,4 +319,5 @@ class InsightViews:
             _, _, layer, unit, state, _ = row
             return int(layer), int(unit), str(state)
         except (TypeError, ValueError):
-            raise gr.Error(f"A row of the cells table is layer, unit and state among six columns, not {shown(row)}") from None
+            raise gr.Error(f"A row of the cells table is layer, unit and state among six columns, "
+                           f"not {shown(row)}") from None

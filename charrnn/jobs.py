@@ -15,13 +15,14 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from charrnn import limits
+from charrnn.card import CardInfo
 from charrnn.config import TrainConfig
 from charrnn.text import Corpus
 from charrnn.train import TrainEvent, train
@@ -65,7 +66,8 @@ class TrainingLine:
         """A ticket at the back of the line; LineFull when max_waiting runs are already waiting."""
         with self._changed:
             if len(self._running) >= self.slots and len(self._waiting) >= self.max_waiting:
-                raise LineFull(f"the training queue is full ({len(self._waiting)} runs waiting); try again in a few minutes")
+                raise LineFull(f"the training queue is full ({len(self._waiting)} runs waiting); "
+                               "try again in a few minutes")
             ticket = object()
             self._waiting.append(ticket)
             return ticket
@@ -92,15 +94,18 @@ class TrainingLine:
 
 @dataclass
 class TrainJob:
+    """A training run the app queues: train() on one uploaded corpus, maybe in resumed slices."""
+
     corpus: Corpus
     out_dir: Path
     config: TrainConfig
-    init: Path | str | None
-    card_info: dict
+    init: Path | str | None  # the model to fine-tune; None trains from scratch
+    card_info: CardInfo = field(default_factory=CardInfo)  # what the card says of where the model comes from
 
 
 def _run_job(job: TrainJob, cancel: threading.Event, resume: bool = False) -> Iterator[TrainEvent]:
-    return train([job.corpus], job.out_dir, job.config, init=None if resume else job.init, resume=resume, cancel=cancel, card_info=job.card_info)
+    return train([job.corpus], job.out_dir, job.config, init=None if resume else job.init, resume=resume,
+                 cancel=cancel, card_info=job.card_info)
 
 
 @gpu(duration=limits.ZEROGPU_SLICE_S + 30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from charrnn.engine import ENGINE_THREADS, MAX_ROWS
 from charrnn.sampling import MAX_PROMPT_CHARS
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads larger than this are refused before they are read
@@ -23,17 +24,22 @@ MAX_SESSION_MODELS = 5  # fine-tuned models a session keeps; the oldest goes whe
 SESSION_TTL_S = 2 * 3600  # a session's models are deleted this long after its last training run
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue, all visitors together
 TRAIN_CONCURRENCY = 1  # training jobs running at once; others wait in line, see their position, and can be stopped
-# Generations running at once. Measured with bench/load.py (20 visitors x 5 x 300 chars while one fine-tunes, 2 cores):
-# with 2 at once the queue made p95 time to first character 4.9 s; with 24 every visitor starts at once
-# and streams interleave: p95 1.6 s, at the cost of ~17% longer total time per request.
-GENERATE_CONCURRENCY = 24
+# Requests one model's generation engine steps together (charrnn.engine.MAX_ROWS, chosen with bench/load.py).
+GENERATE_ROWS = MAX_ROWS
+# Generations (and the views that share their line) running at once; more wait in Gradio's queue and see their
+# position. One per row: a visitor past that would only wait inside the engine, unseen.
+GENERATE_CONCURRENCY = GENERATE_ROWS
+SERVER_THREADS = GENERATE_CONCURRENCY + 16  # Gradio's worker threads: one per streaming visitor, and room for the rest
 STREAM_INTERVAL_S = 0.05  # generated text reaches the browser at most this often
+# Text updates per second, all of one model's visitors together: each costs the server (and the browser) the
+# same however few characters it carries, so under load each visitor's updates come less often, carrying more.
+MAX_STREAM_UPDATES_PER_S = 50
 TRAIN_UPDATE_INTERVAL_S = 0.5  # progress, plot and samples reach the browser at most this often
 TRAIN_SAMPLE_INTERVAL_STEPS = 50  # a short sample every this many optimizer steps
 TRAIN_SAMPLE_CHARS = 200
-# On CPU, training leaves one core to generation; a batch-1 generation gains nothing from more than one.
+# On CPU, training leaves one core to generation; the engine's loop runs on that one (ENGINE_THREADS).
 TRAIN_THREADS = max(1, (os.cpu_count() or 1) - 1)
-GENERATE_THREADS = 1
+GENERATE_THREADS = ENGINE_THREADS
 # ZeroGPU runs a decorated function in a forked process with a time limit: train in slices this long.
 ZEROGPU_SLICE_S = 45
 

@@ -77,7 +77,8 @@ class CharRNN(
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        check_config(vocab=vocab, cell=cell, num_layers=num_layers, hidden_size=hidden_size, embedding_dim=embedding_dim, dropout=dropout)
+        check_config(vocab=vocab, cell=cell, num_layers=num_layers, hidden_size=hidden_size,
+                     embedding_dim=embedding_dim, dropout=dropout)
         self.vocab = Vocab(tuple(vocab))
         self.ascii_fold = ascii_fold
         self.cell = cell
@@ -87,7 +88,8 @@ class CharRNN(
         self.dropout_p = dropout
         self.embedding = nn.Embedding(len(vocab), embedding_dim)
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn(embedding_dim, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = rnn(embedding_dim, hidden_size, num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, len(vocab))
 
@@ -137,7 +139,8 @@ class CharRNN(
             raise ValueError("the new vocabulary must extend the old one")
         config = self.config | {"vocab": list(new_vocab.chars)}
         grown = CharRNN(**config).to(self.device)
-        grown.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith(("embedding.", "head."))}, strict=False)
+        shared = {k: v for k, v in self.state_dict().items() if not k.startswith(("embedding.", "head."))}
+        grown.load_state_dict(shared, strict=False)
         n = len(self.vocab)
         with torch.no_grad():
             old_emb, old_w, old_b = self.embedding.weight, self.head.weight, self.head.bias
@@ -146,7 +149,8 @@ class CharRNN(
             grown.head.bias[:n] = old_b
             if len(new_vocab) > n:
                 known = old_emb[1:] if n > 1 else old_emb
-                noise = torch.randn(len(new_vocab) - n, old_emb.shape[1], device=old_emb.device) * known.std(dim=0, keepdim=True)
+                noise = torch.randn(len(new_vocab) - n, old_emb.shape[1], device=old_emb.device)
+                noise = noise * known.std(dim=0, keepdim=True)
                 grown.embedding.weight[n:] = known.mean(dim=0, keepdim=True) + 0.5 * noise
                 grown.head.weight[n:] = old_w[1:].mean(dim=0, keepdim=True) if n > 1 else 0.0
                 # Output row and bias are the means of the known characters' (UNK aside), so a new character's
@@ -188,23 +192,29 @@ class CharRNN(
         return cls._load_as_safetensor(model, model_file, map_location, strict)
 
 
-def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: int, embedding_dim: int, dropout: float) -> None:
+def check_config(*, vocab: list[str], cell: str, num_layers: int, hidden_size: int, embedding_dim: int,
+                 dropout: float) -> None:
     """Refuse configs that would crash or exhaust memory before any tensor is allocated."""
     if not isinstance(vocab, list) or not all(isinstance(c, str) for c in vocab):
         raise ValueError("config.json: 'vocab' must be a list of characters")
     if not 2 <= len(vocab) <= MAX_LOADABLE_VOCAB:
-        raise ValueError(f"config.json: the vocabulary has {len(vocab):,} entries; charrnn allows 2 to {MAX_LOADABLE_VOCAB:,}")
+        raise ValueError(f"config.json: the vocabulary has {len(vocab):,} entries; "
+                         f"charrnn allows 2 to {MAX_LOADABLE_VOCAB:,}")
     if vocab[0] != UNK:
         raise ValueError("config.json: the vocabulary does not start with the unknown symbol")
     if cell not in CELLS:
         raise ValueError(f"config.json: cell must be one of {', '.join(CELLS)}, not {cell!r}")
-    for name, value, top in (("num_layers", num_layers, MAX_LOADABLE_LAYERS), ("hidden_size", hidden_size, MAX_LOADABLE_HIDDEN), ("embedding_dim", embedding_dim, MAX_LOADABLE_HIDDEN)):
+    sizes = [("num_layers", num_layers, MAX_LOADABLE_LAYERS), ("hidden_size", hidden_size, MAX_LOADABLE_HIDDEN),
+             ("embedding_dim", embedding_dim, MAX_LOADABLE_HIDDEN)]
+    for name, value, top in sizes:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
             raise ValueError(f"config.json: {name} must be a whole number from 1 to {top}, not {value!r}")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"config.json: dropout must be in [0, 1), not {dropout!r}")
     gates = 4 if cell == "lstm" else 3
-    rnn = gates * hidden_size * (embedding_dim + hidden_size + 2) + (num_layers - 1) * gates * hidden_size * (2 * hidden_size + 2)
+    first_layer = gates * hidden_size * (embedding_dim + hidden_size + 2)
+    rnn = first_layer + (num_layers - 1) * gates * hidden_size * (2 * hidden_size + 2)
     total = len(vocab) * embedding_dim + rnn + (hidden_size + 1) * len(vocab)
     if total > MAX_LOADABLE_PARAMETERS:
-        raise ValueError(f"config.json: the model would have {total:,} parameters; charrnn allows at most {MAX_LOADABLE_PARAMETERS:,}")
+        raise ValueError(f"config.json: the model would have {total:,} parameters; "
+                         f"charrnn allows at most {MAX_LOADABLE_PARAMETERS:,}")

@@ -101,7 +101,8 @@ class NgramIndex:
         if other.n != self.n:
             raise ValueError(f"cannot merge an index of {other.n}-grams into one of {self.n}-grams")
         sources = ", ".join(s for s in (other.sources, self.sources) if s)
-        return NgramIndex(sorted_unique(np.concatenate([self.hashes, other.hashes])), self.n, self.chars + other.chars, sources, self.ascii_folded)
+        hashes = sorted_unique(np.concatenate([self.hashes, other.hashes]))
+        return NgramIndex(hashes, self.n, self.chars + other.chars, sources, self.ascii_folded)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: bucket counts (top 16 bits) plus the low 32 bits of each hash."""
@@ -125,7 +126,8 @@ class NgramIndex:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
             counts, low = tensors["counts"], tensors["low"]
-            if meta.get("format") != "charrnn-ngram-index" or len(counts) != 1 << BUCKET_BITS or int(counts.sum()) != len(low):
+            shaped = meta.get("format") == "charrnn-ngram-index" and len(counts) == 1 << BUCKET_BITS
+            if not shaped or int(counts.sum()) != len(low):
                 raise ValueError("not a charrnn n-gram index")
             top = np.repeat(np.arange(1 << BUCKET_BITS, dtype=np.uint64), counts.astype(np.int64))
             hashes = (top << np.uint64(32)) | low.astype(np.uint64)

@@ -85,18 +85,21 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         text = data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
         bad = text.count("\ufffd") - data.count("\ufffd".encode())
         if bad > 0:
-            warnings.warn(f"{bad:,} byte sequences are not valid UTF-8 despite the UTF-8 byte-order mark; they became \ufffd", stacklevel=2)
+            warnings.warn(f"{bad:,} byte sequences are not valid UTF-8 despite the UTF-8 byte-order mark; "
+                          "they became \ufffd", stacklevel=2)
         return text, "utf-8-sig"
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
         try:
             return data.decode("utf-32"), "utf-32"
         except UnicodeDecodeError as exc:
-            raise TextError(f"the file starts with a UTF-32 byte-order mark but is not valid UTF-32 ({exc.reason})") from None
+            raise TextError("the file starts with a UTF-32 byte-order mark "
+                            f"but is not valid UTF-32 ({exc.reason})") from None
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
         try:
             return data.decode("utf-16"), "utf-16"
         except UnicodeDecodeError as exc:
-            raise TextError(f"the file starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason})") from None
+            raise TextError("the file starts with a UTF-16 byte-order mark "
+                            f"but is not valid UTF-16 ({exc.reason})") from None
     if (encoding := utf16_without_bom(data)) is not None:
         return data.decode(encoding), encoding
     try:
@@ -192,5 +195,6 @@ def read_corpus(source: str | Path | bytes, *, fold: bool = False, name: str | N
     if fold:
         text = ascii_fold(text)
     if not text.strip():
-        raise TextError(f"{name} has no text in it" + (" after removing the Project Gutenberg boilerplate" if stripped else ""))
+        after = " after removing the Project Gutenberg boilerplate" if stripped else ""
+        raise TextError(f"{name} has no text in it{after}")
     return Corpus(text=text, encoding=encoding, name=name, gutenberg_stripped=stripped, ascii_folded=fold, notes=notes)

@@ -40,8 +40,8 @@ def test_fine_tune_then_generate_with_it_in_this_session_only(app_url, tmp_path)
     upload = tmp_path / "fable.txt"
     upload.write_text(story_text(150, seed=9))
     client = Client(app_url, verbose=False)
-    job = client.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 30,
-                        api_name="/train")
+    job = client.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model",
+                        0, 30, api_name="/train")
     updates = list(job)
     status, plot, _, picker, _, download = job.outputs()[-1]
     assert len(updates) >= 3 and "Done: fable" in status
@@ -93,7 +93,8 @@ def test_closing_the_session_deletes_its_models(app_url, tmp_path):
     upload = tmp_path / "brief.txt"
     upload.write_text(story_text(120, seed=2))
     client = Client(app_url, verbose=False)
-    client.predict(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 10, api_name="/train")
+    client.predict(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 10,
+                   api_name="/train")
     root = shared_demo().studio.sessions.root
     mine = [d for d in root.iterdir() if d.name.startswith(client.session_hash[:16])]
     assert mine and (mine[0] / "brief" / "model.safetensors").is_file()
@@ -116,3 +117,35 @@ def test_generation_runs_several_at_once_and_training_one_at_a_time():
     # Training runs wait in the app's own line (where Stop reaches them), so Gradio lets them all in.
     assert limit["train"] == {None}
     assert demo.studio.training_line.slots == limits.TRAIN_CONCURRENCY == 1
+
+
+def test_stop_frees_the_generation_row_and_leaves_other_visitors_writing(app_url, monkeypatch):
+    """Stop (Gradio cancelling the event, as a closed tab does too) takes the request's row out of the
+    batch at once; another visitor's request beside it still writes its whole length."""
+    import time
+
+    from app_testing import shared_demo
+
+    from charrnn.engine import Generation
+    from charrnn.sampling import FusedStepper
+
+    real_step = FusedStepper.step
+    monkeypatch.setattr(FusedStepper, "step",
+                        lambda self, ids, state: (time.sleep(0.002), real_step(self, ids, state))[1])
+    requests: list[Generation] = []
+    real_put = Generation._put
+    monkeypatch.setattr(Generation, "_put",
+                        lambda self, item: (self in requests or requests.append(self), real_put(self, item))[1])
+    assert shared_demo().studio is not None
+    stopped, other = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    job = stopped.submit("Once", 1.0, 2000, "1", "fairy-tales", "", 0, 1.0, api_name="/generate")
+    deadline = time.monotonic() + 30
+    while not requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kept = other.submit("Once", 1.0, 300, "2", "fairy-tales", "", 0, 1.0, api_name="/generate")
+    time.sleep(0.3)
+    job.cancel()
+    while not requests[0].finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests[0].finished and requests[0].produced < 2000
+    assert len(kept.result()[0]) == len("Once") + 300

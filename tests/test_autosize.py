@@ -14,8 +14,9 @@ from charrnn.train import TrainConfig, train
 CPU = torch.device("cpu")
 
 
-def speed_like_this_cpu(cell, layers, hidden, embedding, vocab_size, batch, seq, device, steps=3, max_seconds=1.0, precision="fp32"):  # noqa: ARG001
-    """chars/s falling with model size as measured on the 2-core CPU (2x256: ~39k chars/s)."""
+def speed_like_this_cpu(_cell, layers, hidden, embedding, vocab_size, *_batch_seq_device, **_options):
+    """chars/s falling with model size as measured on the 2-core CPU (2x256: ~39k chars/s), whatever the
+    batch, sequence, device and options (a stand-in for measure_chars_per_s)."""
     return 3.4e10 / count_parameters(layers, hidden, embedding, vocab_size)
 
 
@@ -54,12 +55,14 @@ def test_budgeted_training_chooses_measures_and_keeps_to_its_budget(tmp_path, ca
     text_file = tmp_path / "t.txt"
     text_file.write_text("Once upon a time there was a small fox who lived by the river. " * 600, encoding="utf-8")
     start = time.monotonic()
-    assert main(["train", str(text_file), "--out", str(tmp_path / "m"), "--time-budget", "4", "--quiet", "--seed", "3"]) == 0
+    assert main(["train", str(text_file), "--out", str(tmp_path / "m"), "--time-budget", "4", "--quiet",
+                 "--seed", "3"]) == 0
     took = time.monotonic() - start
     err = capsys.readouterr().err
     assert "time budget 4s:" in err and "chars/s" in err
     model = load_model(tmp_path / "m")
-    assert model.num_parameters() <= autosize.PARAMS_PER_TRAIN_CHAR * len(text_file.read_text()) or model.hidden_size == 128
+    supported = autosize.PARAMS_PER_TRAIN_CHAR * len(text_file.read_text())
+    assert model.num_parameters() <= supported or model.hidden_size == 128
     assert took < 4 + 30  # the budget covers measuring and training; the rest is the final evaluation and samples
 
 
@@ -80,13 +83,14 @@ def test_a_tiny_budget_still_trains_something(tmp_path):
 
 
 def test_on_a_gpu_the_batch_grows_only_while_the_text_needs_more_passes(monkeypatch):
-    def batch_is_nearly_free(cell, layers, hidden, embedding, vocab_size, batch, seq, device, steps=3, max_seconds=1.0, precision="fp32"):  # noqa: ARG001
+    def batch_is_nearly_free(_cell, layers, hidden, embedding, vocab_size, batch, *_seq_device, **_options):
         return 100_000.0 * batch * 1e6 / count_parameters(layers, hidden, embedding, vocab_size)
 
     monkeypatch.setattr(autosize, "measure_chars_per_s", batch_is_nearly_free)
     gpu = torch.device("cuda")  # only its type is read: the speeds are the fake ones above
     small_text = choose_size("lstm", 180, 66, 1_000_000, gpu)
     big_text = choose_size("lstm", 180, 66, 100_000_000, gpu)
-    assert small_text.batch_size == 32  # tinyshakespeare is seen >= GPU_ENOUGH_EPOCHS times even so: more updates beat more passes
+    # Tinyshakespeare is seen >= GPU_ENOUGH_EPOCHS times even so: more updates beat more passes.
+    assert small_text.batch_size == 32
     assert big_text.batch_size > small_text.batch_size  # a 100 MB text is not: the batch buys characters
     assert 180 * small_text.chars_per_s / 1_000_000 >= autosize.GPU_ENOUGH_EPOCHS

@@ -27,8 +27,10 @@ def page(tmp_path_factory):
     demo, url = serve(make_checkpoints(tmp_path_factory.mktemp("shipped")))
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.set_default_timeout(60_000)
         page.goto(url)
@@ -46,7 +48,8 @@ def generate(page) -> str:
     length.press("Enter")
     page.get_by_label("Random seed").fill("7")
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.wait_for_function(f"document.querySelector('#generated textarea').value.length >= {len('Once upon a time') + LENGTH}")
+    written = len("Once upon a time") + LENGTH
+    page.wait_for_function(f"document.querySelector('#generated textarea').value.length >= {written}")
     return page.locator("#generated textarea").input_value()
 
 
@@ -65,7 +68,8 @@ def test_inspect_colours_generated_text_and_shows_alternatives_on_hover(page):
     assert "the model's top 5" in tooltip  # the hover tooltip is drawn
     page.screenshot(path=str(ARTIFACTS / "insight-inspect.png"))
     fifth.click()
-    assert "the model's top 5" in page.locator("#insight-view .charrnn-detail").inner_text()  # click pins it, for touch screens
+    # A click pins it, for touch screens.
+    assert "the model's top 5" in page.locator("#insight-view .charrnn-detail").inner_text()
     assert text.startswith("Once upon a time")
 
 
@@ -89,7 +93,8 @@ def test_neurons_tab_colours_by_a_cell_and_finds_cells(page):
     page.locator("#cells-how").get_by_text("Pearson").wait_for()
     cell = page.locator("#cells [data-testid='cell-0-3']")  # first row, unit column
     cell.wait_for()
-    feature, rank, layer, unit = (page.locator(f"#cells [data-testid='cell-0-{i}']").inner_text().strip() for i in range(4))
+    feature, rank, layer, unit = (page.locator(f"#cells [data-testid='cell-0-{i}']").inner_text().strip()
+                                  for i in range(4))
     assert feature == "position in line" and rank == "1"  # the test model never saw a quote, so quotes are not ranked
     cell.click()  # one click shows that cell
     page.wait_for_function(f"document.querySelector('#neuron-unit input').value === '{unit}'")

@@ -39,7 +39,8 @@ def model_dir(tmp_path_factory, corpus) -> Path:
     out = tmp_path_factory.mktemp("models") / "fox"
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    assert main(["train", str(corpus), "--out", str(out), "--max-steps", "40", "--lr", "0.02", "--eval-interval", "20", *TINY]) == 0
+    assert main(["train", str(corpus), "--out", str(out), "--max-steps", "40", "--lr", "0.02", "--eval-interval", "20",
+                 *TINY]) == 0
     torch.set_num_threads(before)
     return out
 
@@ -51,15 +52,18 @@ def test_train_writes_a_complete_checkpoint(model_dir):
 
 
 def test_train_reports_progress_and_the_validation_loss(capsys, corpus, tmp_path):
-    code, out, err = cli(capsys, "train", corpus, "--out", tmp_path / "m", "--max-steps", "12", "--eval-interval", "6", *TINY[:-1])
+    code, out, err = cli(capsys, "train", corpus, "--out", tmp_path / "m", "--max-steps", "12", "--eval-interval", "6",
+                         *TINY[:-1])
     assert code == 0 and out == ""
-    assert "parameters" in err and "best validation loss" in err and "bits/char" in err and f"saved {tmp_path / 'm'}" in err
+    assert ("parameters" in err and "best validation loss" in err and "bits/char" in err
+            and f"saved {tmp_path / 'm'}" in err)
     assert "loss=" in err and "eta=" in err  # the tqdm progress line
 
 
 def test_train_says_when_it_strips_a_gutenberg_licence(capsys, tmp_path):
     book = tmp_path / "book.txt"
-    book.write_text("*** START OF THE PROJECT GUTENBERG EBOOK FOX ***\n" + TEXT + "*** END OF THE PROJECT GUTENBERG EBOOK FOX ***\nLicence.\n")
+    book.write_text("*** START OF THE PROJECT GUTENBERG EBOOK FOX ***\n" + TEXT
+                    + "*** END OF THE PROJECT GUTENBERG EBOOK FOX ***\nLicence.\n")
     code, _, err = cli(capsys, "train", book, "--out", tmp_path / "m", "--max-steps", "2", *TINY)
     assert code == 0 and "book.txt: stripped the Project Gutenberg header and licence" in err
 
@@ -83,10 +87,12 @@ def test_resume_continues_a_run(capsys, corpus, tmp_path):
 def test_fine_tuning_from_the_command_line_grows_the_vocabulary(capsys, model_dir, tmp_path):
     new = tmp_path / "new.txt"
     new.write_text("Øresund! Ærø? 42 ÅÅ\n" * 80)
-    code, _, err = cli(capsys, "train", new, "--out", tmp_path / "tuned", "--init", model_dir, "--max-steps", "4", "--quiet")
+    code, _, err = cli(capsys, "train", new, "--out", tmp_path / "tuned", "--init", model_dir, "--max-steps", "4",
+                       "--quiet")
     assert code == 0, err
     grown, base = load_model(tmp_path / "tuned"), load_model(model_dir)
-    assert grown.vocab.chars[: len(base.vocab)] == base.vocab.chars and {"Ø", "Æ", "Å", "4", "!"} <= set(grown.vocab.chars)
+    assert (grown.vocab.chars[: len(base.vocab)] == base.vocab.chars
+            and {"Ø", "Æ", "Å", "4", "!"} <= set(grown.vocab.chars))
 
 
 def test_sample_streams_reproducible_text(capsys, model_dir):
@@ -100,9 +106,11 @@ def test_sample_streams_reproducible_text(capsys, model_dir):
 
 
 def test_sample_several_at_once_with_top_k_and_top_p(capsys, model_dir):
-    code, out, _ = cli(capsys, "sample", model_dir, "--num-samples", "3", "--length", "30", "--seed", "4", "--top-k", "5", "--top-p", "0.9")
+    code, out, _ = cli(capsys, "sample", model_dir, "--num-samples", "3", "--length", "30", "--seed", "4",
+                       "--top-k", "5", "--top-p", "0.9")
     assert code == 0
-    assert [line for line in out.splitlines() if line.startswith("===")] == [f"=== sample {k} ===" for k in (1, 2, 3)]
+    headers = [line for line in out.splitlines() if line.startswith("===")]
+    assert headers == [f"=== sample {k} (seed {3 + k}) ===" for k in (1, 2, 3)]
 
 
 def test_sample_warns_about_prompt_characters_it_does_not_know(capsys, model_dir):
@@ -115,7 +123,8 @@ def test_eval_prints_json_for_the_whole_file_and_its_validation_split(capsys, mo
     code, out, _ = cli(capsys, "eval", model_dir, corpus, "--split", "val")
     val = json.loads(out)
     assert code == 0 and {"loss", "bpc", "chars"} <= val.keys()
-    assert val["loss"] == pytest.approx(evaluate_text(load_model(model_dir), split_train_val([TEXT], 0.1)[1])["loss"], abs=1e-5)
+    held_out = split_train_val([TEXT], 0.1)[1]
+    assert val["loss"] == pytest.approx(evaluate_text(load_model(model_dir), held_out)["loss"], abs=1e-5)
     assert val["bpc"] == pytest.approx(val["loss"] / 0.6931471805599453, abs=1e-5)
     whole = json.loads(cli(capsys, "eval", model_dir, corpus, "--split", "all")[1])
     assert whole["chars"] == len(TEXT) - 1 and val["chars"] < 0.11 * len(TEXT)

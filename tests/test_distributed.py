@@ -30,14 +30,16 @@ def test_two_ranks_end_with_identical_weights_and_a_loadable_model(tmp_path):
         import json, os, sys
         from charrnn.train import TrainConfig, train
         text = open("story.txt", encoding="utf-8").read()
-        config = TrainConfig(num_layers=1, hidden_size=32, embedding_dim=8, batch_size=4, seq_len=32, max_steps=30, eval_interval=10)
+        config = TrainConfig(num_layers=1, hidden_size=32, embedding_dim=8, batch_size=4, seq_len=32, max_steps=30,
+                             eval_interval=10)
         kinds = []
         for event in train([text], "model", config):
             kinds.append(event.kind)
             if event.kind == "done":
                 result = event.result
         with open(f"rank{os.environ['RANK']}.json", "w") as f:
-            json.dump({"digests": result.rank_weights_sha256, "kinds": kinds, "val": result.best_val_loss, "steps": result.steps}, f)
+            json.dump({"digests": result.rank_weights_sha256, "kinds": kinds, "val": result.best_val_loss,
+                       "steps": result.steps}, f)
     """), encoding="utf-8")
     run = torchrun([str(script)], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -56,8 +58,9 @@ def test_two_ranks_end_with_identical_weights_and_a_loadable_model(tmp_path):
 
 def test_torchrun_cli_writes_one_checkpoint_and_logs_once(tmp_path):
     (tmp_path / "story.txt").write_text(STORY, encoding="utf-8")
-    run = torchrun(["-m", "charrnn", "train", "story.txt", "--out", "m", "--layers", "1", "--hidden", "24", "--embedding", "8",
-                    "--batch-size", "4", "--seq-len", "32", "--max-steps", "20", "--quiet"], tmp_path)
+    run = torchrun(["-m", "charrnn", "train", "story.txt", "--out", "m", "--layers", "1", "--hidden", "24",
+                    "--embedding", "8", "--batch-size", "4", "--seq-len", "32", "--max-steps", "20", "--quiet"],
+                   tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("charrnn: saved m") == 1
     assert load_model(tmp_path / "m").hidden_size == 24

@@ -18,7 +18,8 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn.checkpoint import CheckpointError, load_model, load_training_state, save_checkpoint
-from charrnn.sampling import SampleSettings, sample
+from charrnn.engine import sample
+from charrnn.sampling import SampleSettings
 from charrnn.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +183,8 @@ def test_stop_during_training_keeps_the_best_checkpoint_and_it_loads(tmp_path):
     cancel = threading.Event()
     best = None
     events = []
-    for event in train([TEXT], tmp_path / "m", TrainConfig(**TINY, max_steps=10_000, eval_interval=3, patience=None), cancel=cancel):
+    config = TrainConfig(**TINY, max_steps=10_000, eval_interval=3, patience=None)
+    for event in train([TEXT], tmp_path / "m", config, cancel=cancel):
         events.append(event)
         if event.kind == "eval":
             best = event.best_val_loss
@@ -224,7 +226,8 @@ def test_disk_full_while_saving_is_a_clear_error_and_the_previous_checkpoint_sur
     with pytest.raises(CheckpointError, match="No space left on device"):
         list(train([TEXT], directory, TrainConfig(max_steps=6), resume=True))
     with pytest.raises(CheckpointError, match="No space left on device"):
-        list(train([TEXT], tmp_path / "finetuned", TrainConfig(max_steps=2, eval_interval=1, batch_size=4, seq_len=16), init=directory))
+        tuning = TrainConfig(max_steps=2, eval_interval=1, batch_size=4, seq_len=16)
+        list(train([TEXT], tmp_path / "finetuned", tuning, init=directory))
     monkeypatch.undo()
     after = load_model(directory)
     assert same_weights(before, after) and generates(after)
@@ -250,7 +253,8 @@ def test_unwritable_checkpoint_directory_is_a_clear_error_before_training(tmp_pa
         return real_mkdtemp(suffix, prefix, dir)
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
-    with pytest.raises(CheckpointError, match=r"could not write the checkpoint to .*previous: (Permission denied|Read-only file system)"):
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint to "
+                                              r".*previous: (Permission denied|Read-only file system)"):
         save_checkpoint(directory, before, "card")
     steps = []
     with pytest.raises(CheckpointError, match="(Permission denied|Read-only file system)"):
@@ -271,7 +275,8 @@ def test_a_checkpoint_directory_under_a_file_is_a_clear_error(tmp_path, trained)
 def test_nan_from_an_absurd_learning_rate_is_reported_and_never_saved_as_best(tmp_path):
     events = []
     with pytest.raises(CheckpointError, match="better than guessing"):
-        for event in train([TEXT], tmp_path / "m", TrainConfig(**TINY, max_steps=30, eval_interval=5, lr=1e30, warmup_steps=0)):
+        config = TrainConfig(**TINY, max_steps=30, eval_interval=5, lr=1e30, warmup_steps=0)
+        for event in train([TEXT], tmp_path / "m", config):
             events.append(event)
     nans = [e for e in events if e.kind == "nan"]
     assert nans and all("non-finite loss" in e.message for e in nans)

@@ -198,7 +198,8 @@ def where_raised(error: BaseException) -> str:
     """'Type: message at file:line in function': the innermost frame of this project's code, else of a library,
     and the standard library's frame below it, if the error came from there."""
     frames = traceback.extract_tb(error.__traceback__)
-    own = [f for f in frames if f.filename.startswith(str(ROOT)) and "/.venv/" not in f.filename and "/tests/" not in f.filename]
+    own = [f for f in frames
+           if f.filename.startswith(str(ROOT)) and "/.venv/" not in f.filename and "/tests/" not in f.filename]
     libraries = [f for f in frames if "site-packages" in f.filename]
     frame = (own or libraries or frames or [None])[-1]
     if frame is None:
@@ -269,7 +270,8 @@ class Outcome:
     raised: str | None = None  # what the handler raised on the server, where it could be seen
 
 
-def call(client: Client, endpoint: str, args: tuple, timeout: float = CALL_TIMEOUT_S, raised: ServerErrors | None = None) -> Outcome:
+def call(client: Client, endpoint: str, args: tuple, timeout: float = CALL_TIMEOUT_S,
+         raised: ServerErrors | None = None) -> Outcome:
     """Call an endpoint through submit(), so a streaming one is read to its final result or error.
 
     raised: what server_errors() sees, to name the exception behind a generic error.
@@ -326,10 +328,16 @@ def shorten(value: Any, room: int = 40, depth: int = 0) -> str:
         items = list(value.items()) if isinstance(value, dict) else list(value)
         if depth >= 3 and items:
             return f"<{type(value).__name__} of {len(items):,}, nested>"
-        show = (lambda kv: f"{shorten(kv[0], 20, depth + 1)}: {shorten(kv[1], room, depth + 1)}") if isinstance(value, dict) \
-            else (lambda v: shorten(v, room, depth + 1))
+
+        def show(item: object) -> str:  # a dict's items as key: value
+            if isinstance(value, dict):
+                return f"{shorten(item[0], 20, depth + 1)}: {shorten(item[1], room, depth + 1)}"
+            return shorten(item, room, depth + 1)
+
         keep = 12 if depth == 0 else 6  # an endpoint's arguments in full, nested containers cut
-        inner = ", ".join(show(item) for item in items[:keep]) + (f", …({len(items):,} items)" if len(items) > keep else "")
+        inner = ", ".join(show(item) for item in items[:keep])
+        if len(items) > keep:
+            inner += f", …({len(items):,} items)"
         return {"list": f"[{inner}]", "tuple": f"({inner})", "dict": "{" + inner + "}"}[type(value).__name__]
     return repr(value)
 
@@ -339,7 +347,8 @@ def describe(outcome: Outcome, found: list[str]) -> str:
     what = (f"error {outcome.error_type}: {shorten(outcome.error, 160)}" if outcome.error_type
             else "no answer" if outcome.timed_out else f"result {shorten(outcome.result, 80)}")
     behind = f" [raised {outcome.raised}]" if outcome.raised and outcome.error_type else ""
-    return f"{'; '.join(found)}{behind}: {outcome.endpoint}{shorten(outcome.args)} -> {what} after {outcome.seconds:.2f} s"
+    request = f"{outcome.endpoint}{shorten(outcome.args)}"
+    return f"{'; '.join(found)}{behind}: {request} -> {what} after {outcome.seconds:.2f} s"
 
 
 # --- what to send ----------------------------------------------------------------------------------
@@ -355,16 +364,18 @@ FLOATS = st.one_of(
     st.sampled_from([0.0, -0.0, 0.5, 1.5, 1e-300, 5e-324, -5e-324, 1e20, 1e308, -1e308, 2.0**70]),
 )
 CHARS = st.characters(exclude_categories=("Cs",))  # lone surrogates cannot be encoded as UTF-8 for the request
-SPECIAL_STRINGS = ["", " ", "\n", "\r\n", "\t", "\x00", "\x00abc", "\x1b[31mred\x1b[0m", "\u202eevil", "\ufeffbom", "😀" * 3,
-                   "a\nb", "' OR 1=1 --", "<script>alert(1)</script>", "{}", "[]", "null", "NaN", "-1", "1e999", "0x10"]
+SPECIAL_STRINGS = ["", " ", "\n", "\r\n", "\t", "\x00", "\x00abc", "\x1b[31mred\x1b[0m", "\u202eevil", "\ufeffbom",
+                   "😀" * 3, "a\nb", "' OR 1=1 --", "<script>alert(1)</script>", "{}", "[]", "null", "NaN", "-1",
+                   "1e999", "0x10"]
 PATHS = ["../../etc/passwd", "/etc/passwd", "../../../../../../etc/shadow", "..\\..\\windows\\win.ini", "~/.bashrc",
-         "/proc/self/environ", "/dev/zero", "/dev/urandom", "checkpoints/../app.py", "fairy-tales/../fairy-tales", "./fairy-tales",
-         "/", ".", "..", "/tmp", "nul", str(ROOT / "app.py"), str(ROOT / "README.md")]
+         "/proc/self/environ", "/dev/zero", "/dev/urandom", "checkpoints/../app.py", "fairy-tales/../fairy-tales",
+         "./fairy-tales", "/", ".", "..", "/tmp", "nul", str(ROOT / "app.py"), str(ROOT / "README.md")]
 # URLs that lead nowhere: the discard port on this machine, a name that never resolves, other schemes.
 URLS = ["http://127.0.0.1:9/x.txt", "https://fuzz.invalid/x.txt", "http://[::1]:9/x.txt", "file:///etc/passwd",
-        "ftp://127.0.0.1:9/x.txt", "//127.0.0.1:9/x.txt", "data:text/plain,hello", "http://127.0.0.1:9/gradio_api/file=/etc/passwd"]
-REPO_IDS = ["owner/name", "gpt2", "fuzz/fairy-tales", "a" * 97 + "/b", "owner/name@main", "owner/name/extra", "-bad-/name",
-            "owner/..", "user/char-rnn-poems"]
+        "ftp://127.0.0.1:9/x.txt", "//127.0.0.1:9/x.txt", "data:text/plain,hello",
+        "http://127.0.0.1:9/gradio_api/file=/etc/passwd"]
+REPO_IDS = ["owner/name", "gpt2", "fuzz/fairy-tales", "a" * 97 + "/b", "owner/name@main", "owner/name/extra",
+            "-bad-/name", "owner/..", "user/char-rnn-poems"]
 TOKENS = ["hf_" + "a" * 34, "hf_", "hf_ spaces in it", "hf_\u00e9\u00e8", "not-a-token"]
 PROSE = ["Once upon a time", "Once", "The king", "ROMEO:\n", "\"Who is there?\" asked the old woman.", story_text(3)]
 LONG_UNITS = ["a", "Once upon a time ", "é", "\n", "😀", "\x00", "<b>", "\u0301", " "]
@@ -391,7 +402,8 @@ def file_dicts(paths: st.SearchStrategy[str] = st.sampled_from(PATHS + URLS) | S
     return st.one_of(
         st.fixed_dictionaries({"path": paths, "meta": st.just(FILE_DATA)},
                               optional={"orig_name": STRINGS, "url": st.sampled_from(URLS) | STRINGS, "size": INTS,
-                                        "mime_type": st.sampled_from(["text/plain", "application/pdf", ""]), "is_stream": st.booleans()}),
+                                        "mime_type": st.sampled_from(["text/plain", "application/pdf", ""]),
+                                        "is_stream": st.booleans()}),
         st.fixed_dictionaries({"path": paths}),
         st.fixed_dictionaries({"url": st.sampled_from(URLS), "meta": st.just(FILE_DATA)}),
         st.fixed_dictionaries({"path": SCALARS, "meta": st.one_of(st.just(FILE_DATA), SCALARS)}),
@@ -437,7 +449,8 @@ def valid_values(param: dict, pool: Pool) -> st.SearchStrategy:
     component, kind = param.get("component", ""), param.get("type") or {}
     example, default = param.get("example_input"), param.get("parameter_default")
     # The File example names a real URL, and "Hello!!" is Gradio's example for every Textbox.
-    known = [v for v in (default, example) if component != "File" and not (isinstance(v, str) and ("://" in v or v == "Hello!!"))]
+    known = [v for v in (default, example)
+             if component != "File" and not (isinstance(v, str) and ("://" in v or v == "Hello!!"))]
     if kind.get("type") == "string" and component not in ("Dropdown", "Radio"):
         known.append("")  # an empty box: what an optional text field most often holds
     # The parameter's default and example come up as often as all the other kinds together.
@@ -454,17 +467,20 @@ def valid_values(param: dict, pool: Pool) -> st.SearchStrategy:
         options.append(st.booleans())
     elif component == "File":
         options.append(st.sampled_from(pool.uploads))
+        names = ["../../x.txt", "a" * 10_000 + ".txt", "x\n.txt", "", ".txt", "story.pdf"]
         options.append(st.builds(lambda f, name: {**f, "orig_name": name}, st.sampled_from(pool.uploads),
-                                 st.sampled_from(["../../x.txt", "a" * 10_000 + ".txt", "x\n.txt", "", ".txt", "story.pdf"])))
+                                 st.sampled_from(names)))
     elif component == "Dropdown" or component == "Radio":
         options.append(st.sampled_from(pool.names))
     elif component == "Dataset":  # gr.Examples' table: its loader takes the index of a row
         options.append(st.integers(-2, 8))
     elif component == "Dataframe":
-        row = st.tuples(st.sampled_from(["quote", "line position", "x"]), st.integers(1, 5), st.integers(0, 3), st.integers(0, 40),
-                        st.sampled_from(["cell state c", "hidden state h"]), st.floats(-1, 1)).map(list)
-        options.append(st.builds(lambda rows: {"headers": ["feature", "rank", "layer", "unit", "state", "r"], "data": rows,
-                                               "metadata": None}, st.lists(row, max_size=4)))
+        row = st.tuples(st.sampled_from(["quote", "line position", "x"]), st.integers(1, 5), st.integers(0, 3),
+                        st.integers(0, 40), st.sampled_from(["cell state c", "hidden state h"]),
+                        st.floats(-1, 1)).map(list)
+        headers = ["feature", "rank", "layer", "unit", "state", "r"]
+        options.append(st.builds(lambda rows: {"headers": headers, "data": rows, "metadata": None},
+                                 st.lists(row, max_size=4)))
     if kind.get("type") == "string" and component not in ("Dropdown", "Radio"):
         options += [st.sampled_from([*PROSE, *pool.names, "7", "0", "42"]), st.text(CHARS, max_size=60)]
     return st.one_of(options) if options else JUNK
@@ -536,8 +552,10 @@ def write_uploads(folder: Path) -> tuple[list[Path], list[Path]]:
     good = [folder / f"{TRAINED}.txt", folder / "curly-tale.txt"]
     good[0].write_text(story_text(150, seed=21))
     good[1].write_text(story_text(150, seed=22).replace(" the ", " “the” ") + "Café — naïve 😀\n")
-    bad = {"empty.txt": b"", "short.txt": b"Too short.\n", "binary.txt": bytes(range(256)) * 20, "nul.txt": b"abc\x00def" * 300,
-           "latin1.txt": story_text(150, seed=23).replace("king", "k\xf6nig").encode("latin-1"), "fake.pdf": b"%PDF-1.4\n" + b"x" * 3000}
+    bad = {"empty.txt": b"", "short.txt": b"Too short.\n", "binary.txt": bytes(range(256)) * 20,
+           "nul.txt": b"abc\x00def" * 300,
+           "latin1.txt": story_text(150, seed=23).replace("king", "k\xf6nig").encode("latin-1"),
+           "fake.pdf": b"%PDF-1.4\n" + b"x" * 3000}
     for name, content in bad.items():
         (folder / name).write_bytes(content)
     return good, [folder / name for name in bad]
@@ -580,8 +598,8 @@ def fuzz_endpoint(app: FuzzApp, endpoint: str, examples: int, record: Callable[[
     phases = [Phase.explicit, Phase.generate, *([Phase.shrink] if SHRINK and stop_at_failure else [])]
 
     @seed(zlib.crc32(endpoint.encode()) + seed_offset)  # reproducible, and different for each endpoint
-    @settings(max_examples=examples, deadline=None, database=None, phases=phases, suppress_health_check=list(HealthCheck),
-              print_blob=False)
+    @settings(max_examples=examples, deadline=None, database=None, phases=phases,
+              suppress_health_check=list(HealthCheck), print_blob=False)
     @given(args=arguments(endpoint, app.endpoints[endpoint], app.pool))
     def check(args: tuple) -> None:
         outcome = call(app.client, endpoint, args, raised=app.raised)

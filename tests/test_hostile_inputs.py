@@ -18,6 +18,7 @@ import torch
 
 from charrnn.checkpoint import save_checkpoint
 from charrnn.cli import main as cli
+from charrnn.engine import sample, stream
 from charrnn.model import CharRNN
 from charrnn.sampling import (
     MAX_NUM_SAMPLES,
@@ -27,8 +28,6 @@ from charrnn.sampling import (
     PROMPT_WINDOW_CHARS,
     SampleSettings,
     prepare_prompt,
-    sample,
-    stream,
 )
 from charrnn.text import TextError, read_corpus
 from charrnn.train import TrainConfig, train
@@ -56,7 +55,8 @@ REFUSED = {
     "nul in the middle": (STORY.encode()[:500] + b"\x00" + STORY.encode()[500:], "contains NUL bytes"),
     "utf-16 cut mid-character": (STORY.encode("utf-16") + b"x", "not valid UTF-16"),
     "only whitespace": (b"\n\r\n \t\n" * 10, "has no text in it"),
-    "random bytes": (bytes(b for b in torch.randint(1, 256, (20_000,), generator=torch.Generator().manual_seed(0)).tolist()), "control characters"),
+    "random bytes": (bytes(torch.randint(1, 256, (20_000,), generator=torch.Generator().manual_seed(0)).tolist()),
+                     "control characters"),
 }
 
 
@@ -318,10 +318,12 @@ def test_cli_refuses_a_seed_that_is_not_an_integer(model_dir, capsys):
 
 
 def test_cli_clamps_and_handles_hostile_prompts(model_dir, capsys):
-    assert cli(["sample", str(model_dir), "--temperature", "1e30", "--top-k", "0", "--length", "30", "--seed", "1"]) == 0
+    assert cli(["sample", str(model_dir), "--temperature", "1e30", "--top-k", "0", "--length", "30",
+                "--seed", "1"]) == 0
     assert len(capsys.readouterr().out) == 31
     # An undecodable byte in argv arrives as a lone surrogate (surrogateescape).
-    assert cli(["sample", str(model_dir), "--prompt", "fox\udcff\x1b" + "q" * 100_000, "--length", "10", "--seed", "1"]) == 0
+    assert cli(["sample", str(model_dir), "--prompt", "fox\udcff\x1b" + "q" * 100_000, "--length", "10",
+                "--seed", "1"]) == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "does not know" in captured.err
     assert len(captured.out) <= MAX_PROMPT_CHARS + 11
@@ -337,7 +339,8 @@ def app_url() -> str:
     return shared_app()
 
 
-APP_REFUSED = {**REFUSED, "one character": (b"a", "too short"), "utf-32 cut short": (STORY.encode("utf-32")[:-1], "not valid UTF-32")}
+APP_REFUSED = {**REFUSED, "one character": (b"a", "too short"),
+               "utf-32 cut short": (STORY.encode("utf-32")[:-1], "not valid UTF-32")}
 
 
 @pytest.mark.parametrize("name", list(APP_REFUSED))
@@ -350,7 +353,8 @@ def test_app_refuses_each_bad_upload_with_the_engines_message(app_url, tmp_path,
     path.write_bytes(data)
     client = Client(app_url, verbose=False)
     with pytest.raises(AppError, match=why):
-        client.predict(handle_file(str(path)), "fairy-tales", "small (2 layers × 256)", 1, "as the base model", 0, 3, api_name="/train")
+        client.predict(handle_file(str(path)), "fairy-tales", "small (2 layers × 256)", 1, "as the base model", 0, 3,
+                       api_name="/train")
 
 
 def test_app_reads_awkward_but_readable_uploads(app_url, tmp_path):
@@ -379,7 +383,8 @@ def _raw_call(base: str, api: str, body: bytes, timeout: float = 60) -> tuple[st
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(f"{base}/gradio_api/call/{api}", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{base}/gradio_api/call/{api}", data=body,
+                                     headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             event_id = json.loads(response.read())["event_id"]
@@ -394,7 +399,8 @@ def _raw_call(base: str, api: str, body: bytes, timeout: float = 60) -> tuple[st
 
 def _body(*values: str) -> bytes:
     defaults = ['"Once"', "0.8", "20", '"1"', '"fairy-tales"', '""', "0", "1.0"]
-    return ('{"data": [' + ", ".join(v if v is not None else d for v, d in zip(values + (None,) * 8, defaults)) + "]}").encode()
+    given = [v if v is not None else d for v, d in zip(values + (None,) * 8, defaults)]
+    return ('{"data": [' + ", ".join(given) + "]}").encode()
 
 
 RAW_GENERATE = [
@@ -445,7 +451,8 @@ def test_app_generate_refuses_or_survives_anything_a_client_sends(app_url, what,
 def test_app_refuses_bodies_that_are_not_json_or_not_utf8(app_url):
     base = app_url.rstrip("/")
     assert _raw_call(base, "generate", b'{"data": [')[0].startswith("http 4")
-    assert _raw_call(base, "generate", b'{"data": ["On\xff\xfece", 0.8, 20, "1", "fairy-tales", "", 0, 1.0]}')[0].startswith("http 4")
+    not_utf8 = b'{"data": ["On\xff\xfece", 0.8, 20, "1", "fairy-tales", "", 0, 1.0]}'
+    assert _raw_call(base, "generate", not_utf8)[0].startswith("http 4")
 
 
 def test_app_reads_only_the_tail_of_a_long_prompt_and_refuses_a_huge_one(app_url):

@@ -27,11 +27,12 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData, constants
 from safetensors.torch import save_file
 
-from charrnn.card import model_card
+from charrnn.card import CardInfo, model_card
 from charrnn.checkpoint import INDEX, CheckpointError, load_model, save_checkpoint
+from charrnn.engine import sample
 from charrnn.hub import HubError, push_to_hub
 from charrnn.model import CharRNN
-from charrnn.sampling import SampleSettings, sample
+from charrnn.sampling import SampleSettings
 from charrnn.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,16 +43,18 @@ WRITE_TOKEN = "hf_test_write_token_0123456789"
 
 def tiny_model(hidden: int = 16, seed: int = 0) -> CharRNN:
     torch.manual_seed(seed)
-    return CharRNN(vocab=list(Vocab.build(TEXT).chars), num_layers=1, hidden_size=hidden, embedding_dim=8, dropout=0.0).eval()
+    return CharRNN(vocab=list(Vocab.build(TEXT).chars), num_layers=1, hidden_size=hidden, embedding_dim=8,
+                   dropout=0.0).eval()
 
 
 def checkpoint(tmp_path: Path, name: str = "ckpt", val_loss: float | None = 1.5, **info) -> tuple[CharRNN, Path]:
     model = tiny_model()
-    card = model_card(model, {"val_loss": val_loss, "corpus": "fox.txt", "name": name, **info})
+    card = model_card(model, CardInfo(val_loss=val_loss, corpus="fox.txt", name=name, **info))
     return model, save_checkpoint(tmp_path / name, model, card)
 
 
-def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes], revision: str = "main", commit: str = COMMIT) -> Path:
+def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes], revision: str = "main",
+               commit: str = COMMIT) -> Path:
     """Lay files out exactly as huggingface_hub's cache does: blobs, snapshots/<commit> symlinks, refs/<revision>."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,8 @@ class Handler(BaseHTTPRequestHandler):
     def repo_or_error(self, repo_id: str, revision: str | None = None) -> dict | None:
         repo = self.server.repos.get(repo_id)
         if repo is None or (repo["private"] and self.user() is None):
-            self.reply(401 if self.user() is None else 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            self.reply(401 if self.user() is None else 404, {"error": "Repository not found"},
+                       {"X-Error-Code": "RepoNotFound"})
             return None
         if repo.get("gated") and self.user() is None:
             self.reply(403, {"error": "Access to this model is restricted"}, {"X-Error-Code": "GatedRepo"})
@@ -149,14 +153,16 @@ class Handler(BaseHTTPRequestHandler):
                                  "siblings": [{"rfilename": p} for p in repo["files"]]})
         elif m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path):
             if repo := self.repo_or_error(m[1], m[2]):
-                self.reply(200, [{"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()} for p, d in repo["files"].items()])
+                self.reply(200, [{"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                                 for p, d in repo["files"].items()])
         elif m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
             if repo := self.repo_or_error(m[1], m[2]):
                 data = repo["files"].get(m[3])
                 if data is None:
                     self.reply(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
                 else:
-                    self.reply(200, raw=data, headers={"X-Repo-Commit": repo["sha"], "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+                    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                    self.reply(200, raw=data, headers={"X-Repo-Commit": repo["sha"], "ETag": etag})
         elif path == "/api/repos/create":
             payload = json.loads(self.body())
             user = self.user()
@@ -164,7 +170,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(401, {"error": "Invalid credentials"})
             repo_id = f"{payload.get('organization') or user}/{payload['name']}"
             if repo_id in self.server.repos:
-                return self.reply(409, {"error": "You already created this model repo", "url": f"{self.server.endpoint}/{repo_id}"})
+                return self.reply(409, {"error": "You already created this model repo",
+                                        "url": f"{self.server.endpoint}/{repo_id}"})
             self.server.add_repo(repo_id, {}, private=payload.get("visibility") == "private")
             self.server.repos[repo_id]["sha"] = hashlib.sha1(repo_id.encode()).hexdigest()
             self.reply(200, {"url": f"{self.server.endpoint}/{repo_id}"})
@@ -180,8 +187,9 @@ class Handler(BaseHTTPRequestHandler):
             files = json.loads(self.body())["files"]
             if self.user() is None or self.repo_or_error(m[1]) is None:
                 return self.reply(401, {"error": "Unauthorized"}) if self.user() is None else None
-            self.reply(200, {"files": [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".safetensors") else "regular",
-                                        "shouldIgnore": False, "oid": None} for f in files]})
+            modes = {f["path"]: "lfs" if f["path"].endswith(".safetensors") else "regular" for f in files}
+            self.reply(200, {"files": [{"path": f["path"], "uploadMode": modes[f["path"]], "shouldIgnore": False,
+                                        "oid": None} for f in files]})
         elif m := re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path):
             objects = json.loads(self.body())["objects"]
             self.reply(200, {"transfer": "basic", "objects": [
@@ -209,7 +217,8 @@ class Handler(BaseHTTPRequestHandler):
             repo["files"].update(commit["files"])
             repo["commits"].append(commit)
             repo["sha"] = hashlib.sha1(repr(sorted(repo["files"].items())).encode()).hexdigest()
-            self.reply(200, {"commitUrl": f"{self.server.endpoint}/{m[1]}/commit/{repo['sha']}", "commitOid": repo["sha"], "pullRequestUrl": None})
+            self.reply(200, {"commitUrl": f"{self.server.endpoint}/{m[1]}/commit/{repo['sha']}",
+                             "commitOid": repo["sha"], "pullRequestUrl": None})
         else:
             self.reply(404, {"error": f"FakeHub does not speak {self.command} {path}"})
 
@@ -223,7 +232,8 @@ def hub(tmp_path, monkeypatch) -> FakeHub:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
@@ -275,7 +285,8 @@ def test_card_metadata_is_proper_hub_metadata_and_round_trips(tmp_path):
     assert results["loss"].metric_value == 1.2345
     assert results["bpc"].metric_value == pytest.approx(1.2345 / 0.6931471805599453, abs=1e-4)
     assert results["loss"].task_type == "text-generation" and results["loss"].dataset_name == "fox.txt"
-    assert ModelCardData(**{k.replace("_", "-") if k == "model_index" else k: v for k, v in data.to_dict().items()}).eval_results
+    as_written = {k.replace("_", "-") if k == "model_index" else k: v for k, v in data.to_dict().items()}
+    assert ModelCardData(**as_written).eval_results
 
 
 def test_card_base_model_only_when_it_is_a_hub_id(tmp_path):
@@ -295,6 +306,20 @@ def test_card_without_evaluation_has_no_model_index(tmp_path):
     assert ModelCard.load(directory / "README.md").data.library_name == "charrnn"
 
 
+def test_card_info_round_trips_through_the_training_state_under_the_older_names():
+    info = CardInfo(name="fox", corpus="fox.txt", notes=["A note."], val_loss=1.25, val_scope="over all 9",
+                    val_losses={"a": 1.0, "b": 1.5},
+                    samples=[{"temperature": 0.5, "seed": 1, "prompt": "", "text": "x"}])
+    meta = info.to_meta()
+    assert meta["full_val_loss"] == 1.25 and "val_loss" not in meta  # what older checkpoints named it
+    assert "command" not in meta and "base_model" not in meta  # None is left out: older versions read it as missing
+    assert json.loads(json.dumps(meta)) == meta and CardInfo.from_meta(meta) == info
+    # An older checkpoint's plain dict, with a key no version knows and a None, reads as the same.
+    assert CardInfo.from_meta(meta | {"unknown": 1, "command": None}) == info
+    assert info.unmeasured() == CardInfo(name="fox", corpus="fox.txt", notes=["A note."])
+    assert model_card(tiny_model(), CardInfo.from_meta({})) == model_card(tiny_model(), CardInfo())
+
+
 # --- loading from a snapshot and the cache --------------------------------------------------
 
 def test_save_pretrained_round_trips_through_a_hub_snapshot_layout(tmp_path, offline_cache):
@@ -303,7 +328,8 @@ def test_save_pretrained_round_trips_through_a_hub_snapshot_layout(tmp_path, off
     model.save_pretrained(saved)
     snapshot = cache_repo(offline_cache, "owner/fox", {p.name: p.read_bytes() for p in saved.iterdir()})
     assert CharRNN.from_pretrained(str(snapshot)).config == model.config
-    for loaded in (CharRNN.from_pretrained(str(snapshot)), CharRNN.from_pretrained("owner/fox"), load_model("owner/fox", device="cpu")):
+    for loaded in (CharRNN.from_pretrained(str(snapshot)), CharRNN.from_pretrained("owner/fox"),
+                   load_model("owner/fox", device="cpu")):
         assert same_weights(loaded, model)
 
 
@@ -312,7 +338,7 @@ def test_load_by_repo_id_offline_from_cache(tmp_path, offline_cache):
     cache_repo(offline_cache, "owner/fox", model_files(directory))
     other = "fedcba9876543210fedcba9876543210fedcba98"
     bigger = tiny_model(hidden=24, seed=1)
-    save_checkpoint(tmp_path / "v2", bigger, model_card(bigger, {}))
+    save_checkpoint(tmp_path / "v2", bigger, model_card(bigger, CardInfo()))
     cache_repo(offline_cache, "owner/fox", model_files(tmp_path / "v2"), revision="v2", commit=other)
 
     loaded = load_model("owner/fox", device="cpu")  # what the app calls with the picker's repo id
@@ -322,9 +348,11 @@ def test_load_by_repo_id_offline_from_cache(tmp_path, offline_cache):
     assert load_model("owner/fox@v2", device="cpu").hidden_size == 24  # one text box (the app's) can name a revision
     with pytest.raises(CheckpointError, match=r"names revision 'v2' but revision 'main' was also given"):
         load_model("owner/fox@v2", revision="main")
-    with pytest.raises(CheckpointError, match=r"owner/fox at revision 'v3' is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it"):
+    with pytest.raises(CheckpointError, match=r"owner/fox at revision 'v3' is not in the local cache, "
+                                              r"and HF_HUB_OFFLINE=1 forbids downloading it"):
         load_model("owner/fox", revision="v3")
-    with pytest.raises(CheckpointError, match=r"^someone/else is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it$"):
+    with pytest.raises(CheckpointError, match=r"^someone/else is not in the local cache, "
+                                              r"and HF_HUB_OFFLINE=1 forbids downloading it$"):
         load_model("someone/else")
 
 
@@ -338,7 +366,8 @@ def test_app_picker_loads_a_repo_id_offline_from_cache(tmp_path, offline_cache):
     studio = Studio(tmp_path / "no-shipped-models", device="cpu")
     assert same_weights(studio.load(None, "owner/fox"), model)  # the Generate tab's "Hub repo id" box
     assert same_weights(studio.load(None, "owner/fox@main"), model)
-    with pytest.raises(gr.Error, match="owner/other is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it"):
+    with pytest.raises(gr.Error, match="owner/other is not in the local cache, "
+                                       "and HF_HUB_OFFLINE=1 forbids downloading it"):
         studio.load(None, "owner/other")
 
 
@@ -354,7 +383,8 @@ def test_cli_samples_a_repo_id_offline_from_a_warm_cache(tmp_path):
 
     missing = cli("sample", "owner/nothing", env=env)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert missing.stderr.strip() == "charrnn: error: owner/nothing is not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading it"
+    assert missing.stderr.strip() == ("charrnn: error: owner/nothing is not in the local cache, "
+                                      "and HF_HUB_OFFLINE=1 forbids downloading it")
 
 
 @pytest.mark.parametrize("case, files, message", [
@@ -362,9 +392,11 @@ def test_cli_samples_a_repo_id_offline_from_a_warm_cache(tmp_path):
      r"^owner/repo is not a charrnn model: its config.json has no vocabulary$"),
     ("no weights", "config-only", r"^owner/repo is not a charrnn model: it has no model.safetensors$"),
     ("mismatch", "mismatch", r"^owner/repo: the weights do not match config.json \(size mismatch for .*"),
-    ("pickle only", "pickle", r"^owner/repo holds only pickle weights \(pytorch_model.bin\); charrnn loads model.safetensors only, "
+    ("pickle only", "pickle", r"^owner/repo holds only pickle weights \(pytorch_model.bin\); "
+                              r"charrnn loads model.safetensors only, "
                               r"because unpickling a downloaded file can run arbitrary code"),
-    ("bad config values", {"config.json": json.dumps({"vocab": ["\ufffd", "a"], "hidden_size": -3}).encode(), "model.safetensors": b"x"},
+    ("bad config values",
+     {"config.json": json.dumps({"vocab": ["\ufffd", "a"], "hidden_size": -3}).encode(), "model.safetensors": b"x"},
      r"^owner/repo is not a loadable charrnn model: config.json: hidden_size must be a whole number"),
 ])
 def test_cached_repo_that_is_not_a_charrnn_model_is_refused_clearly(tmp_path, offline_cache, case, files, message):  # noqa: ARG001
@@ -404,8 +436,10 @@ def test_download_by_repo_id_then_offline_from_the_same_cache(tmp_path, hub, mon
 
 def test_pickle_only_repo_is_refused_without_downloading_the_pickle(tmp_path, hub):
     _, directory = checkpoint(tmp_path)
-    hub.add_repo("owner/pickled", {"config.json": model_files(directory)["config.json"], "pytorch_model.bin": b"\x80\x04evil"})
-    with pytest.raises(CheckpointError, match=r"^owner/pickled holds only pickle weights \(pytorch_model.bin\); .*it was not downloaded\)$"):
+    hub.add_repo("owner/pickled", {"config.json": model_files(directory)["config.json"],
+                                   "pytorch_model.bin": b"\x80\x04evil"})
+    with pytest.raises(CheckpointError, match=r"^owner/pickled holds only pickle weights \(pytorch_model.bin\); "
+                                              r".*it was not downloaded\)$"):
         load_model("owner/pickled")
     assert not any("pytorch_model.bin" in path for _, path, _ in hub.requests if "/resolve/" in path)
     assert not list(Path(constants.HF_HUB_CACHE).rglob("pytorch_model.bin"))
@@ -414,25 +448,31 @@ def test_pickle_only_repo_is_refused_without_downloading_the_pickle(tmp_path, hu
 def test_repo_not_found_private_and_missing_revision_messages(tmp_path, hub, monkeypatch):
     _, directory = checkpoint(tmp_path)
     hub.add_repo("owner/secret", model_files(directory), private=True)
-    with pytest.raises(CheckpointError, match=r"^owner/nope: no such model on the Hub, or it is private and no token is set \(set HF_TOKEN or run `hf auth login`\)$"):
+    with pytest.raises(CheckpointError, match=r"^owner/nope: no such model on the Hub, or it is private "
+                                              r"and no token is set \(set HF_TOKEN or run `hf auth login`\)$"):
         load_model("owner/nope")
-    with pytest.raises(CheckpointError, match=r"^owner/secret: no such model on the Hub, or it is private and no token is set"):
+    with pytest.raises(CheckpointError, match=r"^owner/secret: no such model on the Hub, "
+                                              r"or it is private and no token is set"):
         load_model("owner/secret")
     hub.add_repo("owner/gated", model_files(directory), gated=True)
-    with pytest.raises(CheckpointError, match=r"^owner/gated is gated: accept its terms on the Hub, then set HF_TOKEN or run `hf auth login`$"):
+    with pytest.raises(CheckpointError, match=r"^owner/gated is gated: accept its terms on the Hub, "
+                                              r"then set HF_TOKEN or run `hf auth login`$"):
         load_model("owner/gated")
     monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
     assert load_model("owner/secret", device="cpu").hidden_size == 16  # the token from HF_TOKEN reaches the Hub
-    with pytest.raises(CheckpointError, match=r"^owner/nope: no such model on the Hub, or it is private and your token cannot read it$"):
+    with pytest.raises(CheckpointError, match=r"^owner/nope: no such model on the Hub, "
+                                              r"or it is private and your token cannot read it$"):
         load_model("owner/nope")
-    with pytest.raises(CheckpointError, match=r"^owner/secret has no revision 'v9' \(a branch, tag or commit on the Hub\)$"):
+    with pytest.raises(CheckpointError, match=r"^owner/secret has no revision 'v9' "
+                                              r"\(a branch, tag or commit on the Hub\)$"):
         load_model("owner/secret", revision="v9")
 
 
 @pytest.mark.usefixtures("hub")
 def test_unreachable_hub_and_not_cached(monkeypatch):
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
-    with pytest.raises(CheckpointError, match=r"^owner/fox is not in the local cache, and the Hub cannot be reached \(offline\?\)$"):
+    with pytest.raises(CheckpointError, match=r"^owner/fox is not in the local cache, "
+                                              r"and the Hub cannot be reached \(offline\?\)$"):
         load_model("owner/fox")
 
 
@@ -471,7 +511,8 @@ def test_push_without_a_card_makes_one_and_leaves_the_directory_alone(tmp_path, 
 
 def test_push_errors(tmp_path, hub, monkeypatch):
     _, directory = checkpoint(tmp_path)
-    with pytest.raises(HubError, match=r"^pushing needs a Hugging Face token with write access: set HF_TOKEN, run `hf auth login`, or give one$"):
+    with pytest.raises(HubError, match=r"^pushing needs a Hugging Face token with write access: "
+                                       r"set HF_TOKEN, run `hf auth login`, or give one$"):
         push_to_hub(directory, "tester/fox")
     assert hub.requests == []
     bad_token = "hf_not_a_real_token_987654321"
@@ -485,11 +526,13 @@ def test_push_errors(tmp_path, hub, monkeypatch):
     with pytest.raises(HubError, match=r"no such checkpoint directory"):
         push_to_hub(tmp_path / "missing", "tester/fox", token=WRITE_TOKEN)
     hub.add_repo("tester/public", {})
-    with pytest.raises(HubError, match=r"^tester/public already exists and is public; a push does not change its visibility"):
+    with pytest.raises(HubError, match=r"^tester/public already exists and is public; "
+                                       r"a push does not change its visibility"):
         push_to_hub(directory, "tester/public", token=WRITE_TOKEN, private=True)
     assert hub.repos["tester/public"]["commits"] == []
     named_only = push_to_hub(directory, "just-a-name", token=WRITE_TOKEN)  # the token's own account
-    assert named_only == f"{hub.endpoint}/tester/just-a-name" and "model.safetensors" in hub.repos["tester/just-a-name"]["files"]
+    assert named_only == f"{hub.endpoint}/tester/just-a-name"
+    assert "model.safetensors" in hub.repos["tester/just-a-name"]["files"]
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(HubError, match=r"^could not reach the Hub to push tester/fox \(ConnectError\)$"):
         push_to_hub(directory, "tester/fox", token=WRITE_TOKEN)
@@ -522,7 +565,8 @@ def test_cli_push_against_a_local_endpoint(tmp_path, hub, monkeypatch):
 
     refused = cli("push", str(directory), "--repo", "tester/fox-cli", env=env | {"HF_TOKEN": "hf_wrong_token_0000"})
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith("charrnn: error: the Hub refused the token (invalid or expired)")
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("charrnn: error: the Hub refused the token (invalid or expired)")
     assert "hf_wrong_token_0000" not in refused.stderr
 
 
@@ -543,7 +587,7 @@ def test_app_push_to_hub_uses_the_token_for_that_call_only(tmp_path, hub):
     from charrnn.session import Session, SessionModel
 
     shipped_model = tiny_model()
-    save_checkpoint(tmp_path / "shipped" / "fairy-tales", shipped_model, model_card(shipped_model, {}))
+    save_checkpoint(tmp_path / "shipped" / "fairy-tales", shipped_model, model_card(shipped_model, CardInfo()))
     demo = build_app(tmp_path / "shipped")
     push = next(f for f in demo.fns.values() if f.api_name == "push").fn
     token_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "push-token")
@@ -559,7 +603,8 @@ def test_app_push_to_hub_uses_the_token_for_that_call_only(tmp_path, hub):
         message, token_after = push("mine", "tester/app-model", WRITE_TOKEN, True, visitor)
         assert token_after == "" and WRITE_TOKEN not in message  # the box is emptied, the token never echoed
         assert f"{hub.endpoint}/tester/app-model" in message and hub.repos["tester/app-model"]["private"]
-        assert hub.repos["tester/app-model"]["files"]["model.safetensors"] == (trained / "model.safetensors").read_bytes()
+        pushed = hub.repos["tester/app-model"]["files"]["model.safetensors"]
+        assert pushed == (trained / "model.safetensors").read_bytes()
         signed_in = gr.OAuthToken(token=WRITE_TOKEN, scope="openid profile write-repos", expires_at=0)
         message, _ = push("mine", "tester/signed-in", "", False, visitor, signed_in)  # the LoginButton's token
         assert "tester/signed-in" in message and not hub.repos["tester/signed-in"]["private"]

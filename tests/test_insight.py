@@ -1,4 +1,5 @@
-"""Seeing inside a model: probabilities, activations, the cells that track text features, temperatures, and the app's views."""
+"""Seeing inside a model: probabilities, activations, the cells that track text features, temperatures, and the
+app's views."""
 
 import random
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from charrnn.checkpoint import load_model, save_checkpoint
+from charrnn.engine import sample, stream
 from charrnn.insight import (
     activations,
     correlations,
@@ -21,7 +23,7 @@ from charrnn.insight import (
 from charrnn.inspect_views import InsightViews
 from charrnn.model import CharRNN
 from charrnn.originality import build_index
-from charrnn.sampling import SampleSettings, sample, stream
+from charrnn.sampling import SampleSettings
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
 
@@ -30,7 +32,8 @@ TEXT = 'She said "come here" and he came.\nThen "no, not now" was all.\n\nHe LAU
 
 def tiny(num_layers: int = 2, cell: str = "lstm", seed: int = 0) -> CharRNN:
     torch.manual_seed(seed)
-    return CharRNN(list(Vocab.build([TEXT]).chars), cell=cell, num_layers=num_layers, hidden_size=12, embedding_dim=6).eval()
+    return CharRNN(list(Vocab.build([TEXT]).chars), cell=cell, num_layers=num_layers, hidden_size=12,
+                   embedding_dim=6).eval()
 
 
 def test_scoring_a_generated_text_gives_the_probabilities_the_sampler_saw():
@@ -67,14 +70,16 @@ def test_activations_are_the_networks_own_states(cell):
 def test_text_features_mark_quotes_lines_words_newlines_and_capitals():
     text = 'a "Bc" d\nef\n\n"g\n\nh'
     f = text_features(text)
-    assert f["inside quotes"].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]  # a blank line closes a quote
+    # A blank line closes a quote.
+    assert f["inside quotes"].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
     assert f["position in line"].tolist()[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 0]
     assert f["inside a word"].tolist()[:6] == [1, 0, 0, 1, 1, 0]
     assert f["just after a newline"].tolist()[8:12] == [1, 0, 0, 1]
     assert f["upper case"].tolist()[:6] == [0, 0, 0, 1, 0, 0]
     grimm = "He said 'don't go' and 'yes'."
     inside = text_features(grimm)["inside quotes"]
-    assert "".join(c for c, v in zip(grimm, inside) if v) == "'don't go'yes"  # single quotes too; apostrophes are no quotes
+    # Single quotes too; apostrophes are no quotes.
+    assert "".join(c for c, v in zip(grimm, inside) if v) == "'don't go'yes"
 
 
 def test_correlation_is_pearson_and_undefined_for_a_constant_unit():
@@ -196,7 +201,8 @@ def test_neuron_views_colour_by_one_unit_and_rank_cells(saved_tiny):
     with pytest.raises(gr.Error, match="layer"):
         views.neurons(TEXT, 3, 0)
     rows, how = views.find_cells(TEXT)
-    assert {r[0] for r in rows} == {"inside quotes", "position in line", "inside a word", "just after a newline", "upper case"}
+    assert {r[0] for r in rows} == {"inside quotes", "position in line", "inside a word", "just after a newline",
+                                    "upper case"}
     assert all(1 <= r[2] <= 2 and 0 <= r[3] < 12 and -1 <= r[5] <= 1 for r in rows)
     assert "Pearson" in how
     evt = gr.SelectData(None, {"index": [0, 1], "value": rows[0][1], "row_value": rows[0]})
@@ -221,7 +227,8 @@ def test_each_view_is_an_api_endpoint(tmp_path):
         _, data = c.predict(text, 1, 3, "cell state c", "fairy-tales", "", api_name="/neurons")
         assert len(data["values"]) == len(text)
         table, how = c.predict(text, "fairy-tales", "", api_name="/find_cells")
-        assert table["headers"] == ["feature", "rank", "layer", "unit", "state", "r"] and table["data"] and "Pearson" in how
+        assert table["headers"] == ["feature", "rank", "layer", "unit", "state", "r"]
+        assert table["data"] and "Pearson" in how
         with pytest.raises(Exception, match="unit must be a whole number from 0 to 31"):
             c.predict(text, 1, 99, "cell state c", "fairy-tales", "", api_name="/neurons")
     finally:

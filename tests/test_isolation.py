@@ -45,7 +45,8 @@ def generate(client: Client, model: str = "fairy-tales", hub: str = "", length: 
 
 
 def fine_tune(client: Client, upload: Path, max_steps: int = 8, minutes: int = 1) -> tuple:
-    return client.predict(handle_file(str(upload)), "fairy-tales", SIZE, minutes, "as the base model", 0, max_steps, api_name="/train")
+    return client.predict(handle_file(str(upload)), "fairy-tales", SIZE, minutes, "as the base model", 0, max_steps,
+                          api_name="/train")
 
 
 def session_dirs(client: Client) -> list[Path]:
@@ -105,7 +106,8 @@ def test_a_session_cannot_see_pick_download_or_generate_with_anothers_model(app_
     for guess in guesses:
         with pytest.raises(AppError, match="no model called|not a Hugging Face Hub repo id"):
             generate(bob, model=guess)
-        with pytest.raises(AppError, match="not a Hugging Face Hub repo id|no model called|not in the local cache|cannot be reached|not a valid"):
+        refused = "not a Hugging Face Hub repo id|no model called|not in the local cache|cannot be reached|not a valid"
+        with pytest.raises(AppError, match=refused):
             generate(bob, hub=guess)
         with pytest.raises(AppError, match="no model called"):
             bob.predict(handle_file(str(upload)), guess, SIZE, 1, "as the base model", 0, 3, api_name="/train")
@@ -113,7 +115,8 @@ def test_a_session_cannot_see_pick_download_or_generate_with_anothers_model(app_
             bob.predict(handle_file(str(upload)), guess, "as the base model", api_name="/read_upload")
     # Download: neither the checkpoint files nor the zip are served by path.
     base = app_url.rstrip("/")
-    for path in (model_dir / "model.safetensors", model_dir / "config.json", model_dir.parent / "alices-secret.zip", model_dir):
+    for path in (model_dir / "model.safetensors", model_dir / "config.json", model_dir.parent / "alices-secret.zip",
+                 model_dir):
         status, body = fetch(f"{base}/gradio_api/file={urllib.parse.quote(str(path))}")
         assert status == 403 and body.startswith(b"{\"detail\"")
     # The insight endpoints take a model the same way: no way in there either.
@@ -140,12 +143,14 @@ def test_closing_the_tab_mid_training_cancels_it_frees_the_slot_and_leaves_no_fi
     upload.write_text(story_text(300, seed=5))
     leaver, next_visitor = Client(app_url, verbose=False), Client(app_url, verbose=False)
     # A 30-minute budget: only the closed tab can end this run in time.
-    leaving = leaver.submit(handle_file(str(upload)), "fairy-tales", SIZE, limits.MAX_TIME_BUDGET_MIN, "as the base model", 0, 0,
-                            api_name="/train")
-    assert wait_for(lambda: any("Training long-tale" in str(o[0]) for o in leaving.outputs()), 60), "training never started"
+    leaving = leaver.submit(handle_file(str(upload)), "fairy-tales", SIZE, limits.MAX_TIME_BUDGET_MIN,
+                            "as the base model", 0, 0, api_name="/train")
+    started = wait_for(lambda: any("Training long-tale" in str(o[0]) for o in leaving.outputs()), 60)
+    assert started, "training never started"
     mine = session_dirs(leaver)
     assert mine
-    waiting = next_visitor.submit(handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 5, api_name="/train")
+    waiting = next_visitor.submit(handle_file(str(upload)), "fairy-tales", SIZE, 1, "as the base model", 0, 5,
+                                  api_name="/train")
     time.sleep(1.0)
     assert not waiting.done()  # one training job at a time: the next visitor waits in the queue
     closed_at = time.monotonic()
@@ -180,7 +185,8 @@ def test_a_closed_session_leaves_no_files_behind(app_url, tmp_path):
     assert mine
     visitor.close()
     assert wait_for(lambda: not mine[0].exists(), 45), "the session directory was left behind"
-    assert wait_for(lambda: not any(p.exists() for p in server_copies), 10), f"left behind: {[p for p in server_copies if p.exists()]}"
+    gone = wait_for(lambda: not any(p.exists() for p in server_copies), 10)
+    assert gone, f"left behind: {[p for p in server_copies if p.exists()]}"
     for path in server_copies:
         status, _ = fetch(f"{app_url.rstrip('/')}/gradio_api/file={urllib.parse.quote(str(path))}")
         assert status in (403, 404)
@@ -198,7 +204,8 @@ def test_limits_hold_over_the_api(app_url, tmp_path):
     upload.write_text(story_text(150, seed=4))
     for minutes in (limits.MAX_TIME_BUDGET_MIN + 1, 10**9, 0, -1):
         with pytest.raises(AppError, match=r"time budget|minimum|maximum|greater|less"):
-            client.predict(handle_file(str(upload)), "fairy-tales", SIZE, minutes, "as the base model", 0, 0, api_name="/train")
+            client.predict(handle_file(str(upload)), "fairy-tales", SIZE, minutes, "as the base model", 0, 0,
+                           api_name="/train")
     for hostile in (["fairy-tales"], {"name": "fairy-tales"}, 7):
         with pytest.raises(AppError, match="no model called"):
             client.predict(handle_file(str(upload)), hostile, SIZE, 1, "as the base model", 0, 3, api_name="/train")
@@ -256,8 +263,8 @@ def test_every_limit_is_one_constant_listed_in_the_readme():
     assert named, "the README has no limits table"
     for name in named:
         assert hasattr(limits, name), f"the README names {name}, which charrnn/limits.py does not define"
-    for name in ("MAX_UPLOAD_BYTES", "MAX_GENERATE_CHARS", "MIN_TIME_BUDGET_MIN", "MAX_TIME_BUDGET_MIN", "QUEUE_MAX_SIZE",
-                 "TRAIN_CONCURRENCY", "GENERATE_CONCURRENCY", "MAX_SESSION_MODELS", "SESSION_TTL_S"):
+    for name in ("MAX_UPLOAD_BYTES", "MAX_GENERATE_CHARS", "MIN_TIME_BUDGET_MIN", "MAX_TIME_BUDGET_MIN",
+                 "QUEUE_MAX_SIZE", "TRAIN_CONCURRENCY", "GENERATE_CONCURRENCY", "MAX_SESSION_MODELS", "SESSION_TTL_S"):
         assert name in named, f"{name} is a limit but the README's table does not list it"
     row = {name: next(r for k, r in rows.items() if f"`{name}`" in k) for name in named}
     assert f"{limits.MAX_UPLOAD_BYTES // 2**20} MB" in row["MAX_UPLOAD_BYTES"]

@@ -9,6 +9,7 @@ LAYERS = [
     ["vocab"],
     ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
+    ["engine"],
     ["train", "autosize", "distributed", "insight"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "components"],
     ["app"],
@@ -19,7 +20,8 @@ LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 def charrnn_imports(path: Path) -> set[str]:
     """The charrnn modules a file imports at run time (imports for type checkers only are left out)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    type_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+    type_only = {id(node) for block in ast.walk(tree)
+                 if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
                  for stmt in block.body for node in ast.walk(stmt)}
     found = set()
     for node in ast.walk(tree):

@@ -29,14 +29,16 @@ def generate(client: Client, prompt: str, seed: int) -> str:
 
 def test_five_visitors_generate_while_one_fine_tunes(tmp_path):
     url = shared_app()
-    prompts = ["once upon a time", "a king who had", "three daughters", "the sun itself", "in her face"]  # all in the vocabulary
-    alone = {(k, r): generate(Client(url, verbose=False), prompts[k], 100 * k + r) for k in range(CLIENTS) for r in range(REPEATS)}
+    # All in the vocabulary.
+    prompts = ["once upon a time", "a king who had", "three daughters", "the sun itself", "in her face"]
+    alone = {(k, r): generate(Client(url, verbose=False), prompts[k], 100 * k + r)
+             for k in range(CLIENTS) for r in range(REPEATS)}
 
     upload = tmp_path / "busy-day.txt"
     upload.write_text(story_text(200, seed=8))
     trainer = Client(url, verbose=False)
-    training = trainer.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1, "as the base model", 0, 60,
-                              api_name="/train")
+    training = trainer.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, 1,
+                              "as the base model", 0, 60, api_name="/train")
     texts: dict[tuple[int, int], str] = {}
     errors: list[str] = []
     start = threading.Barrier(CLIENTS)

@@ -13,7 +13,8 @@ from charrnn.vocab import Vocab
 def tiny(cell: str = "lstm", text: str = "abcdefgh \n", **kw) -> CharRNN:
     torch.manual_seed(0)
     vocab = Vocab.build([text])
-    return CharRNN(list(vocab.chars), cell=cell, **({"num_layers": 2, "hidden_size": 16, "embedding_dim": 8, "dropout": 0.0} | kw))
+    sizes = {"num_layers": 2, "hidden_size": 16, "embedding_dim": 8, "dropout": 0.0}
+    return CharRNN(list(vocab.chars), cell=cell, **(sizes | kw))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -24,7 +24,8 @@ from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
 
 TEXT = "Once upon a time a little fox lived at the edge of a wood, and every night it sang.\n" * 30
-TINY = {"num_layers": 1, "hidden_size": 16, "embedding_dim": 8, "max_steps": 2, "eval_interval": 1, "batch_size": 4, "seq_len": 16}
+TINY = {"num_layers": 1, "hidden_size": 16, "embedding_dim": 8, "max_steps": 2, "eval_interval": 1, "batch_size": 4,
+        "seq_len": 16}
 
 
 @pytest.fixture
@@ -79,8 +80,8 @@ def test_weights_with_extra_or_missing_tensors_are_refused(good):
 
 @pytest.mark.parametrize(
     ("content", "why"),
-    [("{not json", "config.json is not valid JSON"), ("[1, 2]", "has no vocabulary"), ('{"hidden_size": 16}', "has no vocabulary"),
-     (b"\xff\xfe\x00garbage", "config.json is not valid JSON")],
+    [("{not json", "config.json is not valid JSON"), ("[1, 2]", "has no vocabulary"),
+     ('{"hidden_size": 16}', "has no vocabulary"), (b"\xff\xfe\x00garbage", "config.json is not valid JSON")],
     ids=["broken", "list", "no-vocab", "binary"],
 )
 def test_unreadable_config_is_refused(good, content, why):
@@ -119,7 +120,8 @@ def test_ten_million_entry_vocabulary_is_refused_before_allocating(good, allocat
 
 @pytest.mark.parametrize(
     ("changes", "why"),
-    [({"hidden_size": 8192, "embedding_dim": 8192, "num_layers": 16}, "would have 8,5[\\d,]+ parameters"),  # 34 GB of weights
+    [({"hidden_size": 8192, "embedding_dim": 8192, "num_layers": 16},
+      "would have 8,5[\\d,]+ parameters"),  # 34 GB of weights
      ({"hidden_size": 10**9}, "hidden_size must be a whole number from 1 to"),
      ({"num_layers": -1}, "num_layers must be a whole number"),
      ({"dropout": "lots"}, "dropout must be in"),
@@ -168,7 +170,8 @@ class Planted:
 
 def plant(directory: Path, marker: Path) -> list[str]:
     payload = pickle.dumps(Planted(marker))
-    names = ["pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "model.pkl", "training_args.bin", "optimizer.pt"]
+    names = ["pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "model.pkl", "training_args.bin",
+             "optimizer.pt"]
     for name in names:
         (directory / name).write_bytes(payload)
     if (directory / ckpt.STATE_DIR).is_dir():
@@ -212,7 +215,8 @@ def test_a_planted_pickle_is_never_executed_by_any_loading_path(tmp_path, capsys
     events = list(train([corpus], run, TrainConfig(**(TINY | {"max_steps": 3})), resume=True))
     assert events[-1].kind == "done"
     plant(run, marker)  # the resumed run rewrote the directory
-    list(train([corpus], tmp_path / "finetuned", TrainConfig(max_steps=1, eval_interval=1, batch_size=4, seq_len=16), init=run))
+    tuning = TrainConfig(max_steps=1, eval_interval=1, batch_size=4, seq_len=16)
+    list(train([corpus], tmp_path / "finetuned", tuning, init=run))
     assert cli(["sample", str(run), "--length", "5", "--seed", "1"]) == 0
     assert cli(["eval", str(run), str(_write(tmp_path / "fox.txt", TEXT))]) == 0
     with pytest.raises(CheckpointError, match="pickle"):

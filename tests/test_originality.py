@@ -1,4 +1,5 @@
-"""The originality check: verbatim copies of 20+ characters are found, shorter ones are not, and the index is small and safe."""
+"""The originality check: verbatim copies of 20+ characters are found, shorter ones are not, and the index is
+small and safe."""
 
 import random
 from pathlib import Path
@@ -34,7 +35,8 @@ def novel(n: int, seed: int) -> str:
 
 def test_exact_spans_of_20_or_more_characters_are_marked_and_shorter_ones_are_not():
     index = build_index([CORPUS])
-    parts = [novel(15, 1), CORPUS[1000:1035], novel(10, 2), CORPUS[5000:5019], novel(12, 3), CORPUS[9000:9020], novel(5, 4)]
+    parts = [novel(15, 1), CORPUS[1000:1035], novel(10, 2), CORPUS[5000:5019], novel(12, 3), CORPUS[9000:9020],
+             novel(5, 4)]
     text = "".join(parts)
     starts = np.cumsum([0] + [len(p) for p in parts])
     spans = copied_spans(text, index)
@@ -84,8 +86,8 @@ def test_a_model_without_an_index_says_so_and_a_damaged_index_is_refused(tmp_pat
 
 
 def test_training_writes_the_index_and_fine_tuning_keeps_the_base_text(tmp_path):
-    config = TrainConfig(num_layers=1, hidden_size=16, embedding_dim=8, dropout=0.0, batch_size=4, seq_len=32, max_steps=4,
-                         eval_interval=2, device="cpu")
+    config = TrainConfig(num_layers=1, hidden_size=16, embedding_dim=8, dropout=0.0, batch_size=4, seq_len=32,
+                         max_steps=4, eval_interval=2, device="cpu")
     base_text = lowercase_text(600, seed=5)
     list(train([read_corpus(base_text.encode(), name="base.txt")], tmp_path / "base", config))
     index = load_index(tmp_path / "base")
@@ -102,7 +104,8 @@ def test_training_writes_the_index_and_fine_tuning_keeps_the_base_text(tmp_path)
 def tiny_model_dir(tmp_path: Path, ascii_fold: bool) -> Path:
     torch.manual_seed(0)
     chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    model = CharRNN(list(Vocab.build(["".join(chars)]).chars), ascii_fold=ascii_fold, num_layers=1, hidden_size=8, embedding_dim=4)
+    model = CharRNN(list(Vocab.build(["".join(chars)]).chars), ascii_fold=ascii_fold, num_layers=1, hidden_size=8,
+                    embedding_dim=4)
     return save_checkpoint(tmp_path / "model", model, "card")
 
 
@@ -110,7 +113,8 @@ def test_cli_indexes_an_existing_model_with_its_own_normalisation(tmp_path, caps
     model_dir = tiny_model_dir(tmp_path, ascii_fold=True)
     body = "\u201cWhere are you going?\u201d asked the little mermaid, and the prince smiled at her.\n" * 3
     book = ("The Project Gutenberg eBook of Tales, licence and boilerplate here\n"
-            "*** START OF THE PROJECT GUTENBERG EBOOK TALES ***\n" + body + "*** END OF THE PROJECT GUTENBERG EBOOK TALES ***\nmore licence\n")
+            "*** START OF THE PROJECT GUTENBERG EBOOK TALES ***\n" + body +
+            "*** END OF THE PROJECT GUTENBERG EBOOK TALES ***\nmore licence\n")
     corpus = tmp_path / "tales.txt"
     corpus.write_text(book, encoding="utf-8")
     assert main(["index", str(model_dir), str(corpus)]) == 0
@@ -134,6 +138,7 @@ def test_shipped_corpora_indexes_stay_under_5_mb(corpus_dir, tmp_path):
     shakespeare = read_corpus(corpus_dir / "tinyshakespeare.txt")
     path = build_index([shakespeare.text]).save(tmp_path / INDEX)
     assert path.stat().st_size < 5_000_000
-    tales = [read_corpus(corpus_dir / name, fold=True) for name in ("andersen_fairy_tales.txt", "grimm_fairy_tales.txt")]
+    tales = [read_corpus(corpus_dir / name, fold=True)
+             for name in ("andersen_fairy_tales.txt", "grimm_fairy_tales.txt")]
     path = build_index([c.text for c in tales]).save(tmp_path / "tales")
     assert path.stat().st_size < 5_000_000

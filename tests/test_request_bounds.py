@@ -54,7 +54,8 @@ def test_inspect_refuses_a_text_longer_than_any_generation_in_one_line(client):
     assert f"{limits.MAX_VIEW_CHARS:,}" in message and time.monotonic() - started < 10
     message = refusal(client, "Once", "a" * 100_000, "fairy-tales", "", api_name="/originality")
     assert f"{limits.MAX_VIEW_CHARS:,}" in message
-    html, data = client.predict("Once", "Once" + "a" * (limits.MAX_VIEW_CHARS - 4), "fairy-tales", "", api_name="/inspect")
+    longest = "Once" + "a" * (limits.MAX_VIEW_CHARS - 4)
+    html, data = client.predict("Once", longest, "fairy-tales", "", api_name="/inspect")
     assert len(data["chars"]) == limits.MAX_VIEW_CHARS - 4  # the longest text a generation writes is inspected in full
 
 
@@ -91,9 +92,10 @@ def test_the_temperature_sweep_checks_top_k_as_generate_does(client):
     for api, args in (("/temperatures", ("Once", 20, "1", "fairy-tales", "", 2.5, 1.0)),
                       ("/generate", ("Once", 0.8, 20, "1", "fairy-tales", "", 2.5, 1.0))):
         assert "top-k" in refusal(client, *args, api_name=api).lower()
-    views = InsightViews(shared_demo().studio)  # NaN is not JSON, so a client cannot send it; the handlers refuse it too
+    # NaN is not JSON, so a client cannot send it; the handlers refuse it too.
+    views, studio = InsightViews(shared_demo().studio), shared_demo().studio
     for call in (lambda: views.temperatures("Once", 20, "1", "fairy-tales", "", float("nan"), 1.0),
-                 lambda: list(shared_demo().studio.generate("Once", 0.8, 20, "1", "fairy-tales", "", float("nan"), 1.0))):
+                 lambda: list(studio.generate("Once", 0.8, 20, "1", "fairy-tales", "", float("nan"), 1.0))):
         with pytest.raises(gr.Error, match="top-k"):
             call()
 
@@ -116,7 +118,8 @@ def test_a_base_model_name_is_read_the_same_by_read_upload_and_train(client, tmp
     upload.write_text(story_text(150, seed=8))
     info = client.predict(handle_file(str(upload)), "fairy-tales\n", "as the base model", api_name="/read_upload")
     assert "newline.txt" in info and "characters new to fairy-tales" in info
-    status, *_ = client.predict(handle_file(str(upload)), "fairy-tales\n", SIZE, 1, "as the base model", 0, 3, api_name="/train")
+    status, *_ = client.predict(handle_file(str(upload)), "fairy-tales\n", SIZE, 1, "as the base model", 0, 3,
+                                api_name="/train")
     assert "Done: newline" in status and "from fairy-tales" not in status.replace("from fairy-tales:", "")
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from charrnn.checkpoint import SHIPPED, load_model
-from charrnn.sampling import SampleSettings, sample
+from charrnn.engine import sample
+from charrnn.sampling import SampleSettings
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -14,10 +15,12 @@ def test_shipped_checkpoint_loads_strictly_and_writes_only_known_characters(name
     assert (directory / "model.safetensors").is_file(), f"{directory} is missing its weights"
     assert (directory / "README.md").is_file(), f"{directory} is missing its model card"
     model = load_model(directory, device="cpu")  # strict=True inside
-    texts = sample(model, "Once upon a time", SampleSettings(length=300, temperature=1.0, seed=3).checked(len(model.vocab)), num_samples=2)
+    settings = SampleSettings(length=300, temperature=1.0, seed=3).checked(len(model.vocab))
+    texts = sample(model, "Once upon a time", settings, num_samples=2)
     for text in texts:
         assert len(text) == 300
-        assert set(text) <= set(model.vocab.chars[1:]), "sampled a character outside the vocabulary (or the unknown symbol)"
+        outside = "sampled a character outside the vocabulary (or the unknown symbol)"
+        assert set(text) <= set(model.vocab.chars[1:]), outside
         assert " " in text and sum(c.isalpha() for c in text) > 150, f"does not look like prose: {text!r}"
 
 

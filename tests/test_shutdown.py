@@ -22,14 +22,14 @@ from gradio_client import Client, handle_file  # noqa: E402
 def test_sigterm_mid_training_stops_it_and_leaves_no_files(tmp_path):
     temp = tmp_path / "temp"  # the app's temp directory: whatever it leaves is here
     temp.mkdir()
-    proc, url = start_app_process(tiny_checkpoints(), {"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")},
-                                  tmp_path / "app.log")
+    env = {"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    proc, url = start_app_process(tiny_checkpoints(), env, tmp_path / "app.log")
     try:
         upload = tmp_path / "interrupted.txt"
         upload.write_text(story_text(300, seed=9))
         trainer, writer = Client(url, verbose=False), Client(url, verbose=False)
-        job = trainer.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET, limits.MAX_TIME_BUDGET_MIN,
-                             "as the base model", 0, 0, api_name="/train")
+        job = trainer.submit(handle_file(str(upload)), "fairy-tales", limits.DEFAULT_SIZE_PRESET,
+                             limits.MAX_TIME_BUDGET_MIN, "as the base model", 0, 0, api_name="/train")
         deadline = time.monotonic() + 60
         while not any("step" in str(o[0]) for o in job.outputs()) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -1,7 +1,9 @@
 """The training loop as a user meets it: it learns, it stops when told, it resumes exactly, it fine-tunes."""
 
+import json
 import math
 import random
+import re
 import threading
 from collections import Counter
 
@@ -11,10 +13,12 @@ from safetensors.torch import load_file
 
 import charrnn.checkpoint
 from charrnn.batching import split_train_val
+from charrnn.card import CardInfo
 from charrnn.checkpoint import CheckpointError, load_model, load_training_state
+from charrnn.engine import sample
 from charrnn.evaluate import evaluate_text
 from charrnn.model import CharRNN
-from charrnn.sampling import SampleSettings, sample
+from charrnn.sampling import SampleSettings
 from charrnn.text import TextError
 from charrnn.train import EVAL_CHARS_DURING_TRAINING, TrainConfig, quick_val_ids, resolve, train
 from charrnn.vocab import Vocab
@@ -54,7 +58,8 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def test_a_tiny_model_overfits_repeated_text_far_below_unigram_entropy(tmp_path):
-    config = tiny(batch_size=8, seq_len=32, lr=2e-2, max_steps=80, eval_interval=20, sample_interval=40, sample_length=30)
+    config = tiny(batch_size=8, seq_len=32, lr=2e-2, max_steps=80, eval_interval=20, sample_interval=40,
+                  sample_length=30)
     events, result = run([REPEATED], tmp_path / "m", config)
     assert result.best_val_loss < 0.25 * unigram_entropy(REPEATED)  # about 2.9 nats/char for a unigram model
     steps = [e for e in events if e.kind == "step"]
@@ -128,7 +133,8 @@ def test_best_model_is_kept_by_validation_loss_and_training_stops_when_it_stalls
     # training part, validation gets worse, and patience ends the run.
     rng = random.Random(0)
     text = "".join(rng.choice("abcdefghijklmnop") for _ in range(3000))
-    config = tiny(hidden_size=48, batch_size=4, seq_len=32, lr=3e-2, warmup_steps=0, max_steps=300, eval_interval=10, patience=3)
+    config = tiny(hidden_size=48, batch_size=4, seq_len=32, lr=3e-2, warmup_steps=0, max_steps=300, eval_interval=10,
+                  patience=3)
     events, result = run([text], tmp_path / "m", config)
     assert result.stopped_because == "validation loss stopped improving" and result.steps < 300
     vals = [e.val_loss for e in events if e.kind == "eval"]
@@ -162,7 +168,8 @@ def test_time_budget_stops_training(tmp_path):
     events, result = run([REPEATED], tmp_path / "m", tiny(max_steps=None, eval_interval=None, time_budget=1.0))
     assert result.stopped_because == "time budget reached"
     assert all(e.elapsed < 1.5 for e in events if e.kind == "step")  # no step starts after the budget
-    assert result.elapsed < 15  # the budget covers the final evaluation and the card's samples too: see test_train_bounds.py
+    # The budget covers the final evaluation and the card's samples too: see test_train_bounds.py.
+    assert result.elapsed < 15
 
 
 def test_max_epochs_counts_passes_over_the_text(tmp_path):
@@ -208,13 +215,15 @@ def test_fine_tuning_grows_the_vocabulary_and_keeps_the_old_text(tmp_path):
     # ... and has learned something of the new one.
     grown = base.grow_vocab(tuned.vocab)
     assert evaluate_text(tuned, danish)["loss"] < evaluate_text(grown, danish)["loss"] - 0.5
-    assert {"Æ", "å", "ø"} <= set(sample(tuned, "søde og små. ", SampleSettings(length=200, temperature=0.5, seed=1))[0])
+    written = sample(tuned, "søde og små. ", SampleSettings(length=200, temperature=0.5, seed=1))[0]
+    assert {"Æ", "å", "ø"} <= set(written)
 
 
 def test_an_ascii_folded_model_folds_everything_it_reads(tmp_path):
     run(["“Naïve” café, señor. " * 100], tmp_path / "m", tiny(ascii_fold=True, max_steps=5))
     model = load_model(tmp_path / "m")
-    assert model.ascii_fold and {'"', "e", "i", "n"} <= set(model.vocab.chars) and not {"“", "é", "ï", "ñ"} & set(model.vocab.chars)
+    chars = set(model.vocab.chars)
+    assert model.ascii_fold and {'"', "e", "i", "n"} <= chars and not {"“", "é", "ï", "ñ"} & chars
     assert evaluate_text(model, "“Naïve” café")["loss"] == pytest.approx(evaluate_text(model, '"Naive" cafe')["loss"])
 
 
@@ -282,7 +291,8 @@ def test_an_existing_model_is_never_replaced_unless_asked(tmp_path):
 
 def test_an_absurd_learning_rate_never_publishes_blown_up_weights(tmp_path):
     text = "the quick brown fox jumps over the lazy dog.\n" * 80
-    config = TrainConfig(num_layers=1, hidden_size=16, embedding_dim=8, batch_size=4, seq_len=16, lr=1e30, max_steps=30, eval_interval=5)
+    config = TrainConfig(num_layers=1, hidden_size=16, embedding_dim=8, batch_size=4, seq_len=16, lr=1e30, max_steps=30,
+                         eval_interval=5)
     # On a CPU the weights blow up but stay finite; on a GPU in bf16 the loss turns NaN: refused either way.
     with pytest.raises(CheckpointError, match="better than guessing|diverged"):
         for _ in train([text], tmp_path / "m", config):
@@ -310,3 +320,50 @@ def test_precision_is_bf16_only_where_native_and_a_run_keeps_its_precision(tmp_p
     monkeypatch.setattr(model_module, "native_bf16", lambda _device: False)
     events, _ = run([REPEATED], tmp_path / "m", tiny(max_steps=80, precision=None), resume=True)
     assert "| precision | bf16 |" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_the_card_information_is_carried_through_a_run_and_a_resume(tmp_path):
+    fields = {"name": "fox", "corpus": "fox.txt", "command": "charrnn train fox.txt",
+              "eval_command": "charrnn eval m fox.txt --split val", "notes": ["A note."]}
+    given = CardInfo(**fields)
+    run([REPEATED], tmp_path / "m", tiny(max_steps=10), card_info=given)
+    assert given == CardInfo(**fields)  # the run works on a copy
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "# fox\n" in card and "| command | `charrnn train fox.txt` |" in card and "A note.\n" in card
+    assert "Reproduce: `charrnn eval m fox.txt --split val`" in card and "## Samples" in card
+
+    # A dict of the same names is read as a CardInfo: the same card, but for the training time.
+    run([REPEATED], tmp_path / "d", tiny(max_steps=10), card_info=dict(fields))
+    timeless = re.compile(r"\| training time \| \d+ s \|")
+    assert timeless.sub("", (tmp_path / "d" / "README.md").read_text()) == timeless.sub("", card)
+
+    saved = load_training_state(tmp_path / "m")["meta"]["card_info"]
+    assert CardInfo.from_meta(saved).unmeasured() == given
+    run([REPEATED], tmp_path / "m", TrainConfig(max_steps=20), resume=True,
+        card_info=CardInfo(command="charrnn train fox.txt --resume"))
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "# fox\n" in card and "A note.\n" in card and "| optimizer steps | 20 |" in card
+    assert "| command | `charrnn train fox.txt`, then resumed with `charrnn train fox.txt --resume` |" in card
+
+
+def test_a_resume_reads_the_plain_card_dict_older_checkpoints_saved(tmp_path):
+    run([REPEATED], tmp_path / "m", tiny(max_steps=10))
+    state_json = tmp_path / "m" / "training_state" / "state.json"
+    meta = json.loads(state_json.read_text())
+    # What older versions saved: only the keys that were set, val_loss as full_val_loss, and the end's
+    # measurements, which a resumed run makes anew.
+    meta["card_info"] = {"name": "old", "corpus": "fox.txt", "corpus_source": "a web app", "command": "charrnn train a",
+                         "base_model": "someone/base", "notes": ["An old note."], "full_val_loss": 9.87654,
+                         "val_scope": "over something stale", "val_reproducible": False, "val_losses": {"x": 9.0},
+                         "samples": [{"temperature": 0.5, "seed": 1, "prompt": "", "text": "STALE SAMPLE"}],
+                         "a key no version knows": 1}
+    state_json.write_text(json.dumps(meta))
+    _, result = run([REPEATED], tmp_path / "m", TrainConfig(max_steps=20), resume=True,
+                    card_info={"command": "charrnn train a --resume"})
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "# old\n" in card and "| corpus source | a web app |" in card and "An old note.\n" in card
+    assert "| base model (fine-tuned from) | someone/base |" in card and "base_model: someone/base" in card
+    assert "| command | `charrnn train a`, then resumed with `charrnn train a --resume` |" in card
+    assert f"**{result.best_val_loss:.4f} nats/char**" in card and "9.8765" not in card
+    assert "stale" not in card and "STALE" not in card and "- x:" not in card
+    assert CardInfo.from_meta(load_training_state(tmp_path / "m")["meta"]["card_info"]).name == "old"

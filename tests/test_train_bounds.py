@@ -19,10 +19,11 @@ import torch
 import charrnn.checkpoint
 from charrnn.batching import split_train_val
 from charrnn.checkpoint import CheckpointError, load_model, load_training_state
+from charrnn.engine import sample
 from charrnn.evaluate import evaluate_ids, evaluate_text
 from charrnn.model import CharRNN
 from charrnn.originality import staged_index
-from charrnn.sampling import SampleSettings, sample
+from charrnn.sampling import SampleSettings
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
 
@@ -61,7 +62,8 @@ def words(n_chars: int, seed: int = 0) -> str:
 def base_for(text: str, hidden_size: int) -> CharRNN:
     """A model to fine-tune (as the app's visitors do): its time budget is all training, no autosize measuring."""
     torch.manual_seed(0)
-    return CharRNN(list(Vocab.build([text]).chars), num_layers=1, hidden_size=hidden_size, embedding_dim=16, dropout=0.0)
+    return CharRNN(list(Vocab.build([text]).chars), num_layers=1, hidden_size=hidden_size, embedding_dim=16,
+                   dropout=0.0)
 
 
 def staged(root: Path) -> list[Path]:
@@ -100,7 +102,8 @@ def test_a_cancel_during_the_final_scoring_ends_the_run_within_seconds_as_cancel
         return evaluate_ids(model, ids, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate_ids", scoring)
-    events = list(train([words(600_000, seed=1)], tmp_path / "m", TrainConfig(**WIDE, max_steps=3, val_fraction=0.5), cancel=cancel))
+    config = TrainConfig(**WIDE, max_steps=3, val_fraction=0.5)
+    events = list(train([words(600_000, seed=1)], tmp_path / "m", config, cancel=cancel))
     ended = time.monotonic()
     assert cancelled_at, "the final scoring never started"
     assert ended - cancelled_at[0] < 2.5, f"ended {ended - cancelled_at[0]:.1f} s after the cancel"
@@ -148,9 +151,10 @@ def test_a_cancel_while_a_time_budget_picks_the_model_stops_the_measuring(tmp_pa
 
 def test_a_run_stopped_before_any_usable_evaluation_says_it_was_stopped(tmp_path):
     cancel = threading.Event()
-    with pytest.raises(CheckpointError, match="stopped before any evaluation was better than guessing uniformly; nothing was saved") as info:
-        for event in train([words(6_000, seed=7)], tmp_path / "m", TrainConfig(**(SMALL | {"lr": 1e30, "warmup_steps": 0}), max_steps=50),
-                           cancel=cancel):
+    config = TrainConfig(**(SMALL | {"lr": 1e30, "warmup_steps": 0}), max_steps=50)
+    refusal = "stopped before any evaluation was better than guessing uniformly; nothing was saved"
+    with pytest.raises(CheckpointError, match=refusal) as info:
+        for event in train([words(6_000, seed=7)], tmp_path / "m", config, cancel=cancel):
             if event.kind == "step":
                 cancel.set()  # after the first step, which blew the weights up
     assert isinstance(info.value, getattr(train_module, "TrainingStopped", ()))
@@ -169,7 +173,8 @@ def test_an_ordinary_budget_run_stops_training_in_time_for_its_final_evaluation_
     assert result.val_scope == "over all 20,000 held-out characters"  # scored in full, not cut short
     card = (tmp_path / "m" / "README.md").read_text()
     assert card.count("Temperature ") == 3 and "Validation loss: **" in card
-    assert [len(s["text"]) for s in load_training_state(tmp_path / "m")["meta"]["card_info"]["samples"]] == [400, 400, 400]
+    saved = load_training_state(tmp_path / "m")["meta"]["card_info"]
+    assert [len(s["text"]) for s in saved["samples"]] == [400, 400, 400]
 
 
 def test_a_held_out_text_scored_during_training_is_not_scored_again(tmp_path, monkeypatch):
@@ -202,7 +207,8 @@ def test_a_long_held_out_text_is_scored_on_its_start_and_the_card_says_so(tmp_pa
     val = split_train_val([text], 0.1)[1]
     assert result.best_val_loss == evaluate_text(load_model(tmp_path / "m"), val[:1_000])["loss"]
     card = (tmp_path / "m" / "README.md").read_text()
-    assert f"({result.best_val_loss / 0.6931471805599453:.4f} bits/char), over the first 1,000 of 3,000 held-out characters." in card
+    bits = result.best_val_loss / 0.6931471805599453
+    assert f"({bits:.4f} bits/char), over the first 1,000 of 3,000 held-out characters." in card
     assert "Reproduce:" not in card
 
 
@@ -237,7 +243,8 @@ def test_no_staged_index_outlives_its_run_however_the_run_ends(tmp_path, private
 
 
 def test_staging_an_index_removes_those_of_processes_that_were_killed(private_tmp):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     killed = private_tmp / f"charrnn-index-{int(dead.stdout)}-abc123"
     living = private_tmp / f"charrnn-index-{os.getppid()}-def456"
     for directory in (killed, living):
