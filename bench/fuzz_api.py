@@ -41,7 +41,8 @@ class Cause:
 
 
 def normalized(text: str | None) -> str:
-    """A message with its quoted and numeric parts blanked, so that failures differing only in the input group together."""
+    """A message with its quoted and numeric parts blanked, so that failures differing only in the input group
+    together."""
     text = re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "'…'", text or "")
     return re.sub(r"\d[\d,._e+-]*", "N", text)[:120]
 
@@ -60,7 +61,8 @@ def run(app: fuzz.FuzzApp, endpoints: list[str], examples: int, seed_offset: int
     seen: dict[str, list[fuzz.Outcome]] = defaultdict(list)
     for endpoint in endpoints:
         start = time.monotonic()
-        fuzz.fuzz_endpoint(app, endpoint, examples, record=seen[endpoint].append, stop_at_failure=False, seed_offset=seed_offset)
+        fuzz.fuzz_endpoint(app, endpoint, examples, record=seen[endpoint].append, stop_at_failure=False,
+                           seed_offset=seed_offset)
         bad = sum(bool(fuzz.problems(o)) for o in seen[endpoint])
         print(f"{endpoint}: {len(seen[endpoint])} calls, {bad} failing, {time.monotonic() - start:.1f} s", flush=True)
     return seen
@@ -88,7 +90,8 @@ def report(seen: dict[str, list[fuzz.Outcome]], verbose: bool = False) -> list[d
                 causes.setdefault(key, Cause(key)).outcomes.append(outcome)
         times = [o.seconds for o in outcomes]
         results = sum(o.error_type is None and not o.timed_out for o in outcomes)
-        print(f"\n{endpoint}: {len(outcomes)} calls ({results} results), {sum(len(c.outcomes) for c in causes.values())} failing, "
+        failing = sum(len(c.outcomes) for c in causes.values())
+        print(f"\n{endpoint}: {len(outcomes)} calls ({results} results), {failing} failing, "
               f"median {statistics.median(times) if times else 0:.2f} s, max {max(times, default=0):.2f} s")
         if verbose:
             for count, message in clean_errors(outcomes):
@@ -98,8 +101,8 @@ def report(seen: dict[str, list[fuzz.Outcome]], verbose: bool = False) -> list[d
             slowest = max(o.seconds for o in cause.outcomes)
             print(f"  [{len(cause.outcomes)}x, up to {slowest:.2f} s] {cause.kinds}")
             print(f"      e.g. {fuzz.describe(example, fuzz.problems(example))}")
-            rows.append({"endpoint": endpoint, "cause": cause.kinds, "count": len(cause.outcomes), "max_seconds": slowest,
-                         "example": fuzz.describe(example, fuzz.problems(example))})
+            rows.append({"endpoint": endpoint, "cause": cause.kinds, "count": len(cause.outcomes),
+                         "max_seconds": slowest, "example": fuzz.describe(example, fuzz.problems(example))})
     return rows
 
 
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100, help="examples per endpoint")
     parser.add_argument("--endpoint", action="append", help="only these endpoints (repeatable); default all")
-    parser.add_argument("--seed", type=int, default=0, help="added to each endpoint's seed: another reproducible set of examples")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="added to each endpoint's seed: another reproducible set of examples")
     parser.add_argument("--json", type=Path, help="also write the grouped failures here")
     parser.add_argument("--verbose", action="store_true", help="also list each endpoint's commonest clean errors")
     args = parser.parse_args(argv)
@@ -123,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = report(seen, args.verbose)
     healthy = text.startswith("Once upon")
     print(f"\nafter the fuzzing, a plain /generate: {'works' if healthy else 'FAILS: ' + text}")
-    print(f"{sum(len(v) for v in seen.values())} calls, {sum(r['count'] for r in rows)} failing, {len(rows)} distinct causes, "
-          f"{time.monotonic() - start:.0f} s")
+    calls, failing = sum(len(v) for v in seen.values()), sum(r["count"] for r in rows)
+    print(f"{calls} calls, {failing} failing, {len(rows)} distinct causes, {time.monotonic() - start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"failures": rows, "healthy_after": healthy}, indent=1))
 

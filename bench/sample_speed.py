@@ -2,8 +2,11 @@
 
 The naive loop is the seed article's: a one-hot input, one nn.LSTM call per character,
 softmax, torch.multinomial and a Python lookup per character (same weights: the one-hot
-input matrix is the embedding folded into the first layer). charrnn's side is its public
-API: charrnn.sampling.sample (batch) and stream (what the CLI and the app use).
+input matrix is the embedding folded into the first layer), on the engine's thread count.
+charrnn's side is its public API, all through the generation engine: charrnn.sample (rows
+generated together) and stream (with each character's probability and alternatives).
+Section 3 also measures the arithmetic the engine does not use: bf16 products, faster on a
+CPU with native bf16, but not batch-invariant (a row's numbers change with the batch shape).
 
     python bench/sample_speed.py            # ~1-2 minutes on a 2-core CPU
     python bench/sample_speed.py --long 20000   # shorter memory run
@@ -16,22 +19,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from charrnn import sampling  # noqa: E402
 from charrnn.checkpoint import CheckpointError, load_model, resolve_shipped  # noqa: E402
-from charrnn.device import pick_threads  # noqa: E402
-from charrnn.sampling import FusedStepper, SampleSettings, sample, stream  # noqa: E402
-from charrnn.text import normalize, read_corpus  # noqa: E402
+from charrnn.engine import ENGINE_THREADS, SHAPES, sample, stream  # noqa: E402
+from charrnn.model import native_bf16  # noqa: E402
+from charrnn.sampling import FusedStepper, SampleSettings, packed_for_onednn  # noqa: E402
 
-QUALITY_TEXT = ROOT.parent / "shared" / "corpora" / "grimm_fairy_tales.txt"  # its last 10% is the default model's validation text
 PROMPT = ("Once upon a time there lived a king and a queen who had no children, and they were very sad about it. "
           "One day, as the queen was sitting by the window, she saw a little bird fly into the garden and sing:\n")
 
@@ -95,40 +94,35 @@ def matmul_peak_flops(dtype: torch.dtype) -> float:
     return 2 * 1024**3 / best
 
 
-def products_at_rows(stepper: FusedStepper, rows: int, repeats: int = 200) -> float:
-    """Seconds for one step's matrix products alone, each as the stepper does it, at this many rows
-    (a batched stepper keeps its matrices whole, [out, in])."""
-    table_rows = stepper.table.index_select(0, torch.arange(rows) % stepper.table.shape[0])
-    inputs = [(table_rows, torch.randn(rows, stepper.model.hidden_size), stepper.w_hh0)]
-    inputs += [(b, torch.randn(rows, 2 * stepper.model.hidden_size), w) for b, w in zip(stepper.b_cat, stepper.w_cat)]
-    top = torch.randn(rows, stepper.w_head.shape[0])
+def products_at_rows(stepper: FusedStepper, rows: int, dtype: torch.dtype = torch.float32,
+                     repeats: int = 200) -> float:
+    """Seconds for one step's recurrent matrix products alone at this many rows, packed for oneDNN
+    as the stepper packs them, in dtype (fp32 is what the engine runs)."""
+    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in [stepper.w_hh0, *stepper.w_cat]]
+    inputs = [torch.randn(rows, w.shape[1]).to(dtype) for w in [stepper.w_hh0, *stepper.w_cat]]
 
-    def run() -> None:
-        for bias, x, w in inputs:
-            stepper._project(bias, x, w)
-        stepper.logits(top)
+    def run() -> list[torch.Tensor]:
+        return [torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "") if w.is_mkldnn else x @ w.t()
+                for x, w in zip(inputs, weights)]
 
     with torch.inference_mode():
         run()
         return min(timed(run)[0] for _ in range(repeats))
 
 
-def batched_loss_gap(model, text: str, rows: int = 16, chars: int = 30_000) -> tuple[float, float, int]:
-    """Loss (nats/char) of the model reading the last chars of text as rows streams, through the fp32
-    step and through the batched step sample() uses (bf16 where the CPU has it): what its speed costs."""
-    ids = model.vocab.encode(normalize(text, model.ascii_fold)[-chars:])
-    length = len(ids) // rows
-    ids = ids[: rows * length].view(rows, length)
-    losses = []
-    for stepper in (FusedStepper(model), FusedStepper.for_model(model, rows)):
-        state = (torch.zeros(model.num_layers, rows, model.hidden_size), torch.zeros(model.num_layers, rows, model.hidden_size))
-        total = 0.0
-        with torch.inference_mode():
-            for t in range(length - 1):
-                logits, state = stepper.step(ids[:, t], state)
-                total += F.cross_entropy(logits, ids[:, t + 1], reduction="sum").item()
-        losses.append(total / (rows * (length - 1)))
-    return losses[0], losses[1], rows * (length - 1)
+def batch_invariant(stepper: FusedStepper, dtype: torch.dtype, largest: int = 64) -> bool:
+    """Whether the recurrent products give each row the same numbers at every engine batch shape, in dtype."""
+    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in [stepper.w_hh0, *stepper.w_cat]]
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(largest, w.shape[1], generator=gen).to(dtype) for w in [stepper.w_hh0, *stepper.w_cat]]
+
+    def products(rows: int) -> list[torch.Tensor]:
+        return [torch.ops.mkldnn._linear_pointwise(x[:rows].contiguous(), w, None, "none", [], "") if w.is_mkldnn
+                else x[:rows] @ w.t() for x, w in zip(inputs, weights)]
+
+    with torch.inference_mode():
+        full = products(largest)
+        return all(torch.equal(a, b[:rows]) for rows in SHAPES if rows < largest for a, b in zip(products(rows), full))
 
 
 def main() -> int:
@@ -136,10 +130,8 @@ def main() -> int:
     parser.add_argument("--model", default="fairy-tales")
     parser.add_argument("--length", type=int, default=2000, help="characters per speed measurement")
     parser.add_argument("--long", type=int, default=100_000, help="characters for the memory run")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
-    if pick_threads(args.threads) == 1 and args.threads is None:
-        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
+    torch.set_num_threads(ENGINE_THREADS)  # the engine's own count, for the naive loop and the products below
     try:
         model = load_model(resolve_shipped(args.model), device="cpu")
     except (CheckpointError, OSError, ValueError) as exc:
@@ -159,10 +151,11 @@ def main() -> int:
     naive_again = naive_chars_per_s(model, args.length)
     naive_mean = (naive + naive_again) / 2
     ours, ours_stream = args.length / t_batch1, args.length / t_stream
-    print("\n1. batch 1, chars/s")
+    print("\n1. one request, chars/s")
     print(f"  naive loop {naive_mean:,.0f} ({naive:,.0f} before, {naive_again:,.0f} after)")
     print(f"  charrnn sample() {ours:,.0f} -> {ours / naive_mean:.1f}x the naive loop")
-    print(f"  charrnn stream() {ours_stream:,.0f} -> {ours_stream / naive_mean:.1f}x (with each character's probability and top alternative)")
+    print(f"  charrnn stream() {ours_stream:,.0f} -> {ours_stream / naive_mean:.1f}x "
+          "(with each character's probability and top alternative)")
 
     print("\n2. time to the first new character after a 200-character prompt (stream(), median of 20)")
     prompt = PROMPT[:200]
@@ -174,48 +167,42 @@ def main() -> int:
     firsts.sort()
     print(f"  {len(prompt)}-char prompt: median {firsts[10] * 1e3:.1f} ms, worst {firsts[-1] * 1e3:.1f} ms")
 
-    print("\n3. batch 16 against batch 1 (sample(), chars/s summed over the batch)")
-    t16, _ = timed(lambda: sample(model, "", settings, num_samples=16))
-    ours16 = 16 * args.length / t16
-    print(f"  batch 16: {ours16:,.0f} chars/s -> {ours16 / ours:.1f}x batch 1")
-    with mock.patch.object(sampling, "native_bf16", lambda _device: False):  # the steps a CPU without native bf16 runs
-        t16_fp32, _ = timed(lambda: sample(model, "", settings, num_samples=16))
-    fp32_16 = 16 * args.length / t16_fp32
-    print(f"  batch 16 with fp32 steps, as on a CPU without native bf16: {fp32_16:,.0f} chars/s -> {fp32_16 / ours:.1f}x batch 1")
-    # The ceiling: a batch-16 step multiplies every weight by 16 rows, so it cannot be faster than
-    # those FLOPs at the best matrix-product rate this CPU reaches in the dtype the batched step uses.
-    batched = FusedStepper.for_model(model, 16)
-    flops16 = 2 * 16 * sum(w.numel() for w in [batched.w_hh0, *batched.w_cat, batched.w_head]) if batched.lstm else float("nan")
-    peak = matmul_peak_flops(batched.dtype)
+    print("\n3. rows generated together against one (sample(), chars/s summed over the rows)")
+    together = {}
+    for rows in (16, 64):
+        t_rows, _ = timed(lambda rows=rows: sample(model, "", settings, num_samples=rows))
+        together[rows] = rows * args.length / t_rows
+        print(f"  {rows} rows: {together[rows]:,.0f} chars/s -> {together[rows] / ours:.1f}x one")
+    # The ceiling: a 16-row step multiplies every weight by 16 rows, so it cannot be faster than
+    # those FLOPs at the best fp32 matrix-product rate this CPU reaches.
+    flops16 = 2 * 16 * sum(w.shape[0] * w.shape[1] for w in [stepper.w_hh0, *stepper.w_cat, stepper.w_head])
+    peak = matmul_peak_flops(torch.float32)
     floor16 = flops16 / peak
-    print(f"  a batch-16 step is {flops16 / 1e6:.0f} MFLOP, nearly all in {batched.dtype} (the small output layer stays fp32); "
-          f"this CPU's best {batched.dtype} matrix product "
-          f"measured {peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms "
-          f"and batch 16 can be at most {16 * (t_batch1 / args.length) / floor16:.1f}x batch 1 here "
-          f"(measured step: {t16 / args.length * 1e3:.2f} ms)")
-    if batched.lstm and QUALITY_TEXT.is_file():
-        exact, fast, scored = batched_loss_gap(model, read_corpus(QUALITY_TEXT).text)
-        print(f"  what it costs: on the last {scored:,} characters of {QUALITY_TEXT.name}, read as 16 streams, the batched "
-              f"{batched.dtype} steps' loss is {fast:.5f} nats/char against the fp32 steps' {exact:.5f} ({fast - exact:+.1e})")
-    if batched.lstm:
-        products = products_at_rows(batched, 16)
-        print(f"  the step's own matrix products at 16 rows take {products * 1e3:.2f} ms ({flops16 / products / 1e9:.0f} GFLOP/s), "
-              f"so with nothing else in the step batch 16 would be {16 * (t_batch1 / args.length) / products:.1f}x batch 1")
+    print(f"  a 16-row step is {flops16 / 1e6:.0f} MFLOP in fp32; this CPU's best fp32 matrix product measured "
+          f"{peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms and 16 rows can be at most "
+          f"{16 * (t_batch1 / args.length) / floor16:.1f}x one here (measured: {16 / together[16] * 1e3:.2f} ms)")
+    fp32_16, bf16_16 = products_at_rows(stepper, 16), products_at_rows(stepper, 16, torch.bfloat16)
+    print(f"  the step's recurrent products at 16 rows: fp32 {fp32_16 * 1e3:.2f} ms, bf16 {bf16_16 * 1e3:.2f} ms "
+          f"({fp32_16 / bf16_16:.1f}x; native bf16 here: {native_bf16(model.device)}); each row's numbers the same at "
+          f"every batch shape: fp32 {batch_invariant(stepper, torch.float32)}, "
+          f"bf16 {batch_invariant(stepper, torch.bfloat16)} (the engine needs this, so it runs fp32)")
 
-    print("\n4. batch 1 against the memory-bandwidth floor")
+    print("\n4. one row against the memory-bandwidth floor")
     step_s = t_batch1 / args.length
     weight_bytes = stepper.weight_bytes()
     dram = bandwidth_gb_s(1024, 3)
     cache = bandwidth_gb_s(max(1, round(weight_bytes / 2**20)), 50)
     achieved = weight_bytes / step_s / 1e9
     print(f"  weights read per step {weight_bytes / 1e6:.1f} MB, {step_s * 1e3:.3f} ms per step -> {achieved:.1f} GB/s")
-    print(f"  measured read bandwidth: {dram:.1f} GB/s from DRAM (1 GB buffer), {cache:.1f} GB/s for a buffer the size of the weights (cache)")
+    print(f"  measured read bandwidth: {dram:.1f} GB/s from DRAM (1 GB buffer), "
+          f"{cache:.1f} GB/s for a buffer the size of the weights (cache)")
     print(f"  -> {achieved / dram:.0%} of DRAM bandwidth, {achieved / cache:.0%} of the cache-resident read speed")
     floor1 = weight_bytes / (cache * 1e9)
-    print(f"  with both steps at these floors (batch 1 reading its weights at the cache-resident speed, {floor1 * 1e3:.3f} ms; "
-          f"batch 16 multiplying at the best rate above, {floor16 * 1e3:.3f} ms), batch 16 would be {16 * floor1 / floor16:.1f}x batch 1")
+    print(f"  with both steps at these floors (one row reading its weights at the cache-resident speed, "
+          f"{floor1 * 1e3:.3f} ms; 16 rows multiplying at the best rate above, {floor16 * 1e3:.3f} ms), 16 rows would "
+          f"be {16 * floor1 / floor16:.1f}x one")
 
-    print(f"\n5. memory while streaming {args.long:,} characters (stream(), batch 1)")
+    print(f"\n5. memory while streaming {args.long:,} characters (stream(), one request)")
     rss = {}
     count = 0
     for piece in stream(model, "", SampleSettings(length=args.long, temperature=0.8, seed=2), alternatives=1):

@@ -46,10 +46,12 @@ def main() -> int:
         chars = sum(r["chars"] for r in results.values())
         mean = sum(r["loss"] * r["chars"] for r in results.values()) / chars
         for f, r in results.items():
-            print(f"{name:12s} {f:28s} val loss {r['loss']:.4f} nats/char ({r['bpc']:.4f} bpc) over {r['chars']:,} chars")
+            print(f"{name:12s} {f:28s} val loss {r['loss']:.4f} nats/char ({r['bpc']:.4f} bpc) "
+                  f"over {r['chars']:,} chars")
         ok = mean <= target
         failed |= not ok
-        print(f"{name:12s} {'character-weighted mean':28s} val loss {mean:.4f} nats/char ({mean / math.log(2):.4f} bpc); "
+        print(f"{name:12s} {'character-weighted mean':28s} val loss {mean:.4f} nats/char "
+              f"({mean / math.log(2):.4f} bpc); "
               f"target <= {target:.2f}: {'MET' if ok else 'NOT MET'} ({time.perf_counter() - t0:.1f} s)")
     return 1 if failed else 0
 

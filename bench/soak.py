@@ -279,10 +279,13 @@ def report_memory(before: ProcSample, warm: ProcSample, peak: ProcSample | None,
         print(f"memory at peak (t={peak.at - start:5.0f} s):          {peak.line()}")
     print(f"memory when the last session closed:  {closed.line()}")
     print(f"memory after a {settle:.0f} s settle:            {after.line()}")
-    print(f"VmRSS after/before: {ratio(after.rss_kb, before.rss_kb)}; after/warm-up: {ratio(after.rss_kb, warm.rss_kb)}; "
-          f"peak/before: {ratio(peak.rss_kb if peak else 0, before.rss_kb)}; VmHWM after/before: {ratio(after.hwm_kb, before.hwm_kb)}")
+    print(f"VmRSS after/before: {ratio(after.rss_kb, before.rss_kb)}; "
+          f"after/warm-up: {ratio(after.rss_kb, warm.rss_kb)}; "
+          f"peak/before: {ratio(peak.rss_kb if peak else 0, before.rss_kb)}; "
+          f"VmHWM after/before: {ratio(after.hwm_kb, before.hwm_kb)}")
     grown = (after.rss_kb - warm.rss_kb) / KB_PER_MIB
-    print(f"growth since the warm-up: {grown:+.1f} MiB over {sessions} sessions{' and the fine-tune' if trained else ''} "
+    and_training = " and the fine-tune" if trained else ""
+    print(f"growth since the warm-up: {grown:+.1f} MiB over {sessions} sessions{and_training} "
           f"({grown * 1024 / max(1, sessions):+.1f} KiB per session)")
 
 
@@ -294,7 +297,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20 sessions, to try it")
     parser.add_argument("--train-minutes", type=int, default=1, help="the fine-tune's budget (0 = no fine-tune)")
     parser.add_argument("--no-train", dest="train_minutes", action="store_const", const=0)
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after the last close before measuring (a closed client's heartbeat ends within 15 s)")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="seconds to wait after the last close before measuring "
+                             "(a closed client's heartbeat ends within 15 s)")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds one generation may take")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="sessions not started by then are skipped")
     parser.add_argument("--every", type=int, default=25, help="print progress every this many sessions")
@@ -312,8 +317,8 @@ def main() -> int:
     sampler = Sampler(proc.pid)
     try:
         train = f"a {args.train_minutes}-minute fine-tune halfway" if args.train_minutes > 0 else "no fine-tune"
-        print(f"app at {url} (pid {proc.pid}, {args.app.name}); {args.sessions} sessions, {args.concurrency} at a time, "
-              f"{args.length} characters each; {train}; {os.cpu_count()} CPU cores")
+        print(f"app at {url} (pid {proc.pid}, {args.app.name}); {args.sessions} sessions, "
+              f"{args.concurrency} at a time, {args.length} characters each; {train}; {os.cpu_count()} CPU cores")
         time.sleep(2)
         before = read_proc(proc.pid)
         start = time.monotonic()
@@ -338,22 +343,26 @@ def main() -> int:
         peak = sampler.stop()
         roots, left = session_folders(tmpdir)
 
+        and_training = " and the fine-tune" if trainer else ""
         print(f"\n{len(results.firsts)}/{args.sessions} sessions succeeded; sessions took {visits_s:.1f} s, "
-              f"total wall time {wall:.1f} s (with the warm-up{' and the fine-tune' if trainer else ''}), then a {args.settle:.0f} s settle")
+              f"total wall time {wall:.1f} s (with the warm-up{and_training}), then a {args.settle:.0f} s settle")
         report_memory(before, warm, peak, closed, after, start, args.sessions, args.settle, trainer is not None)
         if results.firsts:
             f = results.firsts
-            print(f"time to first character: p50 {percentile(f, 0.5):.3f} s, p95 {percentile(f, 0.95):.3f} s, max {max(f):.3f} s")
+            print(f"time to first character: p50 {percentile(f, 0.5):.3f} s, p95 {percentile(f, 0.95):.3f} s, "
+                  f"max {max(f):.3f} s")
         print(f"errors: {len(results.errors)}")
         for line in results.errors[:5]:
             print("  " + line)
         if trainer is not None:
             what = trainer.final or trainer.error or trainer.last
-            print(f"fine-tune: {'completed' if trainer.finished else 'DID NOT COMPLETE'} after {trainer.seconds:.1f} s: {what[:160]}")
+            outcome = "completed" if trainer.finished else "DID NOT COMPLETE"
+            print(f"fine-tune: {outcome} after {trainer.seconds:.1f} s: {what[:160]}")
         else:
             print("fine-tune: not run")
-        print(f"session folders left under {', '.join(str(r) for r in roots) or 'no charrnn-sessions-* root'}: {len(left)}"
-              + (f" ({', '.join(d.name for d in left[:5])})" if left else ""))
+        where = ", ".join(str(r) for r in roots) or "no charrnn-sessions-* root"
+        some = f" ({', '.join(d.name for d in left[:5])})" if left else ""
+        print(f"session folders left under {where}: {len(left)}{some}")
         ok = not results.errors and not left and (trainer is None or trainer.finished)
         return 0 if ok else 1
     finally:

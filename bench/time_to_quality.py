@@ -73,7 +73,8 @@ def reference_run(text: str, budget: float, seed: int) -> tuple[float, dict]:
         steps += 1
     trained_s = time.monotonic() - t0
     # Score it with charrnn's own evaluation, so both sides are measured the same way.
-    model = CharRNN(list(vocab.chars), num_layers=REF["layers"], hidden_size=REF["hidden"], embedding_dim=REF["embedding"], dropout=0.0)
+    model = CharRNN(list(vocab.chars), num_layers=REF["layers"], hidden_size=REF["hidden"],
+                    embedding_dim=REF["embedding"], dropout=0.0)
     model.embedding.load_state_dict(emb.state_dict())
     model.rnn.load_state_dict(lstm.state_dict())
     model.head.load_state_dict(head.state_dict())
@@ -85,7 +86,8 @@ def charrnn_run(text: str, budget: float, seed: int, precision: str | None = Non
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
         result, message, train_s = None, "", None
-        for event in train([text], Path(tmp) / "model", TrainConfig(time_budget=budget, seed=seed, precision=precision)):
+        config = TrainConfig(time_budget=budget, seed=seed, precision=precision)
+        for event in train([text], Path(tmp) / "model", config):
             if event.kind == "start":
                 message = event.message.splitlines()[-1]
             elif event.kind == "done":
@@ -94,7 +96,8 @@ def charrnn_run(text: str, budget: float, seed: int, precision: str | None = Non
         train_s = result.elapsed
     cfg = result.config
     return result.best_val_loss, {"steps": result.steps, "chars": result.steps * cfg["batch_size"] * cfg["seq_len"],
-                                  "trained_s": train_s, "total_s": total_s, "choice": message, "precision": cfg["precision"]}
+                                  "trained_s": train_s, "total_s": total_s, "choice": message,
+                                  "precision": cfg["precision"]}
 
 
 def main() -> int:
@@ -102,25 +105,29 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--precision", choices=PRECISIONS, help="charrnn's precision (default: its own choice, bf16 where native)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="charrnn's precision (default: its own choice, bf16 where native)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if pick_threads(args.threads) == 1 and args.threads is None:
-        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
+        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; "
+              "--threads to override")
     if not CORPUS.is_file():
         print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
         return 0
     text = read_corpus(CORPUS).text
     device = pick_device(None)
-    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; charrnn on {hardware_name(device)}; torch {torch.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; charrnn on {hardware_name(device)}; "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     rows = []
     for budget in args.budgets:
         ours = ref = None
         if args.only != "reference":
             ours, info = charrnn_run(text, budget, args.seed, args.precision)
-            print(f"[{budget:g}s] charrnn --time-budget: val {ours:.4f} nats/char; {info['steps']} steps, {info['chars'] / 1e6:.2f}M chars; "
-                  f"{info['total_s']:.1f}s wall in all (measuring sizes, training, final full evaluation and card samples); "
+            print(f"[{budget:g}s] charrnn --time-budget: val {ours:.4f} nats/char; {info['steps']} steps, "
+                  f"{info['chars'] / 1e6:.2f}M chars; {info['total_s']:.1f}s wall in all "
+                  "(measuring sizes, training, final full evaluation and card samples); "
                   f"{info['precision']}", flush=True)
             print(f"        chose: {info['choice']}", flush=True)
         if args.only != "charrnn":

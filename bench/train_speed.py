@@ -45,8 +45,9 @@ def load_text() -> str:
     return " ".join(rng.choice(words) for _ in range(200_000))
 
 
-def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidden: int, batch: int, seq: int, steps: int,
-                          device: torch.device, fused: bool = False, bf16: bool = False, compile_step: bool = False) -> float:
+def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidden: int, batch: int, seq: int,
+                          steps: int, device: torch.device, fused: bool = False, bf16: bool = False,
+                          compile_step: bool = False) -> float:
     """The plain loop; chars/s over `steps` steps after two warm-up steps."""
     torch.manual_seed(0)
     emb = nn.Embedding(vocab_size, 64).to(device)
@@ -57,7 +58,8 @@ def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidde
     stream_len = (len(ids) - 1) // batch
     inputs = ids[: batch * stream_len].view(batch, stream_len).to(device)
     targets = ids[1 : batch * stream_len + 1].view(batch, stream_len).to(device)
-    amp = precision_autocast(device, "bf16" if bf16 else eval_precision(device))  # plain: the precision charrnn evaluates in
+    # Plain: the precision charrnn evaluates in.
+    amp = precision_autocast(device, "bf16" if bf16 else eval_precision(device))
 
     def loss_of(x, y, state):
         out, state = lstm(emb(x), state)
@@ -90,7 +92,8 @@ def reference_chars_per_s(ids: torch.Tensor, vocab_size: int, layers: int, hidde
     return steps * batch * seq / (time.perf_counter() - t0)
 
 
-def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: int, steps: int, precision: str | None = None) -> float:
+def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: int, steps: int,
+                        precision: str | None = None) -> float:
     """charrnn.train.train, timed from its step-10 event to its step-(10+steps) event (steps a multiple of 10)."""
     config = TrainConfig(num_layers=layers, hidden_size=hidden, batch_size=batch, seq_len=seq, max_steps=steps + 10,
                          eval_interval=10**9, patience=None, dropout=0.0, precision=precision)
@@ -110,7 +113,8 @@ def charrnn_chars_per_s(text: str, layers: int, hidden: int, batch: int, seq: in
 def training_flops_per_char(layers: int, hidden: int, embedding: int, vocab_size: int) -> float:
     """Matrix-product FLOPs per training character: 2 per weight forward, 4 more backward (the
     gradients of inputs and of weights), over the LSTM's and the head's weights."""
-    weights = sum(4 * hidden * ((embedding if k == 0 else hidden) + hidden) for k in range(layers)) + hidden * vocab_size
+    lstm = sum(4 * hidden * ((embedding if k == 0 else hidden) + hidden) for k in range(layers))
+    weights = lstm + hidden * vocab_size
     return 6.0 * weights
 
 
@@ -134,12 +138,14 @@ def cuda_big_model(ids: torch.Tensor, text: str, vocab_size: int, device: torch.
     peak = bf16_matmul_flops(device, peak_n)
     flops = training_flops_per_char(3, 1024, 64, vocab_size)
     print(f"\n4. {torch.cuda.get_device_name(device)}: 3x1024 LSTM (cuDNN), bf16 autocast, sequence 128. "
-          f"Measured bf16 rate: {peak / 1e12:.0f} TFLOP/s ({peak_n}^3 product); training costs {flops / 1e6:.0f} MFLOP per character")
+          f"Measured bf16 rate: {peak / 1e12:.0f} TFLOP/s ({peak_n}^3 product); "
+          f"training costs {flops / 1e6:.0f} MFLOP per character")
     for batch in batches:
         ref = reference_chars_per_s(ids, vocab_size, 3, 1024, batch, 128, steps, device, bf16=True)
         ours = charrnn_chars_per_s(text, 3, 1024, batch, 128, steps)
-        print(f"  batch {batch}: charrnn {ours:,.0f} chars/s = {ours * flops / 1e12:.0f} TFLOP/s = {ours * flops / peak:.1%} of the "
-              f"measured rate; plain loop {ref:,.0f} chars/s ({ref * flops / peak:.1%}) -> {ours / ref:.2f}x", flush=True)
+        print(f"  batch {batch}: charrnn {ours:,.0f} chars/s = {ours * flops / 1e12:.0f} TFLOP/s = "
+              f"{ours * flops / peak:.1%} of the measured rate; "
+              f"plain loop {ref:,.0f} chars/s ({ref * flops / peak:.1%}) -> {ours / ref:.2f}x", flush=True)
 
 
 def sync(device: torch.device) -> None:
@@ -150,12 +156,15 @@ def sync(device: torch.device) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (a multiple of 10)")
-    parser.add_argument("--compile", action="store_true", help="also try torch.compile on the plain loop (slow to compile)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also try torch.compile on the plain loop (slow to compile)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: one per core, or one when the machine is busy, like the CLI)")
     args = parser.parse_args()
     if pick_threads(args.threads) == 1 and args.threads is None:
-        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; --threads to override")
+        print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; "
+              "--threads to override")
     device = pick_device(args.device)
     text = load_text()
     vocab = Vocab.build([text])
@@ -170,22 +179,26 @@ def main() -> int:
               ("2x256, batch 32, seq 64 (time-budget choice for 1 min)", 2, 256, 32, 64)]
     steps = max(10, args.steps - args.steps % 10)
     precision = resolve_precision(None, device)
-    print(f"\n1. charrnn trainer vs the plain loop (same shapes, same process). charrnn trains in {precision} here by default "
-          f"({'this device multiplies bf16 natively' if precision == 'bf16' else 'no native bf16 on this device'}); "
+    native = "this device multiplies bf16 natively" if precision == "bf16" else "no native bf16 on this device"
+    print(f"\n1. charrnn trainer vs the plain loop (same shapes, same process). "
+          f"charrnn trains in {precision} here by default ({native}); "
           f"the plain loop in {eval_precision(device)}")
     base = {}
     for name, layers, hidden, batch, seq in shapes:
         ref = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)
         ours = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps)
-        same = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps, precision=eval_precision(device)) if precision == "bf16" and device.type == "cpu" else None
-        ref2 = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)  # again, to see the drift
+        same = None
+        if precision == "bf16" and device.type == "cpu":
+            same = charrnn_chars_per_s(text, layers, hidden, batch, seq, steps, precision=eval_precision(device))
+        # Again, to see the drift.
+        ref2 = reference_chars_per_s(ids, len(vocab), layers, hidden, batch, seq, steps, device)
         ref_mean = (ref + ref2) / 2
         base[(layers, hidden, batch, seq)] = ref_mean
-        print(f"  {name}: charrnn {ours:,.0f} chars/s, plain loop {ref_mean:,.0f} chars/s ({ref:,.0f} before, {ref2:,.0f} after) "
-              f"-> {ours / ref_mean:.2f}x", flush=True)
+        print(f"  {name}: charrnn {ours:,.0f} chars/s, plain loop {ref_mean:,.0f} chars/s "
+              f"({ref:,.0f} before, {ref2:,.0f} after) -> {ours / ref_mean:.2f}x", flush=True)
         if same is not None:
-            print(f"    charrnn with --precision fp32, the plain loop's precision: {same:,.0f} chars/s -> {same / ref_mean:.2f}x "
-                  f"(what the engine's features cost at equal arithmetic)", flush=True)
+            print(f"    charrnn with --precision fp32, the plain loop's precision: {same:,.0f} chars/s "
+                  f"-> {same / ref_mean:.2f}x (what the engine's features cost at equal arithmetic)", flush=True)
 
     print("\n2. what moves the plain loop (2x512; each ratio against the plain loop measured just before it)")
     layers, hidden = d["num_layers"], d["hidden_size"]
@@ -225,8 +238,8 @@ def main() -> int:
             theirs = reference_chars_per_s(ids, len(vocab), 2, 256, 32, 64, 5, device)
         finally:
             torch.set_num_threads(threads)
-        print(f"  {threads} thread(s) {mine:,.0f} chars/s, {other} thread(s) {theirs:,.0f} chars/s -> {mine / theirs:.2f}x "
-              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        print(f"  {threads} thread(s) {mine:,.0f} chars/s, {other} thread(s) {theirs:,.0f} chars/s "
+              f"-> {mine / theirs:.2f}x (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 
