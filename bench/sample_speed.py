@@ -94,12 +94,20 @@ def matmul_peak_flops(dtype: torch.dtype) -> float:
     return 2 * 1024**3 / best
 
 
-def products_at_rows(stepper: FusedStepper, rows: int, dtype: torch.dtype = torch.float32,
-                     repeats: int = 200) -> float:
+def recurrent_matrices(model) -> list[torch.Tensor]:
+    """The matrices a step multiplies by, [out, in]: layer 0's recurrent one, then each upper layer's input and
+    recurrent ones side by side (as FusedStepper stores them, before packing)."""
+    rnn = model.rnn
+    upper = [torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1)
+             for k in range(1, model.num_layers)]
+    return [w.detach().float() for w in [rnn.weight_hh_l0, *upper]]
+
+
+def products_at_rows(model, rows: int, dtype: torch.dtype = torch.float32, repeats: int = 200) -> float:
     """Seconds for one step's recurrent matrix products alone at this many rows, packed for oneDNN
     as the stepper packs them, in dtype (fp32 is what the engine runs)."""
-    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in [stepper.w_hh0, *stepper.w_cat]]
-    inputs = [torch.randn(rows, w.shape[1]).to(dtype) for w in [stepper.w_hh0, *stepper.w_cat]]
+    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in recurrent_matrices(model)]
+    inputs = [torch.randn(rows, w.shape[1]).to(dtype) for w in recurrent_matrices(model)]
 
     def run() -> list[torch.Tensor]:
         return [torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "") if w.is_mkldnn else x @ w.t()
@@ -110,11 +118,11 @@ def products_at_rows(stepper: FusedStepper, rows: int, dtype: torch.dtype = torc
         return min(timed(run)[0] for _ in range(repeats))
 
 
-def batch_invariant(stepper: FusedStepper, dtype: torch.dtype, largest: int = 64) -> bool:
+def batch_invariant(model, dtype: torch.dtype, largest: int = 64) -> bool:
     """Whether the recurrent products give each row the same numbers at every engine batch shape, in dtype."""
-    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in [stepper.w_hh0, *stepper.w_cat]]
+    weights = [packed_for_onednn(w.to(dtype).contiguous()) for w in recurrent_matrices(model)]
     gen = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(largest, w.shape[1], generator=gen).to(dtype) for w in [stepper.w_hh0, *stepper.w_cat]]
+    inputs = [torch.randn(largest, w.shape[1], generator=gen).to(dtype) for w in recurrent_matrices(model)]
 
     def products(rows: int) -> list[torch.Tensor]:
         return [torch.ops.mkldnn._linear_pointwise(x[:rows].contiguous(), w, None, "none", [], "") if w.is_mkldnn
@@ -175,17 +183,17 @@ def main() -> int:
         print(f"  {rows} rows: {together[rows]:,.0f} chars/s -> {together[rows] / ours:.1f}x one")
     # The ceiling: a 16-row step multiplies every weight by 16 rows, so it cannot be faster than
     # those FLOPs at the best fp32 matrix-product rate this CPU reaches.
-    flops16 = 2 * 16 * sum(w.shape[0] * w.shape[1] for w in [stepper.w_hh0, *stepper.w_cat, stepper.w_head])
+    flops16 = 2 * 16 * sum(w.numel() for w in [*recurrent_matrices(model), model.head.weight])
     peak = matmul_peak_flops(torch.float32)
     floor16 = flops16 / peak
     print(f"  a 16-row step is {flops16 / 1e6:.0f} MFLOP in fp32; this CPU's best fp32 matrix product measured "
           f"{peak / 1e9:.0f} GFLOP/s, so a step takes at least {floor16 * 1e3:.2f} ms and 16 rows can be at most "
           f"{16 * (t_batch1 / args.length) / floor16:.1f}x one here (measured: {16 / together[16] * 1e3:.2f} ms)")
-    fp32_16, bf16_16 = products_at_rows(stepper, 16), products_at_rows(stepper, 16, torch.bfloat16)
+    fp32_16, bf16_16 = products_at_rows(model, 16), products_at_rows(model, 16, torch.bfloat16)
     print(f"  the step's recurrent products at 16 rows: fp32 {fp32_16 * 1e3:.2f} ms, bf16 {bf16_16 * 1e3:.2f} ms "
           f"({fp32_16 / bf16_16:.1f}x; native bf16 here: {native_bf16(model.device)}); each row's numbers the same at "
-          f"every batch shape: fp32 {batch_invariant(stepper, torch.float32)}, "
-          f"bf16 {batch_invariant(stepper, torch.bfloat16)} (the engine needs this, so it runs fp32)")
+          f"every batch shape: fp32 {batch_invariant(model, torch.float32)}, "
+          f"bf16 {batch_invariant(model, torch.bfloat16)} (the engine needs this, so it runs fp32)")
 
     print("\n4. one row against the memory-bandwidth floor")
     step_s = t_batch1 / args.length
