@@ -1,7 +1,7 @@
 """charrnn's web app: generate with a temperature slider, fine-tune on an uploaded text.
 
-Layout and wiring only. The handlers live in charrnn/handlers.py and charrnn/inspect_views.py
-(plain functions over the engine, tested without a server), every limit in charrnn/limits.py,
+Layout and wiring only. The handlers live in charrnn/handlers.py, charrnn/inspect_views.py and
+charrnn/compare_views.py (plain functions over the engine, tested without a server), every limit in charrnn/limits.py,
 and the input components that refuse bad values in charrnn/components.py.
 One function per tab or box, each called from build_app().
 """
@@ -18,8 +18,11 @@ import gradio as gr
 
 from charrnn import components as ui
 from charrnn import limits
-from charrnn.handlers import FOLD_CHOICES, SCRATCH, Studio, close_session
-from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews
+from charrnn.beam import MAX_BEAM_WIDTH
+from charrnn.compare_views import CSS as COMPARE_CSS
+from charrnn.compare_views import MAX_HUB_IDS_CHARS, CompareViews
+from charrnn.handlers import FOLD_CHOICES, GENERATE_MODES, SCRATCH, STOP_CHOICES, Studio, close_session
+from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews, pick_branch, pick_position, undo_branch
 from charrnn.jobs import limit_malloc_arenas
 from charrnn.session import Sessions
 
@@ -48,6 +51,15 @@ class UI:
             raise AttributeError(name) from None
 
 
+def top_k_and_top_p() -> tuple[gr.components.Component, gr.components.Component]:
+    """The two filters every sampling view offers under Advanced."""
+    top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k",
+                      info="Sample only from the k most likely characters (0 = off).")
+    top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
+                      info="Sample only from the most likely characters that together hold this probability (1 = off).")
+    return top_k, top_p
+
+
 def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -> UI:
     default = studio.default_model()
     with gr.Tab("Generate", id="generate"):
@@ -72,11 +84,18 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
                                   max_length=limits.MAX_NAME_CHARS,
                                   info="The same seed, settings and model give the same text.")
                 with gr.Accordion("Advanced", open=False):
-                    top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k",
-                                      info="Sample only from the k most likely characters (0 = off).")
-                    top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
-                                      info="Sample only from the most likely characters that together hold this "
-                                           "probability (1 = off).")
+                    top_k, top_p = top_k_and_top_p()
+                    stop_at = ui.Dropdown(list(STOP_CHOICES), value="the length", label="Stop at",
+                                          allow_custom_value=True,
+                                          info="End the text at the first end of a sentence, line or blank line, or "
+                                               "at any text you type (\\n is a newline); it keeps what it stopped at.")
+                    min_length = ui.Number(value=0, precision=0, minimum=0, maximum=limits.MAX_GENERATE_CHARS,
+                                           label="Minimum length", info="Characters written before it may stop.")
+                    mode = ui.Radio(list(GENERATE_MODES), value="sample", label="Mode",
+                                    info="Beam search writes the most likely continuation it finds, the same every "
+                                         "time (no seed, no Stop at).")
+                    beam_width = ui.Slider(1, MAX_BEAM_WIDTH, value=8, step=1, label="Beam width",
+                                           info="Continuations kept at each step in beam search.")
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -84,13 +103,30 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
                 output = ui.Textbox(label="Generated text", lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
                                     buttons=["copy"], elem_id="generated")
                 seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
-                build_inspect_views(views, session, prompt, output, model, hub_repo_id, length, seed, top_k, top_p)
-        inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session]
+                undo = gr.Button("Undo branch", size="sm", interactive=False, elem_id="undo-branch")
+                insight = build_inspect_views(views, session, prompt, output, model, hub_repo_id, length, seed, top_k,
+                                              top_p)
+        inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length,
+                  mode, beam_width]
         run = generate_btn.click(studio.generate, inputs, [output, seed_used], api_name="generate",
                                  concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
         submit = prompt.submit(studio.generate, inputs, [output, seed_used], api_name="generate_on_enter",
                                concurrency_id="generate")
-        stop_btn.click(None, None, None, cancels=[run, submit], api_name="stop_generate")
+        # A click on an alternative in the Inspect view keeps the text for Undo, then writes on from there.
+        history = gr.State([])
+        branch_in = [prompt, output, insight.branch_position, insight.branch_char, temperature, length, seed, model,
+                     hub_repo_id, top_k, top_p, session]
+        inspect_in = [prompt, output, model, hub_repo_id, session]
+        branch = insight.view.select(
+            pick_branch, [output, history], [insight.branch_position, insight.branch_char, history, undo, insight.why],
+            api_visibility="private").success(studio.branch, branch_in, [output, seed_used], api_name="branch",
+                                              concurrency_id="generate")
+        branch.success(views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
+                       concurrency_id="generate")  # the view again, for the new text
+        undo.click(undo_branch, [history], [output, history, undo], api_visibility="private").success(
+            views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
+            concurrency_id="generate")
+        stop_btn.click(None, None, None, cancels=[run, submit, branch], api_name="stop_generate")
     return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length,
                    seed=seed, top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn,
                    stop=stop_btn))
@@ -186,7 +222,8 @@ NEURON_EXAMPLE = (
 
 def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, model, hub_repo_id, length, seed, top_k,
                         top_p) -> UI:
-    """Under the generated text: confidence colouring with alternatives, temperatures side by side, originality."""
+    """Under the generated text: confidence colouring with alternatives (a click explains a character, or branches
+    on an alternative), temperatures side by side, originality."""
     with gr.Accordion("See inside the model", open=True, elem_id="insight"):
         with gr.Row():
             inspect = gr.Button("Inspect", size="sm", elem_id="inspect-btn")
@@ -195,16 +232,26 @@ def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, 
         view = gr.HTML("<p>Inspect colours the generated text by how sure the model was of each character; "
                        "hover over a character for the five it considered.</p>",
                        css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="insight-view")
+        why = gr.HTML("", css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="influence-view")  # "Why this character?"
+        # Filled from the Inspect view's clicks (see inspect_views.JS_ON_LOAD); the API's /influence and /branch inputs.
+        why_position = ui.Number(None, label="position", visible=False)
+        branch_position = ui.Number(None, label="position", visible=False)
+        branch_char = ui.Textbox(label="alternative", visible=False, max_length=limits.MAX_NAME_CHARS)
         with gr.Accordion("The same as data (what the API returns)", open=False):
             data = gr.JSON(elem_id="insight-data")
+            why_data = gr.JSON(elem_id="influence-data")
     model_in = [model, hub_repo_id, session]
+    view.click(pick_position, None, [why_position], api_visibility="private").success(
+        views.influence, [prompt, output, why_position, *model_in], [why, why_data], api_name="influence",
+        concurrency_id="generate")
     inspect.click(views.inspect, [prompt, output, *model_in], [view, data], api_name="inspect",
                   concurrency_id="generate")
     sweep.click(views.temperatures, [prompt, length, seed, model, hub_repo_id, top_k, top_p, session], [view, data],
                 api_name="temperatures", concurrency_id="generate")
     original.click(views.originality, [prompt, output, *model_in], [view, data], api_name="originality",
                    concurrency_id="generate")
-    return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data))
+    return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data, why=why,
+                   why_data=why_data, branch_position=branch_position, branch_char=branch_char))
 
 
 def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> UI:
@@ -248,6 +295,71 @@ def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> U
                    how=how, data=data))
 
 
+def build_compare_tab(studio: Studio, session: gr.State) -> UI:
+    """Two to four models side by side on one prompt and seed, or scored on one text."""
+    views = CompareViews(studio)
+    shipped = list(studio.shipped())
+    with gr.Tab("Compare & score", id="compare") as tab:
+        gr.Markdown("Pick the models (the base model and your fine-tune, say): **Compare** writes with each from one "
+                    "prompt, seed and settings, side by side; **Score** measures how well each predicts a text.")
+        with gr.Row():
+            models = ui.Dropdown(studio.model_choices(), value=shipped[:2], multiselect=True,
+                                 max_choices=limits.MAX_COMPARE_MODELS, label="Models", allow_custom_value=True,
+                                 elem_id="compare-models",
+                                 info=f"Up to {limits.MAX_COMPARE_MODELS}: the shipped models, and the ones you "
+                                      "fine-tune in the Train tab (this session only).")
+            hub_repo_ids = ui.Textbox(label="…and Hub repo ids", placeholder="owner/name, owner/other", max_lines=1,
+                                      max_length=MAX_HUB_IDS_CHARS, elem_id="compare-hub-ids",
+                                      info="charrnn models on the Hugging Face Hub, separated by commas.")
+        gr.Markdown("### Compare")
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = ui.Textbox(label="Prompt", lines=3, max_length=limits.MAX_TEXT_CHARS,
+                                    value="Once upon a time", elem_id="compare-prompt")
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP)
+                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=300, step=1,
+                                   label="Length of each text (characters)")
+                seed = ui.Textbox(label="Seed (one for every model)", placeholder="empty = random", max_lines=1,
+                                  max_length=limits.MAX_NAME_CHARS, elem_id="compare-seed",
+                                  info="One seed for every model: each column is what its model writes alone.")
+                with gr.Accordion("Advanced", open=False):
+                    top_k, top_p = top_k_and_top_p()
+                with gr.Row():
+                    compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+            with gr.Column(scale=3):
+                compare_view = gr.HTML("<p>Each model's text appears in its own column, every character coloured "
+                                       "by how sure that model was of it.</p>", css_template=CSS + COMPARE_CSS,
+                                       js_on_load=JS_ON_LOAD, elem_id="compare-view")
+                with gr.Accordion("The same as data (what the API returns)", open=False):
+                    compare_data = gr.JSON(elem_id="compare-data")
+        gr.Markdown("### Score")
+        with gr.Row():
+            with gr.Column(scale=2):
+                text = ui.Textbox(label="Text to score", lines=8, max_lines=20, max_length=limits.MAX_TEXT_CHARS,
+                                  elem_id="score-text", placeholder="Paste a text, or upload one below.")
+                upload = ui.File(label="…or a .txt file (used instead of the text when given)", file_types=[".txt"],
+                                 file_count="single", elem_id="score-upload")
+                score_btn = gr.Button("Score", variant="primary", elem_id="score-btn")
+            with gr.Column(scale=3):
+                score_view = gr.HTML("<p>Each model's loss over the text, how surprising it found each character, "
+                                     "and the stretches that surprised it most.</p>", css_template=CSS + COMPARE_CSS,
+                                     js_on_load=JS_ON_LOAD, elem_id="score-view")
+                with gr.Accordion("The same as data (what the API returns)", open=False):
+                    score_data = gr.JSON(elem_id="score-data")
+    tab.select(views.picker_update, [session], [models], api_name="compare_models", show_progress="hidden")
+    run = compare_btn.click(views.compare, [prompt, temperature, length, seed, models, hub_repo_ids, top_k, top_p,
+                                            session], [compare_view, compare_data], api_name="compare",
+                            concurrency_id="generate")
+    stop_btn.click(None, None, None, cancels=[run], api_name="stop_compare")
+    score_btn.click(views.score, [text, upload, models, hub_repo_ids, session], [score_view, score_data],
+                    api_name="score", concurrency_id="generate")
+    return UI(dict(models=models, hub_repo_ids=hub_repo_ids, prompt=prompt, temperature=temperature, length=length,
+                   seed=seed, top_k=top_k, top_p=top_p, compare=compare_btn, stop=stop_btn, compare_view=compare_view,
+                   compare_data=compare_data, text=text, upload=upload, score=score_btn, score_view=score_view,
+                   score_data=score_data))
+
+
 def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None = None) -> gr.Blocks:
     """The whole app; checkpoints points at another folder of shipped models (tests use tiny ones)."""
     studio = Studio(checkpoints, sessions)
@@ -259,6 +371,7 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         generate = build_generate_tab(studio, views, session)
         train = build_train_tab(studio, session, generate)
         build_neurons_tab(views, session, generate)
+        build_compare_tab(studio, session)
         demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
         demo.unload(studio.end_session)
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default

@@ -68,7 +68,13 @@ def _float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="charrnn", description="Character-level LSTM language models: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_sample_parser(sub)
+    add_other_parsers(sub)
+    return parser
 
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a model on text files (or fine-tune one with --init)")
     t.add_argument("corpus", nargs="+", help="text files; the last part of each is held out for validation")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
@@ -113,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or one if other processes already fill the cores)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def add_sample_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sample", help="generate text from a model")
     s.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                    help="model directory, shipped model name or Hub repo id (default: fairy-tales)")
@@ -126,14 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-samples", type=int, default=1,
                    help="samples generated together; sample k has seed SEED + k - 1, "
                         "so each can be written again alone")
+    s.add_argument("--stop-at", action="append", default=[], metavar="TEXT",
+                   help="end the text as soon as it ends with TEXT (repeatable; \\n is a newline, \\t a tab)")
+    s.add_argument("--min-length", type=int, default=0, metavar="N",
+                   help="characters written before --stop-at may end the text (default 0)")
+    s.add_argument("--beam", type=int, metavar="K",
+                   help="beam search: the most likely continuation among K kept at each step (deterministic; "
+                        "--num-samples N prints the best N)")
+    s.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                   help="with --beam: never write the same N characters twice (6 is a good start; default off)")
     s.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     s.add_argument("--device", help="cpu, cuda, mps or auto (default)")
 
-    e = sub.add_parser("eval", help="loss of a model on a text file, as JSON")
+
+def add_other_parsers(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("eval", help="loss of a model on a text file (or standard input), as JSON")
     e.add_argument("model", help="model directory, shipped model name or Hub repo id")
-    e.add_argument("textfile", help="text to score, read and normalised as for training")
-    e.add_argument("--split", choices=["val", "all"], default="val",
-                   help="val: the held-out end of the file, as in training (default); all: the whole file")
+    e.add_argument("textfile", help="text file to score, read and normalised as for training; - reads standard input")
+    e.add_argument("--split", choices=["val", "all"], default=None,
+                   help="val: the held-out end of the file, as in training (default for a file); "
+                        "all: the whole text (default for standard input)")
     e.add_argument("--val-fraction", type=_float, default=0.1, help="the share training held out (default 0.1)")
     e.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     e.add_argument("--device", help="cpu, cuda, mps or auto (default)")
@@ -150,7 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("index", help="index a model's training text, for the originality check of what it generates")
     x.add_argument("model", help="model directory (or shipped model name) to write the index into")
     x.add_argument("corpus", nargs="+", help="the text files the model was trained on")
-    return parser
 
 
 def _choose_threads(requested: int | None) -> int:
@@ -272,18 +291,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from charrnn.engine import GenerationEngine, sample
-    from charrnn.sampling import SampleSettings, prepare_prompt
+    from charrnn.sampling import SampleSettings, prepare_prompt, unescape
     from charrnn.vocab import unknown_chars_note
 
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
     settings = SampleSettings(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              seed=args.seed).checked(len(model.vocab))
+                              seed=args.seed, stop=tuple(unescape(s) for s in args.stop_at),
+                              min_length=args.min_length).checked(len(model.vocab))
     prompt, changed = prepare_prompt(model, args.prompt)
     if changed:
         warnings.warn(unknown_chars_note(changed))
+    out = sys.stdout
+    if args.beam is not None:
+        return _beam_sample(model, prompt, args, out)
     if args.seed is None:
         print(f"charrnn: seed {settings.seed}", file=sys.stderr)
-    out = sys.stdout
     if args.num_samples == 1:
         out.write(prompt)
         request = GenerationEngine.for_model(model).submit(prompt, settings)
@@ -298,6 +320,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _beam_sample(model, prompt: str, args: argparse.Namespace, out) -> int:
+    """charrnn sample --beam K: the best continuation (or the best --num-samples), with its log-probability."""
+    from charrnn.beam import BeamSettings, beam_search
+
+    settings = BeamSettings(width=args.beam, length=args.length, num_results=args.num_samples,
+                            no_repeat_ngram=args.no_repeat_ngram)
+    results = beam_search(model, prompt, settings)
+    for k, result in enumerate(results):
+        if len(results) > 1:
+            out.write(("\n" if k else "") + f"=== result {k + 1}: {result.mean_log_prob:.4f} nats/char ===\n")
+        out.write(f"{prompt}{result.text}\n")
+    out.flush()
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from charrnn.batching import split_train_val
     from charrnn.evaluate import evaluate_ids
@@ -305,16 +342,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     _choose_threads(None)
 
+    from_stdin = args.textfile == "-"
+    split = args.split or ("all" if from_stdin else "val")
+    name = "standard input" if from_stdin else args.textfile
     model = load_model(resolve_shipped(args.model), revision=args.revision, device=args.device)
-    text = normalize(read_corpus(args.textfile).text, model.ascii_fold)
-    if args.split == "val":
+    if from_stdin:  # the bytes as a file would hold them, so they decode exactly as that file would
+        stdin = sys.stdin
+        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8")
+        corpus = read_corpus(data, name=name)
+    else:
+        corpus = read_corpus(args.textfile)
+    text = normalize(corpus.text, model.ascii_fold)
+    if split == "val":
         _, text = split_train_val([text], args.val_fraction)
     if len(text) < 2:
-        raise TextError(f"{args.textfile}: too little text to evaluate")
+        raise TextError(f"{name}: too little text to evaluate")
     result = evaluate_ids(model, model.vocab.encode(text))
     unknown = model.vocab.unknown_in(text)
     print(json.dumps({"loss": round(result["loss"], 6), "bpc": round(result["bpc"], 6), "chars": result["chars"],
-                      "split": args.split, "model": str(args.model), "unknown_chars": len(unknown)}))
+                      "split": split, "model": str(args.model), "unknown_chars": len(unknown)}))
     return 0
 
 

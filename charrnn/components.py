@@ -152,7 +152,10 @@ class Page(gr.Blocks):
     """
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
-        for component, value in zip(block_fn.inputs, inputs or []):
+        inputs = list(inputs or [])
+        # A call written before an event gained inputs (new ones come last) gets their defaults.
+        inputs += [getattr(component, "value", None) for component in block_fn.inputs[len(inputs):]]
+        for component, value in zip(block_fn.inputs, inputs):
             if isinstance(component, gr.components.Component) and not component.stateful:
                 check_input(component, value)
         try:

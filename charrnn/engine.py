@@ -54,6 +54,8 @@ class Generation:
         self.settings = settings
         self.alternatives = alternatives
         self.produced = 0  # characters drawn so far
+        self.stopped_at: str | None = None  # the stop string that ended the text, if one did
+        self._tail = ""  # the last characters written, as long as the longest stop string
         self._items: collections.deque = collections.deque()
         self._ready = threading.Event()
         self._cancelled = threading.Event()
@@ -125,6 +127,19 @@ class Generation:
             # Gumbel noise, -log Exp(1); the clamp keeps it finite where the draw was exactly 0
             self._noise = noise.clamp_min_(torch.finfo(noise.dtype).tiny).log_().neg_().to(self._device)
         return self._noise[at]
+
+    def _over(self) -> bool:
+        """Whether the engine is through with this row: its length reached, a stop string written, or cancelled."""
+        return self.produced >= self.settings.length or self.stopped_at is not None or self.cancelled
+
+    def _note(self, char: str) -> None:
+        """Count a character written, and see whether it completes a stop string."""
+        self.produced += 1
+        stops = self.settings.stop
+        if stops:
+            self._tail = (self._tail + char)[-max(map(len, stops)):]
+            if self.produced >= self.settings.min_length:
+                self.stopped_at = next((s for s in stops if self._tail.endswith(s)), None)
 
     def _put(self, item) -> None:
         self._items.append(item)
@@ -364,7 +379,7 @@ class _Batch:
 
     def drop_left(self) -> None:
         """Remove the rows whose request is finished or cancelled."""
-        keep = [i for i, r in enumerate(self.rows) if not r.cancelled and r.produced < r.settings.length]
+        keep = [i for i, r in enumerate(self.rows) if not r._over()]
         if len(keep) == len(self.rows):
             return
         for i, r in enumerate(self.rows):
@@ -401,7 +416,7 @@ class _Batch:
         gumbel = None if self.settings.all_greedy else torch.stack([r._noise_row(len(vocab)) for r in rows])
         chosen = draw_rows(self.logits, self.settings, gumbel)
         self._hand_over(chosen)
-        if all(r.produced >= r.settings.length or r.cancelled for r in rows):
+        if all(r._over() for r in rows):
             return
         shape = self.state[0].shape[0]
         ids = torch.ones(shape, dtype=torch.long, device=chosen.device)
@@ -422,7 +437,7 @@ class _Batch:
             for n, i in enumerate(detailed):
                 details[i] = (picked[n], top.values[n].tolist(), top.indices[n].tolist())
         for i, (request, idx) in enumerate(zip(self.rows, chosen.tolist())):
-            request.produced += 1
+            request._note(chars[idx])
             if i in details:
                 prob, values, indices = details[i]
                 k = request.alternatives

@@ -6,6 +6,7 @@ gr.Error carrying the engine's own one-line message; nothing here does model mat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -21,21 +22,25 @@ from gradio.utils import get_upload_folder
 
 from charrnn import limits
 from charrnn.batching import min_chars_needed
+from charrnn.beam import MAX_BEAM_WIDTH, BeamSettings, beam_search
 from charrnn.card import CardInfo
 from charrnn.checkpoint import STATE_DIR, CheckpointError, load_hub_model
 from charrnn.components import shown
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.engine import GenerationEngine
 from charrnn.hub import HubError, push_to_hub
-from charrnn.jobs import LineFull, TrainingLine, TrainJob, return_freed_memory, run_in_thread
+from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_freed_memory, run_in_thread
 from charrnn.model import CharRNN
-from charrnn.sampling import SampleSettings, prepare_prompt
+from charrnn.sampling import MAX_STOP_CHARS, SampleSettings, prepare_prompt, unescape
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
 from charrnn.text import Corpus, TextError, normalize, read_corpus
 from charrnn.train import TrainingStopped
-from charrnn.vocab import describe_chars, unknown_chars_note
+from charrnn.vocab import UNK, describe_chars, fit_prompt, unknown_chars_note
 
 SCRATCH = "from scratch"
+GENERATE_MODES = ("sample", "beam search")
+BEAM_NO_REPEAT_NGRAM = 6  # beam search never writes the same 6 characters twice (bench/beam.py)
+STOP_CHOICES = {"the length": (), "end of sentence": (".", "!", "?"), "end of line": ("\n",), "blank line": ("\n\n",)}
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
 PLOT_COLUMNS = ["step", "loss", "curve"]
 MAX_SHOWN_NAME_CHARS = 80  # an uploaded file's name as messages show it
@@ -59,12 +64,27 @@ def _fold_setting(fold: str | bool | None) -> bool | None:
     return fold == FOLD_CHOICES[1]
 
 
-def _upload_path(file) -> Path:
-    """The server-side path of an uploaded file, whatever shape Gradio or a client handed it in."""
+def uploaded_file(file: object) -> tuple[Path, str]:
+    """An uploaded file's server-side path and the name to call it by, whatever shape Gradio or a client
+    handed it in; a gr.Error when there is none, or it is over MAX_UPLOAD_BYTES."""
     if file is None:
         raise gr.Error("Upload a .txt file first.")
     path = getattr(file, "name", None) or (file.get("path") if isinstance(file, dict) else file)
-    return Path(str(path))
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise gr.Error(f"the upload must be a file, not {shown(file)}")
+    path = Path(str(path))
+    orig = getattr(file, "orig_name", None) or (file.get("orig_name") if isinstance(file, dict) else None)
+    name = Path(str(orig or path.name)).name
+    if len(name) > MAX_SHOWN_NAME_CHARS:  # a client picks the name: messages and the model's name quote it
+        name = name[: MAX_SHOWN_NAME_CHARS - 5] + "…" + Path(name).suffix[-4:]
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise gr.Error(f"{name}: the upload could not be read; try again") from None
+    if size > limits.MAX_UPLOAD_BYTES:
+        raise gr.Error(f"{name} is {size / 2**20:.1f} MB; "
+                       f"the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+    return path, name
 
 
 def text_input(value: object, what: str, cap: int = limits.MAX_TEXT_CHARS) -> str:
@@ -98,16 +118,27 @@ def whole_number(value: object, what: str, low: int, high: int) -> int:
 
 
 def sample_settings(length: object, temperature: object, top_k: object, top_p: object, seed: object,
-                    vocab_size: int, max_length: int = limits.MAX_GENERATE_CHARS) -> SampleSettings:
+                    vocab_size: int, max_length: int = limits.MAX_GENERATE_CHARS, stop_at: object = None,
+                    min_length: object = 0) -> SampleSettings:
     """The page's sampling inputs, converted and checked in one place for every view that samples."""
     length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
     top_k = whole_number(0 if top_k is None else top_k, "top-k", 0, 10**6)
+    min_length = whole_number(0 if min_length is None else min_length, "minimum length", 0, limits.MAX_GENERATE_CHARS)
     try:
         settings = SampleSettings(length=min(length, max_length), temperature=temperature, top_k=top_k or None,
-                                  top_p=top_p, seed=seed)
+                                  top_p=top_p, seed=seed, stop=stop_strings(stop_at), min_length=min_length)
         return settings.checked(vocab_size)
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from None
+
+
+def stop_strings(stop_at: object) -> tuple[str, ...]:
+    """The "Stop at" choice as stop strings: one of STOP_CHOICES, or any text typed (\\n is a newline)."""
+    if stop_at is None or stop_at == "":
+        return ()
+    if stop_at in STOP_CHOICES:
+        return STOP_CHOICES[stop_at]
+    return (unescape(text_input(stop_at, "stop at", MAX_STOP_CHARS)),)
 
 
 def stream_interval(streams: int) -> float:
@@ -214,18 +245,96 @@ class Studio:
         top_k: int | None = 0,
         top_p: float | None = 1.0,
         session: Session | None = None,
+        stop_at: str | None = "the length",
+        min_length: int | None = 0,
+        mode: str | None = "sample",
+        beam_width: int | None = 8,
     ) -> Iterator[tuple[str, str]]:
-        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S."""
+        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S; the text ends
+        at its length, or earlier at the first stop string written after min_length characters. In beam-search
+        mode the most likely continuation comes at once, when the search ends."""
         prompt = text_input(prompt, "prompt")
         net = self.load(model, hub_repo_id, session)
-        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
+        if mode == "beam search":
+            yield self._beam(net, prompt, length, beam_width)
+            return
+        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab), stop_at=stop_at,
+                                   min_length=min_length)
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
             gr.Warning(unknown_chars_note(changed))
+        yield from self._stream_continuation(net, fitted, settings)
+
+    def _beam(self, net: CharRNN, prompt: str, length: object, width: object) -> tuple[str, str]:
+        """(prompt + the most likely continuation, what to show as the seed) by beam search, blocking repeats."""
+        length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
+        width = whole_number(8 if width is None else width, "beam width", 1, MAX_BEAM_WIDTH)
+        settings = BeamSettings(width=width, length=length, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM)
+        fitted = prepare_prompt(net, prompt)[0]
+        result = next(in_thread(lambda: iter(beam_search(net, fitted, settings)[:1]), limits.GENERATE_THREADS,
+                                threading.Event(), name="beam"))
+        return fitted + result.text, f"beam search, width {width} (no seed)"
+
+    def branch(
+        self,
+        prompt: str,
+        text: str,
+        position: int,
+        alternative: str,
+        temperature: float = 0.8,
+        length: int = limits.DEFAULT_GENERATE_CHARS,
+        seed: str | int | None = None,
+        model: str | None = None,
+        hub_repo_id: str | None = None,
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Session | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Write on from another character: stream (text so far, seed used) as generate does.
+
+        text is the Generate box (the fitted prompt, then what the model wrote); position counts
+        characters of the written part, as Inspect's data["chars"] does. The written part is cut
+        there, alternative takes the place of the character at position, and the model writes
+        length - position - 1 more characters (at least 0) with the same settings: the new request's
+        prompt is the fitted prompt + written[:position] + alternative.
+        """
+        prompt = text_input(prompt, "prompt")
+        text = text_input(text, "generated text", limits.MAX_VIEW_CHARS)
+        net = self.load(model, hub_repo_id, session)
+        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
+        fitted_text, changed = fit_prompt(normalize(text, net.ascii_fold), net.vocab)
+        if changed:
+            gr.Warning(unknown_chars_note(changed))
+        fitted_prompt = prepare_prompt(net, prompt)[0]
+        has_prompt = bool(fitted_prompt) and fitted_text.startswith(fitted_prompt)
+        context = fitted_prompt if has_prompt else ""
+        written = fitted_text[len(context):]
+        if not written:
+            raise gr.Error("There is no generated text to branch from: press Generate first.")
+        if not is_whole(position, 0, len(written) - 1):
+            raise gr.Error(f"the position must be a whole number from 0 to {len(written) - 1:,} (a character of the "
+                           f"generated text), not {shown(position)}")
+        if not isinstance(alternative, str) or len(alternative) != 1:
+            raise gr.Error(f"the alternative must be exactly one character, not {shown(alternative)}")
+        if alternative not in net.vocab or alternative == UNK:
+            raise gr.Error(f"the model does not know the character {alternative!r}: pick one of the alternatives "
+                           "Inspect shows")
+        position = int(position)
+        cut = context + written[:position] + alternative
+        rest = dataclasses.replace(settings, length=max(0, settings.length - position - 1))
+        yield from self._stream_continuation(net, cut, rest)
+
+    def _stream_continuation(self, net: CharRNN, text: str, settings: SampleSettings) -> Iterator[tuple[str, str]]:
+        """Stream (text + what the model writes after it, seed used), at most every STREAM_INTERVAL_S.
+
+        The model reads text the way it reads a prompt (its last MAX_PROMPT_CHARS); all of text is shown.
+        """
         used = str(settings.seed)
-        text = fitted
+        if settings.length == 0:
+            yield text, used
+            return
         engine = GenerationEngine.for_model(net)
-        request = engine.submit(fitted, settings)  # the engine starts while the page shows the prompt and seed
+        request = engine.submit(prepare_prompt(net, text)[0], settings)  # it starts while the page shows text and seed
         try:
             yield text, used
             while not request.done and not self.closing.is_set():
@@ -243,17 +352,7 @@ class Studio:
     def read_upload(self, file, fold: str | bool | None = None, base: str | None = None,
                     session: Session | None = None) -> Corpus:
         """The uploaded text, or a gr.Error saying why it cannot be trained on."""
-        path = _upload_path(file)
-        name = Path(str(getattr(file, "orig_name", None) or path.name)).name
-        if len(name) > MAX_SHOWN_NAME_CHARS:  # a client picks the name: messages and the model's name quote it
-            name = name[: MAX_SHOWN_NAME_CHARS - 5] + "…" + Path(name).suffix[-4:]
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise gr.Error(f"{name}: the upload could not be read; try again") from None
-        if size > limits.MAX_UPLOAD_BYTES:
-            raise gr.Error(f"{name} is {size / 2**20:.1f} MB; "
-                           f"the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+        path, name = uploaded_file(file)
         fold_flag = _fold_setting(fold)
         if fold_flag is None and base not in (None, "", SCRATCH):
             base_dir = self.model_dir(base, session)

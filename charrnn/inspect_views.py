@@ -9,6 +9,7 @@ them out. Every user mistake is a gr.Error with a one-line message.
 from __future__ import annotations
 
 import html
+import json
 import math
 import threading
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from charrnn.handlers import is_whole, sample_settings, text_input
 from charrnn.insight import (
     DEFAULT_TEMPERATURES,
     FEATURES,
+    MAX_INFLUENCE_WINDOW,
     MIN_CHARS_FOR_CORRELATION,
     activations,
+    influence,
     prepare_text,
     rank_cells,
     score_text,
@@ -40,6 +43,7 @@ MAX_NEURON_CHARS = 4000  # the Neurons tab reads at most this much text (the fir
 MAX_SWEEP_CHARS = 600  # each column of "temperature side by side" is at most this long
 TOP_CELLS = 5  # cells listed per feature
 STATES = {"cell state c": "c", "hidden state h": "h"}
+INFLUENCE_METHOD = "occlusion"  # found the opening quote far more often than gradient x input (bench/influence.py)
 
 # Scoped to the gr.HTML component that shows the views (its css_template).
 CSS = """
@@ -59,14 +63,45 @@ CSS = """
 .charrnn-columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 10px; }
 .charrnn-columns > div { border: 1px solid #ddd; border-radius: 6px; padding: 6px 8px; }
 .charrnn-columns h4 { margin: 0 0 4px; }
+.charrnn-text span[data-pos] { cursor: pointer; }
+.charrnn-text .chosen { outline: 2px solid #2563eb; outline-offset: 1px; font-weight: bold; }
+.charrnn-alts { margin-top: 4px; display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
+.charrnn-alt { font-family: ui-monospace, monospace; border: 1px solid #888; border-radius: 4px; padding: 1px 8px;
+               background: #f3f4f6; color: #111; cursor: pointer; }
+.charrnn-alt:hover { background: #dbeafe; border-color: #2563eb; }
 """
 
 # Clicking a character copies its tooltip into the line under the text (touch screens cannot hover).
+# In the Inspect view a character also carries its position and alternatives (data-pos, data-alts):
+# the click lists those alternatives as buttons and fires the view's click event with the position
+# ("Why this character?"); a click on one of the buttons fires its select event with the position and
+# the character (a branch). app.py wires both events.
 JS_ON_LOAD = """
 element.addEventListener('click', (event) => {
+  const alt = event.target.closest('.charrnn-alt');
+  if (alt) {
+    trigger('select', {position: Number(alt.dataset.pos), char: alt.dataset.char});
+    return;
+  }
   const span = event.target.closest('[data-tip]');
   const detail = element.querySelector('.charrnn-detail');
-  if (span && detail) detail.textContent = span.dataset.tip.replace(/\\n/g, '   ');
+  if (!span || !detail) return;
+  detail.textContent = span.dataset.tip.replace(/\\n/g, '   ');
+  if (span.dataset.pos === undefined) return;
+  const row = document.createElement('div');
+  row.className = 'charrnn-alts';
+  row.append('Write on from here with:');
+  for (const [char, label] of JSON.parse(span.dataset.alts || '[]')) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'charrnn-alt';
+    button.dataset.pos = span.dataset.pos;
+    button.dataset.char = char;
+    button.textContent = label;
+    row.append(button);
+  }
+  detail.append(row);
+  trigger('click', {position: Number(span.dataset.pos)});
 });
 """
 
@@ -77,10 +112,13 @@ def _visible(char: str) -> str:
     return {"\n": "↵", "\t": "⇥", " ": "␣"}.get(char, char)
 
 
-def _char_span(char: str, style: str, tip: str, cls: str = "") -> str:
-    """One character as a coloured span; a newline keeps its line break after the visible mark."""
+def _char_span(char: str, style: str, tip: str, cls: str = "", extra: str = "") -> str:
+    """One character as a coloured span; a newline keeps its line break after the visible mark.
+
+    extra: more attributes, already escaped.
+    """
     shown = "↵" if char == "\n" else html.escape(char)
-    attrs = f' class="{cls}"' if cls else ""
+    attrs = (f' class="{cls}"' if cls else "") + extra
     span = f'<span{attrs} style="{style}" data-tip="{html.escape(tip, quote=True)}">{shown}</span>'
     return span + ("\n" if char == "\n" else "")
 
@@ -136,6 +174,51 @@ def _split_generated(net: CharRNN, prompt: str, text: str) -> tuple[str, str]:
     return "", fitted_text
 
 
+def influence_colour(value: float) -> str:
+    """Green for a character that raised the probability, pink for one that lowered it (value in [-1, 1])."""
+    v = min(max(value, -1.0), 1.0)
+    rgb = "22, 163, 74" if v > 0 else "219, 39, 119"
+    return f"rgba({rgb}, {abs(v) * 0.8:.2f})"
+
+
+# --- the page's glue for branching and "Why this character?" ---------------------------------------
+
+def _event_data(evt: gr.EventData | None) -> dict:
+    data = getattr(evt, "_data", None)
+    return data if isinstance(data, dict) else {}
+
+
+def pick_branch(text: str | None, history: list | None, evt: gr.EventData) -> tuple[int, str, list, dict, str]:
+    """A click on an alternative in the Inspect view (its select event carries position and char).
+
+    Returns the position and character for Studio.branch, the history with the text before the
+    branch added (the last limits.MAX_BRANCH_HISTORY), the Undo button made clickable, and an empty
+    "Why this character?" view (its positions belong to the text being replaced).
+    """
+    data = _event_data(evt)
+    position, char = data.get("position"), data.get("char")
+    if not is_whole(position, 0, limits.MAX_VIEW_CHARS) or not isinstance(char, str) or len(char) != 1:
+        raise gr.Error(f"a branch needs a character's position and one alternative character, not {shown(data)}")
+    kept = [*(history if isinstance(history, list) else []), text or ""][-limits.MAX_BRANCH_HISTORY:]
+    return int(position), char, kept, gr.update(interactive=True), ""
+
+
+def undo_branch(history: list | None) -> tuple[str, list, dict]:
+    """"Undo branch": the text before the last branch, the history without it, and whether Undo stays clickable."""
+    if not isinstance(history, list) or not history:
+        raise gr.Error("There is no branch to undo.")
+    *rest, previous = history
+    return previous, rest, gr.update(interactive=bool(rest))
+
+
+def pick_position(evt: gr.EventData) -> int:
+    """A click on a character in the Inspect view (its click event carries the position), for InsightViews.influence."""
+    position = _event_data(evt).get("position")
+    if not is_whole(position, 0, limits.MAX_VIEW_CHARS):
+        raise gr.Error(f"a click on a character carries its position, not {shown(position)}")
+    return int(position)
+
+
 class InsightViews:
     """Handlers for the Inspect, temperatures, originality, neurons and find-cells views.
 
@@ -158,22 +241,79 @@ class InsightViews:
             raise gr.Error("There is no generated text to inspect: press Generate first.")
         scored = _run(lambda: score_text(net, generated, context))
         spans = []
-        for s in scored:
+        for at, s in enumerate(scored):
             alts = "\n".join(f"{i + 1}. {_visible(c)!s:<3} {_percent(p)}" for i, (c, p) in enumerate(s.alternatives))
             tip = f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"
-            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip))
+            # What a click needs: the position, and each alternative with its button label (see JS_ON_LOAD).
+            choices = json.dumps([[c, f"{_visible(c)} {_percent(p)}"] for c, p in s.alternatives])
+            extra = f' data-pos="{at}" data-alts="{html.escape(choices, quote=True)}"'
+            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip, extra=extra))
         legend = _legend([(label, probability_colour(p)) for label, p in
                           (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))],
                          "Probability the model gave each character (its own, at temperature 1):")
         mean_bits = -sum(math.log2(max(s.prob, 1e-12)) for s in scored) / len(scored)
         summary = (f"<p>{len(scored):,} characters, {mean_bits:.2f} bits of surprise per character on average. "
-                   "Hover over a character (or click it) to see the five characters the model considered there.</p>")
+                   "Hover over a character (or click it) to see the five characters the model considered there. "
+                   "A click also shows below why the model wrote it, and lists the five as buttons: "
+                   "pick one to write on from there.</p>")
         body = f'<span class="prompt">{html.escape(context)}</span>' + "".join(spans)
         page = (f'<div class="charrnn-inspect">{legend}<div class="charrnn-text">{body}</div>'
                 f'<div class="charrnn-detail"></div>{summary}</div>')
         data = {"prompt": context, "text": generated, "mean_bits_per_char": mean_bits,
                 "chars": [{"char": s.char, "prob": s.prob, "alternatives": [[c, p] for c, p in s.alternatives]}
                           for s in scored]}
+        return page, data
+
+    def influence(self, prompt: str, text: str, position: int, model: str | None = None,
+                  hub_repo_id: str | None = None, session: Any = None) -> tuple[str, dict]:
+        """Why this character: the characters before it shaded by how much each moved its probability.
+
+        position counts characters of the generated part, as inspect's data["chars"] does. Each of the
+        (at most MAX_INFLUENCE_WINDOW) characters before it, the prompt's included, is scored by
+        occlusion: log p(character) minus log p(character) with that one replaced by the unknown symbol,
+        in nats; positive means it raised the probability. data["chars"][i]["offset"] is that character's
+        position in the generated text (negative: in the prompt).
+        """
+        prompt, text = text_input(prompt, "prompt"), text_input(text, "text to explain", limits.MAX_VIEW_CHARS)
+        net = self.studio.load(model, hub_repo_id, session)
+        context, generated = _split_generated(net, prompt, text)
+        if not generated:
+            raise gr.Error("There is no generated text to explain: press Generate first.")
+        if not is_whole(position, 0, len(generated) - 1):
+            raise gr.Error(f"the position must be a whole number from 0 to {len(generated) - 1:,} (a character of "
+                           f"the generated text), not {shown(position)}")
+        at = int(position)
+        found = _run(lambda: influence(net, generated, at, context, method=INFLUENCE_METHOD))
+        char, prob = _visible(found.char), found.prob
+        scale = max((abs(v) for v in found.scores), default=0.0) or 1.0
+        spans = []
+        for i, (ch, v) in enumerate(zip(found.before, found.scores)):
+            where = "the start (read as a newline)" if found.first + i < -len(context) else _visible(ch)
+            tip = f"{where}: {v:+.2f} nats\nwithout it, p({char}) would be {_percent(prob * math.exp(-v))}"
+            spans.append(_char_span(ch, f"background:{influence_colour(v / scale)}", tip))
+        chosen = _char_span(found.char, "", f"{char}: {_percent(prob)}", cls="chosen")
+        after = generated[at + 1:].split("\n", 1)[0][:60]
+        skipped = len(context) + found.first
+        body = ((f'<span class="prompt">… ({skipped:,} earlier characters not weighed) </span>' if skipped > 0 else "")
+                + "".join(spans) + chosen + f'<span class="prompt">{html.escape(after)}</span>')
+        legend = _legend([(label, influence_colour(v)) for label, v in
+                          (("lowered", -1), ("−½", -0.5), ("0", 0), ("+½", 0.5), ("raised", 1))],
+                         f"How much each character raised or lowered the probability of {char} "
+                         f"(scaled to the strongest, {scale:.2f} nats):")
+        strongest = [(offset, ch, v) for offset, ch, v in found.strongest(3) if v > 0]
+        named = ", ".join(f"{_visible(ch)} {at - offset} back ({v:+.2f} nats)" for offset, ch, v in strongest)
+        summary = (f"<p><b>Why {html.escape(char)}?</b> At position {at:,} the model gave {html.escape(char)} "
+                   f"{_percent(prob)}. Each of the {len(found.before):,} characters before it"
+                   f"{' (the prompt included)' if found.first < 0 else ''} is shaded by how much it moved that: "
+                   "the probability is read again with that one character hidden (the unknown symbol in its place)."
+                   f"{' Strongest: ' + html.escape(named) + '.' if named else ''}</p>")
+        page = (f'<div class="charrnn-influence">{summary}{legend}<div class="charrnn-text">{body}</div>'
+                f'<div class="charrnn-detail"></div></div>')
+        data = {"position": at, "char": found.char, "prob": prob, "method": found.method,
+                "window": MAX_INFLUENCE_WINDOW, "first": found.first,
+                "chars": [{"offset": found.first + i, "char": ch, "influence": v}
+                          for i, (ch, v) in enumerate(zip(found.before, found.scores))],
+                "strongest": [[offset, ch, v] for offset, ch, v in found.strongest(5)]}
         return page, data
 
     def temperatures(self, prompt: str, length: int = 300, seed: str | int | None = None, model: str | None = None,

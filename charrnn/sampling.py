@@ -33,15 +33,19 @@ MIN_TEMPERATURE = 1e-3
 MAX_SAMPLE_LENGTH = 100_000
 MAX_NUM_SAMPLES = 256  # samples generated together, with seeds seed, seed + 1, ...
 DEFAULT_ALTERNATIVES = 5
+MAX_STOP_STRINGS = 8  # stop strings one request may have
+MAX_STOP_CHARS = 64  # the longest stop string
 
 
 @dataclass(frozen=True)
 class SampleSettings:
-    length: int = 500
-    temperature: float = 0.8
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
+    length: int = 500  # characters to write at most
+    temperature: float = 0.8  # 0: always the likeliest character
+    top_k: int | None = None  # draw only from the k likeliest characters; None or 0: off
+    top_p: float | None = None  # draw only from the smallest set of characters reaching this probability; None: off
+    seed: int | None = None  # None: one is drawn (and kept in the checked settings, so the text can be repeated)
+    stop: tuple[str, ...] = ()  # end the text as soon as it ends with one of these (it keeps the stop string)
+    min_length: int = 0  # characters written before a stop string may end the text
     # The vocabulary size these settings were checked for (by checked()); None when unchecked.
     checked_for: int | None = field(default=None, compare=False, repr=False)
 
@@ -72,12 +76,39 @@ class SampleSettings:
                 raise ValueError(f"top-p must be in (0, 1], not {reprlib.repr(top_p)}")
             top_p = None if top_p == 1.0 else top_p
         seed = resolve_seed(seed)
+        stop, min_length = checked_stops(self.stop, self.min_length)
         return SampleSettings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                              checked_for=vocab_size)
+                              stop=stop, min_length=min_length, checked_for=vocab_size)
 
     def for_vocab(self, vocab_size: int) -> SampleSettings:
         """These settings checked for a vocabulary of vocab_size: as they are when they already were."""
         return self if self.checked_for == vocab_size else self.checked(vocab_size)
+
+
+def checked_stops(stop: object, min_length: object) -> tuple[tuple[str, ...], int]:
+    """Stop strings as a tuple of distinct non-empty strings (at most MAX_STOP_STRINGS, each at most
+    MAX_STOP_CHARS long), and the minimum length as a whole number of characters."""
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, (tuple, list)) or not all(isinstance(s, str) for s in stop):
+        raise ValueError(f"stop strings must be a list of texts, not {reprlib.repr(stop)}")
+    stop = tuple(dict.fromkeys(s for s in stop if s))
+    if len(stop) > MAX_STOP_STRINGS:
+        raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, not {len(stop)}")
+    if any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise ValueError(f"a stop string may be at most {MAX_STOP_CHARS} characters long")
+    if isinstance(min_length, bool) or not isinstance(min_length, int) or not 0 <= min_length <= MAX_SAMPLE_LENGTH:
+        raise ValueError(f"the minimum length must be a whole number of characters from 0 to {MAX_SAMPLE_LENGTH:,}, "
+                         f"not {reprlib.repr(min_length)}")
+    return stop, min_length
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """A stop string as typed on a command line or in a text box: \\n is a newline, \\t a tab, \\\\ a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def resolve_seed(seed: int | str | None) -> int:

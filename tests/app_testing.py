@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import random
 import shutil
@@ -103,3 +104,33 @@ def start_app_process(checkpoints: Path, env: dict[str, str], log: Path):
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"the app did not start: {log.read_text()[-2000:]}")
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"  # screenshots for a person to look at (git-ignored)
+
+
+@contextlib.contextmanager
+def browser_page(checkpoints: Path, height: int = 1300):
+    """The app served on checkpoints, open in Debian's headless chromium through Playwright; skips the
+    test when either is missing."""
+    import pytest
+
+    chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not chromium:
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (`make browser` installs it)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (requirements-dev.txt)")
+    demo, url = serve(checkpoints)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            yield page
+            browser.close()
+    finally:
+        demo.close()

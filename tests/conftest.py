@@ -40,3 +40,20 @@ def corpus_dir() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"needs the public-domain corpora in {CORPORA} (not committed into the project)")
     return CORPORA
+
+
+@pytest.fixture(scope="module")
+def checkpoints() -> Path:
+    """A folder of tiny trained models standing in for the shipped ones (tests/app_testing.py)."""
+    from app_testing import tiny_checkpoints
+
+    return tiny_checkpoints()
+
+
+@pytest.fixture
+def studio(checkpoints, tmp_path):
+    """The app's handlers on those models, with this test's own sessions folder."""
+    from charrnn.handlers import Studio
+    from charrnn.session import Sessions
+
+    return Studio(checkpoints, Sessions(tmp_path / "sessions"))

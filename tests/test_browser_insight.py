@@ -6,37 +6,19 @@ Screenshots go to artifacts/ (git-ignored): insight-inspect.png, insight-sweep.p
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from app_testing import make_checkpoints, serve
+from app_testing import ARTIFACTS, browser_page, make_checkpoints
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 LENGTH = 120
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (`make browser` installs it)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (requirements-dev.txt)")
-    demo, url = serve(make_checkpoints(tmp_path_factory.mktemp("shipped")))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as p:
-        chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.set_default_timeout(60_000)
-        page.goto(url)
+    with browser_page(make_checkpoints(tmp_path_factory.mktemp("shipped"))) as page:
         yield page
-        browser.close()
-    demo.close()
 
 
 def generate(page) -> str:

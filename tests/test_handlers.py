@@ -9,24 +9,14 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from app_testing import story_text, tiny_checkpoints
+from app_testing import story_text
 
 from charrnn import jobs, limits
 from charrnn.checkpoint import load_model
-from charrnn.handlers import SCRATCH, Studio
+from charrnn.handlers import SCRATCH
 from charrnn.jobs import TrainJob, run_in_thread
-from charrnn.session import Session, Sessions
+from charrnn.session import Session
 from charrnn.train import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def checkpoints() -> Path:
-    return tiny_checkpoints()
-
-
-@pytest.fixture
-def studio(checkpoints, tmp_path) -> Studio:
-    return Studio(checkpoints, Sessions(tmp_path / "sessions"))
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ LAYERS = [
     ["vocab"],
     ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
-    ["engine"],
+    ["engine", "beam"],
     ["train", "autosize", "distributed", "insight"],
-    ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "components"],
+    ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components"],
     ["app"],
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

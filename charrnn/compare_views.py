@@ -1,0 +1,383 @@
+"""The Compare and Score views: several models on one prompt, or on one text, as HTML and data.
+
+Compare streams two to MAX_COMPARE_MODELS models' texts side by side, each written with the same
+prompt, seed and settings, each character coloured by its own model's confidence. Every column
+is exactly what that model writes alone with that seed: each model generates in its own
+engine, whose rows do not depend on their neighbours.
+
+Score gives each chosen model's loss over a pasted or uploaded text, computed as
+`charrnn eval MODEL FILE --split all` computes it (the text read as that file would be read,
+then the same normalisation, encoding and evaluate_ids), with each character of the text's
+start coloured by how surprising it was, and the stretches that surprised the model most.
+
+Handlers load models through the Studio (shipped, this session's, or Hub repo ids), like
+InsightViews. Every user mistake is a gr.Error with a one-line message.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from charrnn import limits
+from charrnn.components import shown
+from charrnn.engine import Generation, GenerationEngine
+from charrnn.evaluate import evaluate_ids
+from charrnn.handlers import name_input, sample_settings, stream_interval, text_input, uploaded_file
+from charrnn.insight import score_text
+from charrnn.inspect_views import _char_span, _legend, _percent, _visible, probability_colour
+from charrnn.jobs import in_thread
+from charrnn.model import CharRNN
+from charrnn.sampling import SampledChar, SampleSettings, prepare_prompt, resolve_seed
+from charrnn.text import TextError, normalize, read_corpus
+from charrnn.vocab import unknown_chars_note
+
+MIN_COMPARE_MODELS = 2
+STRETCH_CHARS = 20  # the length of a "most surprising stretch"
+TOP_STRETCHES = 5  # stretches listed per model
+# The compare page is sent whole at each update (its columns grow in the middle), so a large page
+# goes out less often: about this many bytes a second to one visitor at most.
+PAGE_BYTES_PER_S = 2_000_000
+MAX_HUB_IDS_CHARS = limits.MAX_COMPARE_MODELS * (limits.MAX_NAME_CHARS + 2)  # the comma-separated Hub repo ids box
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_LEGEND_POINTS = (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))
+
+# Added to inspect_views.CSS in the components that show these views.
+CSS = """
+.charrnn-scores { border-collapse: collapse; margin: 4px 0 10px; font-size: 0.92em; }
+.charrnn-scores th, .charrnn-scores td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+.charrnn-scores th:first-child, .charrnn-scores td:first-child { text-align: left; }
+.charrnn-text span.stretch { border-bottom: 2px solid #b91c1c; }
+.charrnn-score-model { margin: 10px 0 14px; }
+.charrnn-score-model h4, .charrnn-column-summary { margin: 2px 0 4px; }
+.charrnn-column-summary { font-size: 0.85em; color: #555; }
+.charrnn-stretches { font-size: 0.88em; margin: 4px 0; }
+.charrnn-stretches code { white-space: pre-wrap; }
+"""
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+def picked_models(models: object, hub_repo_ids: object, minimum: int) -> list[tuple[str, str]]:
+    """The models asked for, as (kind, name) with kind "model" (the picker) or "hub" (a repo id).
+
+    models is the multiselect's list of names (a single name is taken as a list of one); hub_repo_ids
+    is text, repo ids separated by commas. From minimum to MAX_COMPARE_MODELS of them, each once.
+    """
+    cap = limits.MAX_COMPARE_MODELS
+    if models is None or models == "":
+        models = []
+    elif isinstance(models, str):
+        models = [models]
+    if not isinstance(models, (list, tuple)):
+        raise gr.Error(f"the models must be a list of model names, not {shown(models)}")
+    if len(models) > cap:
+        raise gr.Error(f"at most {cap} models at once, not {len(models):,}")
+    names = [name_input(name, "model") for name in models]
+    ids = [name_input(repo, "Hub repo id")
+           for repo in text_input(hub_repo_ids, "Hub repo ids", MAX_HUB_IDS_CHARS).split(",")]
+    picked = [("model", n) for n in names if n] + [("hub", r) for r in ids if r]
+    if len(picked) > cap:
+        raise gr.Error(f"at most {cap} models at once, not {len(picked)}: pick fewer")
+    if len(picked) < minimum:
+        what = f"at least {minimum} models" if minimum > 1 else "a model"
+        raise gr.Error(f"Pick {what} (from the list, or Hub repo ids separated by commas); "
+                       f"{len(picked)} {'is' if len(picked) == 1 else 'are'} picked")
+    seen = set()
+    for _, name in picked:
+        if name in seen:
+            raise gr.Error(f"{shown(name)} is picked twice: pick each model once")
+        seen.add(name)
+    return picked
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run engine work in a thread of its own with the generate thread budget (see jobs.in_thread)."""
+    return next(in_thread(lambda: iter([fn()]), limits.GENERATE_THREADS, threading.Event(), name="compare"))
+
+
+def _stretches(losses: np.ndarray, width: int, top: int) -> list[tuple[int, int, float]]:
+    """The top windows of width characters by mean loss, none overlapping another: (start, end, mean loss)."""
+    width = min(width, len(losses))
+    if width == 0:
+        return []
+    sums = np.convolve(losses, np.ones(width), mode="valid")
+    found: list[tuple[int, int, float]] = []
+    for start in np.argsort(-sums, kind="stable"):
+        start = int(start)
+        if all(start + width <= a or start >= b for a, b, _ in found):
+            found.append((start, start + width, float(sums[start] / width)))
+            if len(found) == top:
+                break
+    return found
+
+
+# --- compare -----------------------------------------------------------------------------------
+
+@dataclass
+class _Column:
+    """One model's column of a comparison, as it streams in."""
+
+    name: str
+    net: CharRNN
+    fitted: str
+    settings: SampleSettings
+    chars: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    spans: list[str] = field(default_factory=list)  # each character's coloured span, drawn once
+
+    def add(self, char: str, prob: float) -> None:
+        self.chars.append(char)
+        self.probs.append(prob)
+        tip = f"{_visible(char)}: {_percent(prob)}"
+        self.spans.append(_char_span(char, f"background:{probability_colour(prob)}", tip))
+
+    def mean_bits(self) -> float | None:
+        if not self.probs:
+            return None
+        return -sum(math.log2(max(p, 1e-12)) for p in self.probs) / len(self.probs)
+
+
+def _compare_page(columns: list[_Column], settings: SampleSettings, finished: bool) -> str:
+    legend = _legend([(label, probability_colour(p)) for label, p in _LEGEND_POINTS],
+                     "Probability each model gave the character it wrote:")
+    parts = []
+    for col in columns:
+        bits = col.mean_bits()
+        state = "" if finished else " so far"
+        summary = (f"{len(col.chars):,} characters{state}" +
+                   (f", {bits:.2f} bits of surprise per character" if bits is not None else ""))
+        parts.append(f'<div class="charrnn-column"><h4>{html.escape(col.name)}</h4>'
+                     f'<p class="charrnn-column-summary">{summary}</p>'
+                     f'<div class="charrnn-text"><span class="prompt">{html.escape(col.fitted)}</span>'
+                     f'{"".join(col.spans)}</div></div>')
+    sampling = f"temperature {settings.temperature:g}"
+    if settings.top_k:
+        sampling += f", top-k {settings.top_k}"
+    if settings.top_p:
+        sampling += f", top-p {settings.top_p:g}"
+    note = (f"<p>Seed {settings.seed}, {sampling}, {settings.length:,} characters each. Each column is what its "
+            "model writes alone with this seed and these settings. Hover over a character (or click it) "
+            "for its probability.</p>")
+    return (f'<div class="charrnn-compare">{note}{legend}<div class="charrnn-detail"></div>'
+            f'<div class="charrnn-columns">{"".join(parts)}</div></div>')
+
+
+def _compare_data(prompt: str, columns: list[_Column], settings: SampleSettings) -> dict:
+    # Fresh lists at every update: Gradio sends the difference from the last value it was given.
+    return {"prompt": prompt, "seed": settings.seed, "temperature": settings.temperature, "length": settings.length,
+            "top_k": settings.top_k or 0, "top_p": settings.top_p or 1.0,
+            "models": [{"name": c.name, "prompt": c.fitted, "text": "".join(c.chars), "probs": list(c.probs)}
+                       for c in columns]}
+
+
+class CompareViews:
+    """Handlers for the Compare & score tab.
+
+    studio is the app's charrnn.handlers.Studio: its load() resolves each model (shipped,
+    this session's, or a Hub repo id) exactly as generation does.
+    """
+
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+
+    def picker_update(self, session: Any = None) -> dict:
+        """Fresh choices for the models picker: the shipped models and this session's fine-tunes."""
+        return gr.update(choices=self.studio.model_choices(session))
+
+    def _load(self, picked: list[tuple[str, str]], session: Any) -> list[tuple[str, CharRNN]]:
+        return [(name, self.studio.load(name, None, session) if kind == "model" else
+                 self.studio.load(None, name, session)) for kind, name in picked]
+
+    def compare(
+        self,
+        prompt: str,
+        temperature: float = 0.8,
+        length: int = 300,
+        seed: str | int | None = None,
+        models: list[str] | str | None = None,
+        hub_repo_ids: str | None = "",
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Any = None,
+    ) -> Iterator[tuple[str, dict]]:
+        """Stream (html, data): each model's text from one prompt, seed and settings, side by side.
+
+        data["models"][i] holds model i's name, the prompt as it read it, its text and the
+        probability it gave each character it wrote.
+        """
+        prompt = text_input(prompt, "prompt")
+        picked = picked_models(models, hub_repo_ids, MIN_COMPARE_MODELS)
+        try:
+            seed_value = resolve_seed(seed)  # one seed for every model, drawn once when none is given
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        columns = []
+        for name, net in self._load(picked, session):
+            settings = sample_settings(length, temperature, top_k, top_p, seed_value, len(net.vocab))
+            fitted, changed = prepare_prompt(net, prompt)
+            if changed:
+                gr.Warning(f"{name}: {unknown_chars_note(changed)}")
+            columns.append(_Column(name, net, fitted, settings))
+        shown_settings = columns[0].settings
+        engines = [GenerationEngine.for_model(col.net) for col in columns]
+        requests: list[Generation] = []
+        try:
+            for col, engine in zip(columns, engines):
+                requests.append(engine.submit(col.fitted, col.settings, alternatives=1))
+            page = _compare_page(columns, shown_settings, False)
+            yield page, _compare_data(prompt, columns, shown_settings)
+            while True:
+                new = False
+                for col, request in zip(columns, requests):
+                    for item in request.take(0):
+                        col.add(item.char, item.prob)
+                        new = True
+                finished = all(request.done for request in requests)
+                if new or finished:
+                    page = _compare_page(columns, shown_settings, finished)
+                    yield page, _compare_data(prompt, columns, shown_settings)
+                if finished or self.studio.closing.is_set():
+                    return
+                crowd = max(engine.active_rows + engine.waiting for engine in engines)
+                interval = max(stream_interval(crowd), len(page) / PAGE_BYTES_PER_S)
+                pending = next((r for r in requests if not r.finished), None)
+                if pending is not None:
+                    pending.wait_until_finished(interval)  # what arrives meanwhile goes out in one update
+        finally:
+            for request in requests:
+                request.cancel()
+
+    # --- score ---------------------------------------------------------------------------------
+
+    def _read_text(self, text: object, file: object) -> tuple[str, str, list[str]]:
+        """(the text as `charrnn eval` reads it from a file, what to call it, notes on how it was read)."""
+        if file is not None:
+            path, name = uploaded_file(file)
+            source: str | Path | bytes = path
+        else:
+            text = text_input(text, "text to score")
+            if not text.strip():
+                raise gr.Error("There is no text to score: paste one, or upload a .txt file.")
+            name = "the text"
+            # The bytes a UTF-8 file of this text holds (a lone surrogate has none: it becomes U+FFFD).
+            source = _SURROGATES.sub("\ufffd", text).encode("utf-8")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                corpus = read_corpus(source, name=name)
+        except TextError as exc:
+            raise gr.Error(str(exc)) from None
+        if corpus.chars > limits.MAX_TEXT_CHARS:
+            raise gr.Error(f"{name} holds {corpus.chars:,} characters; at most {limits.MAX_TEXT_CHARS:,} are scored "
+                           "here (charrnn eval scores any length)")
+        notes = list(corpus.notes)
+        if file is not None and corpus.encoding not in ("utf-8", "utf-8-sig"):
+            notes.append(f"{name}: read as {corpus.encoding}")
+        return corpus.text, name, notes
+
+    def _score_one(self, net: CharRNN, text: str) -> dict:
+        """One model's figures over text: the whole text's loss as charrnn eval gives it, and the view's start."""
+        normalized = normalize(text, net.ascii_fold)
+        if len(normalized) < 2:
+            raise gr.Error("The text is too short to score: it needs at least 2 characters.")
+
+        def work() -> dict:
+            result = evaluate_ids(net, net.vocab.encode(normalized), should_stop=self.studio.closing.is_set)
+            viewed = normalized[: limits.MAX_VIEW_CHARS]
+            return {"result": result, "viewed": viewed, "scored": score_text(net, viewed)}
+
+        out = _run(work)
+        if not out["result"]["complete"]:
+            raise gr.Error("The app is shutting down; try again in a minute.")
+        return out | {"unknown": net.vocab.unknown_in(normalized)}
+
+    def score(
+        self,
+        text: str | None,
+        file: Any = None,
+        models: list[str] | str | None = None,
+        hub_repo_ids: str | None = "",
+        session: Any = None,
+    ) -> tuple[str, dict]:
+        """Each model's loss over the text (the uploaded file when there is one), and where it was surprised.
+
+        data["models"][i] holds model i's loss and bpc (as `charrnn eval MODEL FILE --split all`
+        prints them), the characters scored, the probability it gave each character of the
+        view (the first MAX_VIEW_CHARS) and its most surprising stretches there.
+        """
+        raw, name, notes = self._read_text(text, file)
+        picked = picked_models(models, hub_repo_ids, 1)
+        results, views = [], []
+        for model_name, net in self._load(picked, session):
+            one = self._score_one(net, raw)
+            scored, result = one["scored"], one["result"]
+            losses = np.array([-math.log(max(s.prob, 1e-12)) for s in scored])
+            stretches = _stretches(losses, STRETCH_CHARS, TOP_STRETCHES)
+            views.append(scored)
+            results.append({
+                "name": model_name, "loss": round(result["loss"], 6), "bpc": round(result["bpc"], 6),
+                "chars": result["chars"], "split": "all", "unknown_chars": len(one["unknown"]),
+                "text": one["viewed"], "probs": [s.prob for s in scored],
+                "stretches": [{"start": a, "end": b, "text": one["viewed"][a:b], "loss": loss}
+                              for a, b, loss in stretches],
+            })
+        page = _score_page(results, views, len(raw), name, notes)
+        return page, {"chars": len(raw), "viewed_chars": min(len(raw), limits.MAX_VIEW_CHARS), "notes": notes,
+                      "models": results}
+
+
+def _line(text: str) -> str:
+    """A stretch of text on one line: newlines and tabs as visible marks, spaces as they are."""
+    return text.replace("\n", "↵").replace("\t", "⇥")
+
+
+def _score_page(results: list[dict], views: list[list[SampledChar]], total: int, name: str,
+                notes: list[str]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{r['loss']:.4f}</td><td>{r['bpc']:.4f}</td>"
+        f"<td>{r['chars']:,}</td><td>{r['unknown_chars']:,}</td></tr>" for r in results)
+    table = ('<table class="charrnn-scores"><tr><th>model</th><th>loss (nats/char)</th><th>bits/char</th>'
+             f"<th>characters predicted</th><th>characters it does not know</th></tr>{rows}</table>")
+    viewed = min(total, limits.MAX_VIEW_CHARS)
+    coverage = ("every character" if viewed == total else
+                f"the first {viewed:,} characters of {total:,} (the loss covers them all)")
+    note = (f"<p>The loss is over the whole of {html.escape(name)} ({total:,} characters), computed as "
+            "<code>charrnn eval MODEL FILE --split all</code> computes it; characters a model does not know count "
+            f"as its unknown symbol. The colours show {coverage}: the probability each model gave each character "
+            f"(hover or click for its top five). Underlined: each model's {TOP_STRETCHES} most surprising stretches "
+            f"of {STRETCH_CHARS} characters there.</p>")
+    notes_html = "".join(f"<p>Note: {html.escape(n)}</p>" for n in notes)
+    legend = _legend([(label, probability_colour(p)) for label, p in _LEGEND_POINTS],
+                     "Probability the model gave each character:")
+    sections = []
+    for r, scored in zip(results, views):
+        marked = set()
+        for s in r["stretches"]:
+            marked.update(range(s["start"], s["end"]))
+        spans = []
+        for i, s in enumerate(scored):
+            alts = "\n".join(f"{k + 1}. {_visible(c)!s:<3} {_percent(p)}" for k, (c, p) in enumerate(s.alternatives))
+            tip = f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"
+            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip,
+                                    "stretch" if i in marked else ""))
+        items = "".join(
+            f"<li><code>{html.escape(_line(s['text']))}</code>: {s['loss']:.2f} nats/char "
+            f"(characters {s['start'] + 1:,} to {s['end']:,})</li>" for s in r["stretches"])
+        sections.append(
+            f'<div class="charrnn-score-model"><h4>{html.escape(r["name"])}: {r["loss"]:.4f} nats/char, '
+            f'{r["bpc"]:.4f} bits/char</h4><div class="charrnn-text">{"".join(spans)}</div>'
+            f'<p class="charrnn-stretches">Most surprising stretches:</p><ol class="charrnn-stretches">{items}</ol>'
+            "</div>")
+    return (f'<div class="charrnn-score">{table}{note}{notes_html}{legend}<div class="charrnn-detail"></div>'
+            f'{"".join(sections)}</div>')
