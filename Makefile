@@ -19,11 +19,15 @@ $(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
 
 # The browser test drives Debian's chromium (Playwright's own browser download cannot work here).
 SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && echo "sudo -n")
+# fonts-noto-cjk lets the Chinese page's screenshot show its characters.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the browser test"; \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null) \
 	  || echo "could not install chromium: the browser test will be skipped"; }
+	@fc-list 2>/dev/null | grep -qi "noto.*cjk" || { \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fonts-noto-cjk >/dev/null) \
+	  || echo "could not install fonts-noto-cjk: Chinese screenshots will show boxes"; }
 
 run: $(VENV)/.installed
 	$(PY) app.py

@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from charrnn import components as ui
-from charrnn import limits
+from charrnn import i18n, limits
 from charrnn.beam import MAX_BEAM_WIDTH
 from charrnn.compare_views import CSS as COMPARE_CSS
 from charrnn.compare_views import MAX_HUB_IDS_CHARS, CompareViews
@@ -26,16 +26,9 @@ from charrnn.inspect_views import CSS, JS_ON_LOAD, STATES, InsightViews, pick_br
 from charrnn.jobs import limit_malloc_arenas
 from charrnn.session import Sessions
 
-EXAMPLE_PROMPTS = [
-    "Once upon a time there was a king who had three daughters",
-    "The little mermaid swam up to the surface and",
-    "ROMEO:\n",
-    "\"Who is there?\" asked the old woman.",
-]
-TEMPERATURE_HELP = (
-    "How adventurous the sampling is. 0 always takes the most likely next character (safe but repetitive); "
-    "1 samples the model's own probabilities; above 1 flattens them (wilder, more invented words)."
-)
+EXAMPLE_PROMPTS = i18n.ENGLISH_EXAMPLES
+TEMPERATURE_HELP = i18n.TEMPERATURE_HELP
+t = i18n.t  # a page text by key, shown in the browser's language
 
 
 @dataclass
@@ -54,56 +47,58 @@ class UI:
 def top_k_and_top_p() -> tuple[gr.components.Component, gr.components.Component]:
     """The two filters every sampling view offers under Advanced."""
     top_k = ui.Slider(0, 100, value=0, step=1, label="Top-k",
-                      info="Sample only from the k most likely characters (0 = off).")
-    top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (nucleus)",
-                      info="Sample only from the most likely characters that together hold this probability (1 = off).")
+                      info=t("top_k_info"))
+    top_p = ui.Slider(0.05, 1.0, value=1.0, step=0.05, label=t("top_p"),
+                      info=t("top_p_info"))
     return top_k, top_p
+
+
+def stop_and_mode() -> tuple[gr.components.Component, ...]:
+    """Generate's Stop at, Minimum length, Mode and Beam width (under Advanced)."""
+    stop_at = ui.Dropdown(list(STOP_CHOICES), value="the length", label=t("stop_at"), allow_custom_value=True,
+                          info=t("stop_at_info"))
+    min_length = ui.Number(value=0, precision=0, minimum=0, maximum=limits.MAX_GENERATE_CHARS,
+                           label=t("min_length"), info=t("min_length_info"))
+    mode = ui.Radio(list(GENERATE_MODES), value="sample", label=t("mode"),
+                    info=t("mode_info"))
+    beam_width = ui.Slider(1, MAX_BEAM_WIDTH, value=8, step=1, label=t("beam_width"),
+                           info=t("beam_width_info"))
+    return stop_at, min_length, mode, beam_width
 
 
 def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -> UI:
     default = studio.default_model()
-    with gr.Tab("Generate", id="generate"):
+    with gr.Tab(t("tab_generate"), id="generate"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = ui.Textbox(label="Seed prompt", lines=3, max_length=limits.MAX_TEXT_CHARS,
-                                    placeholder="Once upon a time", value="Once upon a time")
-                gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts",
-                            api_visibility="private")  # a click in the page only
-                model = ui.Dropdown(studio.model_choices(), value=default, label="Model", allow_custom_value=True,
-                                    info="The shipped models, and the ones you fine-tune in the Train tab "
-                                         "(this session only).")
-                hub_repo_id = ui.Textbox(label="…or a Hub repo id", placeholder="owner/name", max_lines=1,
+                prompt = ui.Textbox(label=t("seed_prompt"), lines=3, max_length=limits.MAX_TEXT_CHARS,
+                                    placeholder=t("seed_prompt_placeholder"), value="Once upon a time")
+                # Openings that suit the picked model (Chinese ones for a Chinese model); a click fills the prompt.
+                examples = gr.Dataset(components=[prompt], samples=studio.example_samples(default),
+                                      label=t("example_prompts"), elem_id="example-prompts")
+                model = ui.Dropdown(studio.model_choices(), value=default, label=t("model"), allow_custom_value=True,
+                                    info=t("model_info"))
+                hub_repo_id = ui.Textbox(label=t("hub_repo_id"), placeholder="owner/name", max_lines=1,
                                          max_length=limits.MAX_NAME_CHARS,
-                                         info="A charrnn model on the Hugging Face Hub; used instead of the list "
-                                              "when filled in.")
-                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP,
+                                         info=t("hub_repo_id_info"))
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"),
                                         elem_id="temperature")
                 length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1,
-                                   label="Length (characters)")
-                seed = ui.Textbox(label="Random seed", placeholder="empty = random", max_lines=1,
+                                   label=t("length"))
+                seed = ui.Textbox(label=t("random_seed"), placeholder=t("seed_placeholder"), max_lines=1,
                                   max_length=limits.MAX_NAME_CHARS,
-                                  info="The same seed, settings and model give the same text.")
-                with gr.Accordion("Advanced", open=False):
+                                  info=t("seed_info"))
+                with gr.Accordion(t("advanced"), open=False):
                     top_k, top_p = top_k_and_top_p()
-                    stop_at = ui.Dropdown(list(STOP_CHOICES), value="the length", label="Stop at",
-                                          allow_custom_value=True,
-                                          info="End the text at the first end of a sentence, line or blank line, or "
-                                               "at any text you type (\\n is a newline); it keeps what it stopped at.")
-                    min_length = ui.Number(value=0, precision=0, minimum=0, maximum=limits.MAX_GENERATE_CHARS,
-                                           label="Minimum length", info="Characters written before it may stop.")
-                    mode = ui.Radio(list(GENERATE_MODES), value="sample", label="Mode",
-                                    info="Beam search writes the most likely continuation it finds, the same every "
-                                         "time (no seed, no Stop at).")
-                    beam_width = ui.Slider(1, MAX_BEAM_WIDTH, value=8, step=1, label="Beam width",
-                                           info="Continuations kept at each step in beam search.")
+                    stop_at, min_length, mode, beam_width = stop_and_mode()
                 with gr.Row():
-                    generate_btn = gr.Button("Generate", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
+                    generate_btn = gr.Button(t("generate"), variant="primary")
+                    stop_btn = gr.Button(t("stop"), variant="stop")
             with gr.Column(scale=3):
-                output = ui.Textbox(label="Generated text", lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
+                output = ui.Textbox(label=t("generated_text"), lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
                                     buttons=["copy"], elem_id="generated")
-                seed_used = gr.Textbox(label="Seed used", interactive=False, max_lines=1, elem_id="seed-used")
-                undo = gr.Button("Undo branch", size="sm", interactive=False, elem_id="undo-branch")
+                seed_used = gr.Textbox(label=t("seed_used"), interactive=False, max_lines=1, elem_id="seed-used")
+                undo = gr.Button(t("undo_branch"), size="sm", interactive=False, elem_id="undo-branch")
                 insight = build_inspect_views(views, session, prompt, output, model, hub_repo_id, length, seed, top_k,
                                               top_p)
         inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length,
@@ -127,6 +122,9 @@ def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -
             views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
             concurrency_id="generate")
         stop_btn.click(None, None, None, cancels=[run, submit, branch], api_name="stop_generate")
+        examples.click(lambda sample: sample[0], [examples], [prompt], api_visibility="private")  # the page only
+        model.change(studio.example_update, [model, session], [examples], api_visibility="private",
+                     show_progress="hidden")
     return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length,
                    seed=seed, top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn,
                    stop=stop_btn))
@@ -140,18 +138,17 @@ def build_push_to_hub(studio: Studio, session: gr.State, model: gr.components.Co
     logged or shown back, and the box is emptied after a push.
     """
     signed_in = bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))  # what hf_oauth sets on a Space
-    with gr.Accordion("Push to the Hugging Face Hub", open=False, elem_id="push-to-hub"):
-        gr.Markdown("Uploads the model picked in Generate (after training, the one you just trained): weights, config "
-                    "and model card. The training state stays here.")
+    with gr.Accordion(t("push_title"), open=False, elem_id="push-to-hub"):
+        gr.Markdown(t("push_help"))
         if signed_in:
             gr.LoginButton()
-        repo = ui.Textbox(label="Repo", placeholder="you/char-rnn-poems", max_lines=1, max_length=limits.MAX_NAME_CHARS,
-                          elem_id="push-repo")
-        token = ui.Textbox(label="Access token with write permission" + (", or sign in above" if signed_in else ""),
+        repo = ui.Textbox(label=t("repo"), placeholder="you/char-rnn-poems", max_lines=1,
+                          max_length=limits.MAX_NAME_CHARS, elem_id="push-repo")
+        token = ui.Textbox(label=t("token_signed_in" if signed_in else "token"),
                            type="password", placeholder="hf_…", max_lines=1, max_length=limits.MAX_NAME_CHARS,
-                           elem_id="push-token", info="Used for this upload only: never stored, logged or shown.")
-        private = ui.Checkbox(True, label="Private repo")
-        button = gr.Button("Push to Hub", elem_id="push-button")
+                           elem_id="push-token", info=t("token_info"))
+        private = ui.Checkbox(True, label=t("private_repo"))
+        button = gr.Button(t("push_button"), elem_id="push-button")
         result = gr.Markdown(elem_id="push-result")
     button.click(studio.push, [model, repo, token, private, session], [result, token], api_name="push",
                  concurrency_limit=2)
@@ -160,41 +157,40 @@ def build_push_to_hub(studio: Studio, session: gr.State, model: gr.components.Co
 
 def build_train_tab(studio: Studio, session: gr.State, generate: UI) -> UI:
     default = studio.default_model()
-    with gr.Tab("Train", id="train"):
+    with gr.Tab(t("tab_train"), id="train"):
         with gr.Row():
             with gr.Column(scale=2):
-                upload = ui.File(label="Training text (.txt)", file_types=[".txt"], file_count="single",
+                upload = ui.File(label=t("training_text"), file_types=[".txt"], file_count="single",
                                  elem_id="upload")
                 upload_info = gr.Markdown(elem_id="upload-info")
-                base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label="Start from",
+                base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label=t("start_from"),
                                    allow_custom_value=True,
-                                   info="Fine-tuning a shipped model learns a new style in minutes; from scratch "
-                                        "needs much more text and time.")
+                                   info=t("start_from_info"))
                 size = ui.Dropdown(list(limits.SIZE_PRESETS), value=limits.DEFAULT_SIZE_PRESET,
-                                   label="Model size (from scratch only)")
+                                   label=t("model_size"))
                 minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN,
-                                    value=limits.DEFAULT_TIME_BUDGET_MIN, step=1, label="Time budget (minutes)",
-                                    info="Training stops when this runs out; the best model so far is kept.")
-                fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label="ASCII folding",
-                                info="Folding turns curly quotes and accents into plain ASCII: a smaller "
-                                     "vocabulary learns faster.")
-                with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
-                    lr = ui.Number(0, label="Learning rate (0 = automatic)", minimum=0, maximum=1)
-                    max_steps = ui.Number(0, label="Stop after this many steps (0 = only the time budget)",
+                                    value=limits.DEFAULT_TIME_BUDGET_MIN, step=1, label=t("time_budget"),
+                                    info=t("time_budget_info"))
+                fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label=t("ascii_folding"),
+                                info=t("ascii_folding_info"))
+                with gr.Accordion(t("advanced"), open=False, elem_id="train-advanced"):
+                    lr = ui.Number(0, label=t("learning_rate"), minimum=0, maximum=1)
+                    max_steps = ui.Number(0, label=t("max_steps"),
                                           minimum=0, precision=0)
                 with gr.Row():
-                    start = gr.Button("Start training", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                    start = gr.Button(t("start_training"), variant="primary")
+                    stop = gr.Button(t("stop"), variant="stop")
             with gr.Column(scale=3):
-                status = gr.Markdown("Upload a text, pick where to start from, and press Start.",
+                status = gr.Markdown(t("train_status"),
                                      elem_id="train-status")
-                plot = gr.LinePlot(None, x="step", y="loss", color="curve", title="Loss (nats per character)",
+                plot = gr.LinePlot(None, x="step", y="loss", color="curve", title=t("loss_title"),
                                    x_title="step", y_title="loss", height=300, elem_id="loss-plot")
-                sample = gr.Textbox(label="Latest sample", lines=6, interactive=False, elem_id="train-sample")
-                download = gr.DownloadButton("Download the model (.zip)", visible=False, elem_id="download")
+                sample = gr.Textbox(label=t("latest_sample"), lines=6, interactive=False, elem_id="train-sample")
+                download = gr.DownloadButton(t("download"), visible=False, elem_id="download")
                 build_push_to_hub(studio, session, generate.model)
         read_inputs = [upload, base, fold, session]
-        upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload")
+        upload.upload(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload").then(
+            studio.suggest_base, [upload, base, session], base, api_name="suggest_base")  # its change reports again
         base.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_base",
                     show_progress="hidden")
         fold.change(studio.inspect_upload, read_inputs, upload_info, api_name="read_upload_fold",
@@ -224,20 +220,19 @@ def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, 
                         top_p) -> UI:
     """Under the generated text: confidence colouring with alternatives (a click explains a character, or branches
     on an alternative), temperatures side by side, originality."""
-    with gr.Accordion("See inside the model", open=True, elem_id="insight"):
+    with gr.Accordion(t("insight"), open=True, elem_id="insight"):
         with gr.Row():
-            inspect = gr.Button("Inspect", size="sm", elem_id="inspect-btn")
-            sweep = gr.Button("Temperature side by side", size="sm", elem_id="sweep-btn")
-            original = gr.Button("Originality check", size="sm", elem_id="originality-btn")
-        view = gr.HTML("<p>Inspect colours the generated text by how sure the model was of each character; "
-                       "hover over a character for the five it considered.</p>",
+            inspect = gr.Button(t("inspect"), size="sm", elem_id="inspect-btn")
+            sweep = gr.Button(t("sweep"), size="sm", elem_id="sweep-btn")
+            original = gr.Button(t("originality"), size="sm", elem_id="originality-btn")
+        view = gr.HTML(t("insight_help"),
                        css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="insight-view")
         why = gr.HTML("", css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="influence-view")  # "Why this character?"
         # Filled from the Inspect view's clicks (see inspect_views.JS_ON_LOAD); the API's /influence and /branch inputs.
         why_position = ui.Number(None, label="position", visible=False)
         branch_position = ui.Number(None, label="position", visible=False)
         branch_char = ui.Textbox(label="alternative", visible=False, max_length=limits.MAX_NAME_CHARS)
-        with gr.Accordion("The same as data (what the API returns)", open=False):
+        with gr.Accordion(t("as_data"), open=False):
             data = gr.JSON(elem_id="insight-data")
             why_data = gr.JSON(elem_id="influence-data")
     model_in = [model, hub_repo_id, session]
@@ -256,32 +251,30 @@ def build_inspect_views(views: InsightViews, session: gr.State, prompt, output, 
 
 def build_neurons_tab(views: InsightViews, session: gr.State, generate: UI) -> UI:
     """Colour a text by one LSTM cell, and find the cells that track quotes, line position and the like."""
-    with gr.Tab("Neurons", id="neurons"):
-        gr.Markdown("Run a text through the model chosen in the Generate tab and colour each character by the value of "
-                    "one cell after reading it (red positive, blue negative): Karpathy's char-RNN visualisation. "
-                    "Or let the app find the cells that follow simple features of the text.")
+    with gr.Tab(t("tab_neurons"), id="neurons"):
+        gr.Markdown(t("neurons_help"))
         with gr.Row():
             with gr.Column(scale=2):
-                text = ui.Textbox(NEURON_EXAMPLE, label="Text", lines=10, max_lines=20,
+                text = ui.Textbox(NEURON_EXAMPLE, label=t("text"), lines=10, max_lines=20,
                                   max_length=limits.MAX_TEXT_CHARS, elem_id="neuron-text")
-                use_last = gr.Button("Use the last generated text", size="sm")
+                use_last = gr.Button(t("use_last"), size="sm")
                 with gr.Row():
-                    layer = ui.Number(1, label="Layer", precision=0, minimum=1, elem_id="neuron-layer",
-                                      info="1 is nearest the input")
-                    unit = ui.Number(0, label="Unit", precision=0, minimum=0, elem_id="neuron-unit",
-                                     info="0 to hidden size − 1")
-                state = ui.Radio(list(STATES), value=next(iter(STATES)), label="State",
-                                 info="c is the cell's memory; h = o · tanh(c) is what the layer outputs")
+                    layer = ui.Number(1, label=t("layer"), precision=0, minimum=1, elem_id="neuron-layer",
+                                      info=t("layer_info"))
+                    unit = ui.Number(0, label=t("unit"), precision=0, minimum=0, elem_id="neuron-unit",
+                                     info=t("unit_info"))
+                state = ui.Radio(list(STATES), value=next(iter(STATES)), label=t("state"),
+                                 info=t("state_info"))
                 with gr.Row():
-                    show = gr.Button("Colour by this cell", variant="primary", elem_id="neuron-show")
-                    find = gr.Button("Find interesting cells", elem_id="neuron-find")
+                    show = gr.Button(t("colour_by_cell"), variant="primary", elem_id="neuron-show")
+                    find = gr.Button(t("find_cells"), elem_id="neuron-find")
             with gr.Column(scale=3):
                 view = gr.HTML(css_template=CSS, js_on_load=JS_ON_LOAD, elem_id="neuron-view")
                 cells = gr.Dataframe(headers=["feature", "rank", "layer", "unit", "state", "r"], interactive=False,
-                                     label="Interesting cells: click a row to colour the text by that cell",
+                                     label=t("cells"),
                                      elem_id="cells")
                 how = gr.Markdown(elem_id="cells-how")
-                with gr.Accordion("The same as data (what the API returns)", open=False):
+                with gr.Accordion(t("as_data"), open=False):
                     data = gr.JSON()
     model_in = [generate.model, generate.hub_repo_id, session]
     use_last.click(None, generate.output, text, js="(generated) => generated")
@@ -299,53 +292,49 @@ def build_compare_tab(studio: Studio, session: gr.State) -> UI:
     """Two to four models side by side on one prompt and seed, or scored on one text."""
     views = CompareViews(studio)
     shipped = list(studio.shipped())
-    with gr.Tab("Compare & score", id="compare") as tab:
-        gr.Markdown("Pick the models (the base model and your fine-tune, say): **Compare** writes with each from one "
-                    "prompt, seed and settings, side by side; **Score** measures how well each predicts a text.")
+    with gr.Tab(t("tab_compare"), id="compare") as tab:
+        gr.Markdown(t("compare_help"))
         with gr.Row():
             models = ui.Dropdown(studio.model_choices(), value=shipped[:2], multiselect=True,
-                                 max_choices=limits.MAX_COMPARE_MODELS, label="Models", allow_custom_value=True,
+                                 max_choices=limits.MAX_COMPARE_MODELS, label=t("models"), allow_custom_value=True,
                                  elem_id="compare-models",
-                                 info=f"Up to {limits.MAX_COMPARE_MODELS}: the shipped models, and the ones you "
-                                      "fine-tune in the Train tab (this session only).")
-            hub_repo_ids = ui.Textbox(label="…and Hub repo ids", placeholder="owner/name, owner/other", max_lines=1,
+                                 info=t("models_info"))
+            hub_repo_ids = ui.Textbox(label=t("hub_repo_ids"), placeholder="owner/name, owner/other", max_lines=1,
                                       max_length=MAX_HUB_IDS_CHARS, elem_id="compare-hub-ids",
-                                      info="charrnn models on the Hugging Face Hub, separated by commas.")
-        gr.Markdown("### Compare")
+                                      info=t("hub_repo_ids_info"))
+        gr.Markdown(t("compare_heading"))
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = ui.Textbox(label="Prompt", lines=3, max_length=limits.MAX_TEXT_CHARS,
+                prompt = ui.Textbox(label=t("prompt"), lines=3, max_length=limits.MAX_TEXT_CHARS,
                                     value="Once upon a time", elem_id="compare-prompt")
-                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info=TEMPERATURE_HELP)
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"))
                 length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=300, step=1,
-                                   label="Length of each text (characters)")
-                seed = ui.Textbox(label="Seed (one for every model)", placeholder="empty = random", max_lines=1,
+                                   label=t("compare_length"))
+                seed = ui.Textbox(label=t("compare_seed"), placeholder=t("seed_placeholder"), max_lines=1,
                                   max_length=limits.MAX_NAME_CHARS, elem_id="compare-seed",
-                                  info="One seed for every model: each column is what its model writes alone.")
-                with gr.Accordion("Advanced", open=False):
+                                  info=t("compare_seed_info"))
+                with gr.Accordion(t("advanced"), open=False):
                     top_k, top_p = top_k_and_top_p()
                 with gr.Row():
-                    compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+                    compare_btn = gr.Button(t("compare"), variant="primary", elem_id="compare-btn")
+                    stop_btn = gr.Button(t("stop"), variant="stop", elem_id="compare-stop")
             with gr.Column(scale=3):
-                compare_view = gr.HTML("<p>Each model's text appears in its own column, every character coloured "
-                                       "by how sure that model was of it.</p>", css_template=CSS + COMPARE_CSS,
+                compare_view = gr.HTML(t("compare_view"), css_template=CSS + COMPARE_CSS,
                                        js_on_load=JS_ON_LOAD, elem_id="compare-view")
-                with gr.Accordion("The same as data (what the API returns)", open=False):
+                with gr.Accordion(t("as_data"), open=False):
                     compare_data = gr.JSON(elem_id="compare-data")
-        gr.Markdown("### Score")
+        gr.Markdown(t("score_heading"))
         with gr.Row():
             with gr.Column(scale=2):
-                text = ui.Textbox(label="Text to score", lines=8, max_lines=20, max_length=limits.MAX_TEXT_CHARS,
-                                  elem_id="score-text", placeholder="Paste a text, or upload one below.")
-                upload = ui.File(label="…or a .txt file (used instead of the text when given)", file_types=[".txt"],
+                text = ui.Textbox(label=t("score_text"), lines=8, max_lines=20, max_length=limits.MAX_TEXT_CHARS,
+                                  elem_id="score-text", placeholder=t("score_placeholder"))
+                upload = ui.File(label=t("score_upload"), file_types=[".txt"],
                                  file_count="single", elem_id="score-upload")
-                score_btn = gr.Button("Score", variant="primary", elem_id="score-btn")
+                score_btn = gr.Button(t("score"), variant="primary", elem_id="score-btn")
             with gr.Column(scale=3):
-                score_view = gr.HTML("<p>Each model's loss over the text, how surprising it found each character, "
-                                     "and the stretches that surprised it most.</p>", css_template=CSS + COMPARE_CSS,
+                score_view = gr.HTML(t("score_view"), css_template=CSS + COMPARE_CSS,
                                      js_on_load=JS_ON_LOAD, elem_id="score-view")
-                with gr.Accordion("The same as data (what the API returns)", open=False):
+                with gr.Accordion(t("as_data"), open=False):
                     score_data = gr.JSON(elem_id="score-data")
     tab.select(views.picker_update, [session], [models], api_name="compare_models", show_progress="hidden")
     run = compare_btn.click(views.compare, [prompt, temperature, length, seed, models, hub_repo_ids, top_k, top_p,
@@ -364,8 +353,7 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
     """The whole app; checkpoints points at another folder of shipped models (tests use tiny ones)."""
     studio = Studio(checkpoints, sessions)
     with ui.Page(title="charrnn", delete_cache=(3600, limits.SESSION_TTL_S)) as demo:
-        gr.Markdown("# charrnn\nA character-level LSTM writes one character at a time. "
-                    "Generate from a shipped model, or fine-tune one on your own text.")
+        gr.Markdown(t("intro"))
         session = gr.State(None, time_to_live=limits.SESSION_TTL_S, delete_callback=close_session)
         views = InsightViews(studio)
         generate = build_generate_tab(studio, views, session)
@@ -377,6 +365,7 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
     # is the generation limit: every viewing event joins "generate". Training runs are all let in and
     # wait in the app's own line (jobs.TrainingLine), where Stop reaches them.
+    demo.page_i18n = i18n.build()  # launch() translates the page with it
     demo.queue(max_size=limits.QUEUE_MAX_SIZE, default_concurrency_limit=limits.GENERATE_CONCURRENCY)
     studio.forget_state = demo.forget_session
     demo.studio = studio  # type: ignore[attr-defined]

@@ -13,7 +13,10 @@ import reprlib
 from typing import Any
 
 import gradio as gr
+from gradio.i18n import I18nData
 from gradio_client import utils as client_utils
+
+from charrnn.i18n import TEXTS
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
@@ -35,7 +38,10 @@ def shown(value: Any) -> str:
 
 
 def _field(component: gr.components.Component) -> str:
-    return str(component.label or "this field")
+    label = component.label
+    if isinstance(label, I18nData):  # messages name a translated field by its English text
+        label = TEXTS.get(label.key, (label.key,))[0]
+    return str(label or "this field")
 
 
 def checked_number(component: gr.components.Component, payload: Any) -> float:
@@ -165,6 +171,13 @@ class Page(gr.Blocks):
         except Exception as exc:  # a value of the wrong shape for its component
             name = block_fn.api_name or block_fn.name
             raise gr.Error(f"{name}: a value sent is not one its fields take ({type(exc).__name__})") from None
+
+    page_i18n: gr.I18n | None = None  # the page's translations, used by launch unless it is given others
+
+    def launch(self, *args: Any, **kwargs: Any):
+        if kwargs.get("i18n") is None:
+            kwargs["i18n"] = self.page_i18n
+        return super().launch(*args, **kwargs)
 
     def forget_session(self, session_hash: str | None) -> None:
         """Drop what Gradio keeps of a session whose tab has closed: it holds the last value of every

@@ -118,8 +118,13 @@ class Generation:
     # --- the engine's side ---------------------------------------------------------------------
 
     def _noise_row(self, vocab_size: int) -> torch.Tensor:
-        """This row's Gumbel noise for its next draw, from its own generator, NOISE_STEPS at a time."""
+        """This row's Gumbel noise for its next draw, from its own generator, NOISE_STEPS at a time (zeros
+        for a greedy row, which draws nothing: it may have joined a batch that had no noise to draw)."""
         at = self.produced % NOISE_STEPS
+        if self.settings.temperature == 0:
+            if self._noise is None:
+                self._noise = torch.zeros(1, vocab_size, device=self._device)
+            return self._noise[0]
         if at == 0:
             if self._generator is None:
                 self._generator = torch.Generator().manual_seed(self.settings.seed)
@@ -207,6 +212,7 @@ class GenerationEngine:
         self._shapes: tuple[int, ...] | None = None
         self._stepper: tuple[tuple, FusedStepper] | None = None
         self.active_rows = 0  # rows in the batch now (for tests and benchmarks)
+        _LIVE.add(self)  # so close_all ends its thread at exit
 
     @property
     def model(self) -> CharRNN:
@@ -340,13 +346,12 @@ class GenerationEngine:
 
 _ENGINES: weakref.WeakKeyDictionary[CharRNN, GenerationEngine] = weakref.WeakKeyDictionary()  # one per model
 _ENGINES_LOCK = threading.Lock()
+_LIVE: weakref.WeakSet[GenerationEngine] = weakref.WeakSet()  # every engine not yet collected
 
 
 def close_all() -> None:
     """End every engine's thread, cancelling what it runs: at exit, before torch's own threads go."""
-    with _ENGINES_LOCK:
-        engines = list(_ENGINES.values())
-    for engine in engines:
+    for engine in list(_LIVE):
         engine.close()
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
-from charrnn import limits
+from charrnn import i18n, limits
 from charrnn.batching import min_chars_needed
 from charrnn.beam import MAX_BEAM_WIDTH, BeamSettings, beam_search
 from charrnn.card import CardInfo
@@ -33,7 +33,7 @@ from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_fre
 from charrnn.model import CharRNN
 from charrnn.sampling import MAX_STOP_CHARS, SampleSettings, prepare_prompt, unescape
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
-from charrnn.text import Corpus, TextError, normalize, read_corpus
+from charrnn.text import Corpus, TextError, mostly_chinese, normalize, read_corpus
 from charrnn.train import TrainingStopped
 from charrnn.vocab import UNK, describe_chars, fit_prompt, unknown_chars_note
 
@@ -44,6 +44,7 @@ STOP_CHOICES = {"the length": (), "end of sentence": (".", "!", "?"), "end of li
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
 PLOT_COLUMNS = ["step", "loss", "curve"]
 MAX_SHOWN_NAME_CHARS = 80  # an uploaded file's name as messages show it
+MAX_SUGGEST_CHARS = 100_000  # the start of an upload that decides which shipped model it starts from
 SHIPPED_MODELS_CACHED = 8  # shipped models kept loaded, shared by every visitor
 
 
@@ -232,9 +233,46 @@ class Studio:
                            "Pick one from the list, or type a Hub repo id.")
         return found
 
+    def example_samples(self, model: object, session: Session | None = None) -> list[list[str]]:
+        """The example prompts for a picked model, as Dataset samples: Chinese openings for a model whose vocabulary
+        is mostly Chinese characters, English ones otherwise (and when the model cannot be loaded)."""
+        try:
+            chars = self.load(model if isinstance(model, str) else None, None, session).vocab.chars
+        except gr.Error:
+            chars = ()
+        return [[prompt] for prompt in i18n.example_prompts(chars)]
+
+    def example_update(self, model: object, session: Session | None = None) -> dict:
+        return gr.Dataset(samples=self.example_samples(model, session))
+
     # --- generate ---------------------------------------------------------------------------------
 
     def generate(
+        self,
+        prompt: str,
+        temperature: float = 0.8,
+        length: int = limits.DEFAULT_GENERATE_CHARS,
+        seed: str | int | None = None,
+        model: str | None = None,
+        hub_repo_id: str | None = None,
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Session | None = None,
+        stop_at: str | None = "the length",
+        min_length: int | None = 0,
+        mode: str | None = "sample",
+        beam_width: int | None = 8,
+        request: gr.Request | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S; the text ends
+        at its length, or earlier at the first stop string written after min_length characters. In beam-search
+        mode the most likely continuation comes at once, when the search ends. Errors are in the request's
+        language."""
+        yield from i18n.translating(i18n.language(request), self._generate(
+            prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length, mode,
+            beam_width), statuses=False)
+
+    def _generate(
         self,
         prompt: str,
         temperature: float = 0.8,
@@ -370,6 +408,25 @@ class Studio:
                            f"but at least {need:,} are needed")
         return corpus
 
+    def suggested_base(self, corpus: Corpus, session: Session | None = None) -> tuple[str | None, str]:
+        """The shipped model to fine-tune an upload from by default, and why: one mostly in the upload's
+        script (Chinese or not, by the share of CJK ideographs in the text and in each model's vocabulary)."""
+        chinese = mostly_chinese(corpus.text[:MAX_SUGGEST_CHARS])
+        for name in self.shipped():
+            model = self.load(name, None, session)
+            if mostly_chinese("".join(model.vocab.chars)) == chinese:
+                script = "mostly Chinese" if chinese else "mostly not Chinese"
+                return name, f"starting from {name}, a shipped model of the same script: the text is {script}"
+        return None, ""
+
+    def suggest_base(self, file, base: str | None = None, session: Session | None = None) -> dict:
+        """After an upload: the base model set to a shipped model of the text's script, when the base is a
+        shipped one (a fine-tune the visitor picked stays)."""
+        if file is None or base not in (None, "", *self.shipped()):
+            return gr.update()
+        suggested, _ = self.suggested_base(self.read_upload(file, False, None, session), session)  # unfolded
+        return gr.update(value=suggested) if suggested is not None else gr.update()
+
     def inspect_upload(self, file, base: str | None = None, fold: str | bool | None = None,
                        session: Session | None = None) -> str:
         """What the app read from the upload, as Markdown; empty when nothing is uploaded."""
@@ -387,6 +444,10 @@ class Studio:
             new = net.vocab.unknown_in(normalize(corpus.text, net.ascii_fold or corpus.ascii_folded))
             lines.append(f"- characters new to {base}: {describe_chars(new) if new else 'none'}"
                          + (f" ({len(new)}; fine-tuning adds them to the vocabulary)" if new else ""))
+        if base in self.shipped():
+            suggested, why = self.suggested_base(self.read_upload(file, False, None, session), session)
+            if suggested == base:
+                lines.append(f"- base: {why}")
         lines += [f"- note: {n}" for n in corpus.notes]
         return "\n".join(lines)
 
@@ -406,8 +467,13 @@ class Studio:
         """Fine-tune (or train from scratch) on the upload, streaming progress, the loss plot and samples.
 
         Yields (status, plot, sample, generate picker, train base picker, download, session).
-        The run first waits in line for the training slot; Stop ends it at any stage.
+        The run first waits in line for the training slot; Stop ends it at any stage. Status lines
+        and errors are in the request's language.
         """
+        yield from i18n.translating(i18n.language(request), self._train(
+            file, base, size, minutes, fold, lr, max_steps, session, request, progress))
+
+    def _train(self, file, base, size, minutes, fold, lr, max_steps, session, request, progress) -> Iterator[tuple]:
         session_hash = getattr(request, "session_hash", None)
         existing = self.sessions.peek(session, session_hash)  # a refused request creates no session directory
         if existing is not None and existing.training:

@@ -133,6 +133,20 @@ def check_control_share(text: str, name: str = "the file") -> None:
         )
 
 
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+
+def cjk_share(text: str) -> float:
+    """The share of a text's non-space characters that are CJK ideographs (Chinese characters)."""
+    letters = sum(1 for c in text if not c.isspace())
+    return len(_CJK.findall(text)) / letters if letters else 0.0
+
+
+def mostly_chinese(text: str) -> bool:
+    """Whether at least half of a text (or of a vocabulary's characters, joined) is Chinese characters."""
+    return cjk_share(text) >= 0.5
+
+
 def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

@@ -28,6 +28,7 @@ import math
 import platform
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -57,7 +58,7 @@ from charrnn.originality import staged_index
 from charrnn.sampling import SampleSettings
 from charrnn.step import train_step
 from charrnn.text import Corpus, TextError, normalize, normalize_newlines
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, outside_note
 
 MAX_NAN_STEPS = 20
 # A non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS.
@@ -557,7 +558,13 @@ def build_model(state: dict | None, base: CharRNN | None, texts: list[str], cfg:
             model.set_dropout(cfg.dropout)
         model.ascii_fold = fold
         return model
-    vocab = Vocab.build(_pieces(texts, check), cfg.max_vocab)
+    counts: Counter[str] = Counter()
+    for piece in _pieces(texts, check):
+        counts.update(piece)
+    vocab = Vocab.build([counts], cfg.max_vocab)
+    note = outside_note(counts, vocab)
+    if note:
+        card_info.notes.append(note)
     return CharRNN(list(vocab.chars), ascii_fold=fold, cell=cfg.cell, num_layers=cfg.num_layers,
                    hidden_size=cfg.hidden_size, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 

@@ -112,3 +112,13 @@ def warn_prompt(prompt: str, vocab: Vocab) -> str:
     if changed:
         warnings.warn(unknown_chars_note(changed), stacklevel=2)
     return fitted
+
+
+def outside_note(counts: Counter[str], vocab: Vocab) -> str | None:
+    """What a capped vocabulary leaves out of a text, given the text's character counts: None when nothing."""
+    outside = {c: n for c, n in counts.items() if c not in vocab and c != UNK}
+    if not outside:
+        return None
+    share = sum(outside.values()) / max(1, sum(counts.values()))
+    return (f"{len(outside):,} of the text's {len(counts):,} distinct characters fall outside the vocabulary: "
+            f"{share:.2%} of the text, read as the unknown symbol.")

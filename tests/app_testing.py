@@ -111,7 +111,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"  # screenshots 
 
 
 @contextlib.contextmanager
-def browser_page(checkpoints: Path, height: int = 1300):
+def browser_page(checkpoints: Path, height: int = 1300, locale: str | None = None):
     """The app served on checkpoints, open in Debian's headless chromium through Playwright; skips the
     test when either is missing."""
     import pytest
@@ -127,7 +127,8 @@ def browser_page(checkpoints: Path, height: int = 1300):
             browser = p.chromium.launch(executable_path=chromium, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update"])
-            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page = browser.new_page(viewport={"width": 1400, "height": height},
+                                    **({"locale": locale} if locale else {}))
             page.set_default_timeout(60_000)
             page.goto(url)
             yield page

@@ -214,3 +214,13 @@ def test_memory_stays_flat_over_many_joins_and_leaves_and_an_idle_engine_ends_it
     gc.collect()
     assert rss_bytes() - before < 20 * 2**20
     wait_until(lambda: not any(t.name == "generation-engine" for t in threading.enumerate()), timeout=10)
+
+
+def test_a_sampled_row_joining_greedy_rows_draws_its_own_noise_and_greedy_rows_stay_greedy():
+    model = model_of()
+    engine = GenerationEngine(model)
+    greedy = engine.submit("the", SampleSettings(length=300, temperature=0.0, seed=1))
+    wait_until(lambda: greedy.produced >= 9)  # a batch of greedy rows only draws no noise
+    sampled = engine.submit("a", SampleSettings(length=100, temperature=1.0, seed=2))
+    assert sampled.text() == alone(model, "a", SampleSettings(length=100, temperature=1.0, seed=2))
+    assert greedy.text() == alone(model, "the", SampleSettings(length=300, temperature=0.0, seed=1))

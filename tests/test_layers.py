@@ -11,7 +11,7 @@ LAYERS = [
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
     ["engine", "beam"],
     ["train", "autosize", "distributed", "insight"],
-    ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components"],
+    ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components", "i18n"],
     ["app"],
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -1,0 +1,30 @@
+"""The page for a visitor whose browser asks for Chinese, in headless chromium: Chinese labels and tab names,
+and a generation. The screenshot goes to artifacts/zh.png (git-ignored)."""
+
+from __future__ import annotations
+
+import pytest
+from app_testing import ARTIFACTS, browser_page, make_checkpoints
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    with browser_page(make_checkpoints(tmp_path_factory.mktemp("shipped")), locale="zh-CN") as page:
+        yield page
+
+
+def test_the_page_in_chinese_generates(page):
+    page.locator("#generated textarea").wait_for()
+    for tab in ("生成", "训练", "神经元", "比较与评分"):
+        page.get_by_role("tab", name=tab).wait_for()
+    assert page.get_by_text("Seed prompt", exact=True).count() == 0
+    page.get_by_label("开头提示").fill("Once upon a time")
+    page.get_by_label("随机种子").fill("5")
+    page.get_by_text("示例开头").wait_for()
+    page.get_by_text("看看模型内部").wait_for()
+    page.get_by_role("button", name="生成", exact=True).click()
+    page.wait_for_function("document.querySelector('#generated textarea').value.length > 40")
+    assert page.locator("#generated textarea").input_value().startswith("Once upon a time")
+    page.screenshot(path=str(ARTIFACTS / "zh.png"), full_page=True)
