@@ -103,6 +103,7 @@ def charrnn_run(text: str, budget: float, seed: int, precision: str | None = Non
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[60.0, 300.0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="the text (default: tinyshakespeare)")
     parser.add_argument("--only", choices=["charrnn", "reference"], help="run one side only")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--precision", choices=PRECISIONS,
@@ -113,12 +114,12 @@ def main() -> int:
     if pick_threads(args.threads) == 1 and args.threads is None:
         print("using 1 torch thread (the machine is busy, or has one core), as charrnn's CLI would; "
               "--threads to override")
-    if not CORPUS.is_file():
-        print(f"skipped: needs {CORPUS} (the shared corpora are not part of the repository)")
+    if not args.corpus.is_file():
+        print(f"skipped: needs {args.corpus} (the shared corpora are not part of the repository)")
         return 0
-    text = read_corpus(CORPUS).text
+    text = read_corpus(args.corpus).text
     device = pick_device(None)
-    print(f"tinyshakespeare: {len(text):,} chars, 90/10 split; charrnn on {hardware_name(device)}; "
+    print(f"{args.corpus.name}: {len(text):,} chars, 90/10 split; charrnn on {hardware_name(device)}; "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     rows = []
     for budget in args.budgets:

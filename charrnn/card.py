@@ -11,6 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from charrnn.model import CharRNN
+from charrnn.text import mostly_chinese
 
 PROJECT_HOME = ""  # the project's public home, linked from every model card once it has one
 PROJECT_LINK = f"[charrnn]({PROJECT_HOME})" if PROJECT_HOME else "charrnn"
@@ -133,6 +134,11 @@ def card_metadata(model: CharRNN, info: CardInfo) -> ModelCardData:
     )
 
 
+def example_prompt(model: CharRNN) -> str:
+    """A prompt in the model's own script, for the card's example."""
+    return "春日\n" if mostly_chinese("".join(model.vocab.chars)) else "Once upon a time"
+
+
 def _introduction(model: CharRNN, info: CardInfo) -> list[str]:
     return [
         f"# {info.name}",
@@ -145,7 +151,7 @@ def _introduction(model: CharRNN, info: CardInfo) -> list[str]:
         "```python",
         "from charrnn import load_model, SampleSettings, sample",
         "model = load_model('PATH_OR_REPO_ID')",
-        "print(sample(model, 'Once upon a time', SampleSettings(length=300, seed=1).checked(len(model.vocab)))[0])",
+        f"print(sample(model, {example_prompt(model)!r}, SampleSettings(length=300, seed=1))[0])",
         "```",
         "",
     ]

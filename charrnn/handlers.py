@@ -272,25 +272,10 @@ class Studio:
             prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length, mode,
             beam_width), statuses=False)
 
-    def _generate(
-        self,
-        prompt: str,
-        temperature: float = 0.8,
-        length: int = limits.DEFAULT_GENERATE_CHARS,
-        seed: str | int | None = None,
-        model: str | None = None,
-        hub_repo_id: str | None = None,
-        top_k: int | None = 0,
-        top_p: float | None = 1.0,
-        session: Session | None = None,
-        stop_at: str | None = "the length",
-        min_length: int | None = 0,
-        mode: str | None = "sample",
-        beam_width: int | None = 8,
-    ) -> Iterator[tuple[str, str]]:
-        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S; the text ends
-        at its length, or earlier at the first stop string written after min_length characters. In beam-search
-        mode the most likely continuation comes at once, when the search ends."""
+    def _generate(self, prompt: str, temperature: object, length: object, seed: object, model: str | None,
+                  hub_repo_id: str | None, top_k: object, top_p: object, session: Session | None, stop_at: object,
+                  min_length: object, mode: str | None, beam_width: object) -> Iterator[tuple[str, str]]:
+        """generate, with its messages in English."""
         prompt = text_input(prompt, "prompt")
         net = self.load(model, hub_repo_id, session)
         if mode == "beam search":

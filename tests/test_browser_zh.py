@@ -28,3 +28,34 @@ def test_the_page_in_chinese_generates(page):
     page.wait_for_function("document.querySelector('#generated textarea').value.length > 40")
     assert page.locator("#generated textarea").input_value().startswith("Once upon a time")
     page.screenshot(path=str(ARTIFACTS / "zh.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def shipped_page():
+    from charrnn.checkpoint import SHIPPED, SHIPPED_ROOT
+
+    if "tang-poems" not in SHIPPED:
+        pytest.skip("no Tang model shipped")
+    with browser_page(SHIPPED_ROOT, locale="zh-CN") as page:
+        yield page
+
+
+def test_the_tang_model_writes_chinese_verse_on_the_chinese_page(shipped_page):
+    page = shipped_page
+    page.locator("#generated textarea").wait_for()
+    picker = page.get_by_label("模型", exact=True)
+    picker.click()
+    picker.fill("tang")
+    page.get_by_role("option", name="tang-poems (shipped)").click()
+    page.get_by_text("床前明月光，", exact=True).wait_for()  # the examples follow the model
+    page.get_by_text("床前明月光，", exact=True).click()
+    length = page.get_by_label("长度（字符）").first
+    length.fill("60")
+    length.press("Enter")
+    page.get_by_label("随机种子").fill("3")
+    page.get_by_role("button", name="生成", exact=True).click()
+    page.wait_for_function("document.querySelector('#generated textarea').value.length >= 66")
+    text = page.locator("#generated textarea").input_value()
+    written = text[len("床前明月光，"):]
+    assert text.startswith("床前明月光，") and sum("\u4e00" <= c <= "\u9fff" for c in written) > 30, text
+    page.screenshot(path=str(ARTIFACTS / "zh-tang.png"), full_page=True)
