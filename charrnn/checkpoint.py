@@ -36,7 +36,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a 65,536-character vocabulary is under 1 M
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$", re.ASCII)  # owner/name, optionally @revision
 MAX_HUB_ID_CHARS = 96 + 1 + 96 + 1 + 255  # the Hub's longest owner and name, and a git ref
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare")}
+SHIPPED = {name: SHIPPED_ROOT / name for name in ("fairy-tales", "shakespeare", "tang-poems")}
 DEFAULT_MODEL = "fairy-tales"
 
 
