@@ -429,8 +429,9 @@ class Studio:
             new = net.vocab.unknown_in(normalize(corpus.text, net.ascii_fold or corpus.ascii_folded))
             lines.append(f"- characters new to {base}: {describe_chars(new) if new else 'none'}"
                          + (f" ({len(new)}; fine-tuning adds them to the vocabulary)" if new else ""))
-        if base in self.shipped():
-            suggested, why = self.suggested_base(self.read_upload(file, False, None, session), session)
+        if base in self.shipped():  # judged on the text as uploaded: folding turns Chinese into pinyin
+            unfolded = self.read_upload(file, False, None, session) if corpus.ascii_folded else corpus
+            suggested, why = self.suggested_base(unfolded, session)
             if suggested == base:
                 lines.append(f"- base: {why}")
         lines += [f"- note: {n}" for n in corpus.notes]
