@@ -19,9 +19,8 @@ from __future__ import annotations
 import html
 import math
 import re
-import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from charrnn.evaluate import evaluate_ids
 from charrnn.handlers import name_input, sample_settings, stream_interval, text_input, uploaded_file
 from charrnn.insight import score_text
 from charrnn.inspect_views import _char_span, _legend, _percent, _visible, probability_colour
-from charrnn.jobs import in_thread
+from charrnn.jobs import run_in_worker
 from charrnn.model import CharRNN
 from charrnn.sampling import SampledChar, SampleSettings, prepare_prompt, resolve_seed
 from charrnn.text import TextError, normalize, read_corpus
@@ -101,9 +100,6 @@ def picked_models(models: object, hub_repo_ids: object, minimum: int) -> list[tu
     return picked
 
 
-def _run(fn: Callable[[], Any]) -> Any:
-    """Run engine work in a thread of its own with the generate thread budget (see jobs.in_thread)."""
-    return next(in_thread(lambda: iter([fn()]), limits.GENERATE_THREADS, threading.Event(), name="compare"))
 
 
 def _stretches(losses: np.ndarray, width: int, top: int) -> list[tuple[int, int, float]]:
@@ -297,7 +293,7 @@ class CompareViews:
             viewed = normalized[: limits.MAX_VIEW_CHARS]
             return {"result": result, "viewed": viewed, "scored": score_text(net, viewed)}
 
-        out = _run(work)
+        out = run_in_worker(work, "compare")
         if not out["result"]["complete"]:
             raise gr.Error("The app is shutting down; try again in a minute.")
         return out | {"unknown": net.vocab.unknown_in(normalized)}

@@ -29,7 +29,7 @@ from charrnn.components import shown
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.engine import GenerationEngine
 from charrnn.hub import HubError, push_to_hub
-from charrnn.jobs import LineFull, TrainingLine, TrainJob, in_thread, return_freed_memory, run_in_thread
+from charrnn.jobs import LineFull, TrainingLine, TrainJob, return_freed_memory, run_in_thread, run_in_worker
 from charrnn.model import CharRNN
 from charrnn.sampling import MAX_STOP_CHARS, SampleSettings, prepare_prompt, unescape
 from charrnn.session import ModelCache, Session, SessionModel, Sessions, checkpoints_root, shipped_models
@@ -294,8 +294,7 @@ class Studio:
         width = whole_number(8 if width is None else width, "beam width", 1, MAX_BEAM_WIDTH)
         settings = BeamSettings(width=width, length=length, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM)
         fitted = prepare_prompt(net, prompt)[0]
-        result = next(in_thread(lambda: iter(beam_search(net, fitted, settings)[:1]), limits.GENERATE_THREADS,
-                                threading.Event(), name="beam"))
+        result = run_in_worker(lambda: beam_search(net, fitted, settings)[0], name="beam")
         return fitted + result.text, f"beam search, width {width} (no seed)"
 
     def branch(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -33,7 +31,7 @@ from charrnn.insight import (
     score_text,
     temperature_sweep,
 )
-from charrnn.jobs import in_thread
+from charrnn.jobs import run_in_worker
 from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
 from charrnn.sampling import prepare_prompt
@@ -152,9 +150,6 @@ def _message(text: str) -> str:
 
 # --- plumbing ------------------------------------------------------------------------------
 
-def _run(fn: Callable[[], Any]) -> Any:
-    """Run engine work in a thread of its own with the generate thread budget (see session.in_thread)."""
-    return next(in_thread(lambda: iter([fn()]), limits.GENERATE_THREADS, threading.Event(), name="insight"))
 
 
 def _whole(value: Any, name: str, low: int, high: int) -> int:
@@ -239,7 +234,7 @@ class InsightViews:
         context, generated = _split_generated(net, prompt, text)
         if not generated:
             raise gr.Error("There is no generated text to inspect: press Generate first.")
-        scored = _run(lambda: score_text(net, generated, context))
+        scored = run_in_worker(lambda: score_text(net, generated, context), "insight")
         spans = []
         for at, s in enumerate(scored):
             alts = "\n".join(f"{i + 1}. {_visible(c)!s:<3} {_percent(p)}" for i, (c, p) in enumerate(s.alternatives))
@@ -283,7 +278,7 @@ class InsightViews:
             raise gr.Error(f"the position must be a whole number from 0 to {len(generated) - 1:,} (a character of "
                            f"the generated text), not {shown(position)}")
         at = int(position)
-        found = _run(lambda: influence(net, generated, at, context, method=INFLUENCE_METHOD))
+        found = run_in_worker(lambda: influence(net, generated, at, context, method=INFLUENCE_METHOD), "insight")
         char, prob = _visible(found.char), found.prob
         scale = max((abs(v) for v in found.scores), default=0.0) or 1.0
         spans = []
@@ -327,7 +322,7 @@ class InsightViews:
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
             gr.Warning(unknown_chars_note(changed))
-        samples = _run(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES))
+        samples = run_in_worker(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES), "insight")
         columns = "".join(
             f'<div><h4>temperature {t:g}</h4><div class="charrnn-text">'
             f'<span class="prompt">{html.escape(fitted)}</span>'
@@ -387,7 +382,7 @@ class InsightViews:
         if len(fitted) > MAX_NEURON_CHARS:
             gr.Warning(f"Read the first {MAX_NEURON_CHARS:,} of {len(fitted):,} characters.")
             fitted = fitted[:MAX_NEURON_CHARS]
-        return _run(lambda: activations(net, fitted))
+        return run_in_worker(lambda: activations(net, fitted), "insight")
 
     def neurons(self, text: str, layer: int = 1, unit: int = 0, state: str = "cell state c", model: str | None = None,
                 hub_repo_id: str | None = None, session: Any = None) -> tuple[str, dict]:
@@ -422,7 +417,7 @@ class InsightViews:
         if len(acts.text) < MIN_CHARS_FOR_CORRELATION:
             raise gr.Error(f"Finding cells needs a text of at least {MIN_CHARS_FOR_CORRELATION} characters; "
                            "a few paragraphs work best.")
-        ranked = _run(lambda: rank_cells(acts, TOP_CELLS))
+        ranked = run_in_worker(lambda: rank_cells(acts, TOP_CELLS), "insight")
         rows, absent = [], []
         for feature, cells in ranked.items():
             if not cells:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -236,6 +236,11 @@ def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.
     finally:
         if thread.is_alive():
             stop.set()
+
+
+def run_in_worker(fn: Callable[[], Any], name: str = "worker") -> Any:
+    """fn() in a thread of its own with the generate thread budget (see in_thread), for the views' engine work."""
+    return next(in_thread(lambda: iter([fn()]), limits.GENERATE_THREADS, threading.Event(), name=name))
 
 
 _END = object()
