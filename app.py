@@ -66,6 +66,14 @@ def stop_and_mode() -> tuple[gr.components.Component, ...]:
     return stop_at, min_length, mode, beam_width
 
 
+def view_with_data(name: str) -> tuple[gr.HTML, gr.JSON]:
+    """A Compare & score view: its HTML (#NAME-view) and, folded below it, the same as data (#NAME-data)."""
+    view = gr.HTML(t(f"{name}_view"), css_template=CSS + COMPARE_CSS, js_on_load=JS_ON_LOAD, elem_id=f"{name}-view")
+    with gr.Accordion(t("as_data"), open=False):
+        data = gr.JSON(elem_id=f"{name}-data")
+    return view, data
+
+
 def build_generate_tab(studio: Studio, views: InsightViews, session: gr.State) -> UI:
     default = studio.default_model()
     with gr.Tab(t("tab_generate"), id="generate"):
@@ -319,10 +327,7 @@ def build_compare_tab(studio: Studio, session: gr.State) -> UI:
                     compare_btn = gr.Button(t("compare"), variant="primary", elem_id="compare-btn")
                     stop_btn = gr.Button(t("stop"), variant="stop", elem_id="compare-stop")
             with gr.Column(scale=3):
-                compare_view = gr.HTML(t("compare_view"), css_template=CSS + COMPARE_CSS,
-                                       js_on_load=JS_ON_LOAD, elem_id="compare-view")
-                with gr.Accordion(t("as_data"), open=False):
-                    compare_data = gr.JSON(elem_id="compare-data")
+                compare_view, compare_data = view_with_data("compare")
         gr.Markdown(t("score_heading"))
         with gr.Row():
             with gr.Column(scale=2):
@@ -332,10 +337,7 @@ def build_compare_tab(studio: Studio, session: gr.State) -> UI:
                                  file_count="single", elem_id="score-upload")
                 score_btn = gr.Button(t("score"), variant="primary", elem_id="score-btn")
             with gr.Column(scale=3):
-                score_view = gr.HTML(t("score_view"), css_template=CSS + COMPARE_CSS,
-                                     js_on_load=JS_ON_LOAD, elem_id="score-view")
-                with gr.Accordion(t("as_data"), open=False):
-                    score_data = gr.JSON(elem_id="score-data")
+                score_view, score_data = view_with_data("score")
     tab.select(views.picker_update, [session], [models], api_name="compare_models", show_progress="hidden")
     run = compare_btn.click(views.compare, [prompt, temperature, length, seed, models, hub_repo_ids, top_k, top_p,
                                             session], [compare_view, compare_data], api_name="compare",
