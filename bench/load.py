@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from charrnn import limits  # noqa: E402
 from charrnn.checkpoint import SHIPPED, load_model  # noqa: E402
 from charrnn.engine import GenerationEngine  # noqa: E402
 from charrnn.sampling import SampleSettings  # noqa: E402
+from webapp import limits  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "andersen_fairy_tales.txt"
 PROMPTS = ["Once upon a time", "The king said", "In a deep forest", "\"Who is there?\"", "The little mermaid"]

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gradio_client import Client, handle_file  # noqa: E402
 from load import CORPUS, PROMPTS, ROOT, percentile, start_app  # noqa: E402  (load.py also puts ROOT on sys.path)
 
-from charrnn import limits  # noqa: E402
+from webapp import limits  # noqa: E402
 
 MODEL = "fairy-tales"
 KB_PER_MIB = 1024  # /proc reports kB

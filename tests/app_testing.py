@@ -72,7 +72,7 @@ def shared_demo():
 def serve(checkpoints: Path):
     """Launch the app in this process on a free port; returns (demo, url)."""
     from app import build_app
-    from charrnn import limits
+    from webapp import limits
 
     demo = build_app(checkpoints)
     port = free_port()

@@ -53,7 +53,7 @@ def checkpoints() -> Path:
 @pytest.fixture
 def studio(checkpoints, tmp_path):
     """The app's handlers on those models, with this test's own sessions folder."""
-    from charrnn.handlers import Studio
-    from charrnn.session import Sessions
+    from webapp.models import Studio
+    from webapp.session import Sessions
 
     return Studio(checkpoints, Sessions(tmp_path / "sessions"))

@@ -6,9 +6,9 @@ import gradio as gr
 import pytest
 from app_testing import shared_app
 
-from charrnn import limits
-from charrnn.inspect_views import InsightViews, pick_branch, pick_position, undo_branch
 from charrnn.vocab import UNK
+from webapp import limits
+from webapp.generate_tab import Generator, InsightViews, pick_branch, pick_position, undo_branch
 
 PROMPT = "Once upon"
 LENGTH = 100
@@ -17,7 +17,7 @@ LENGTH = 100
 @pytest.fixture
 def written(studio) -> str:
     """The Generate box after a generation: the prompt, then LENGTH characters of the model's."""
-    return list(studio.generate(PROMPT, 0.8, LENGTH, "7", "fairy-tales"))[-1][0]
+    return list(Generator(studio).generate(PROMPT, 0.8, LENGTH, "7", "fairy-tales"))[-1][0]
 
 
 def another_alternative(studio, text: str, position: int) -> str:
@@ -31,30 +31,32 @@ def test_a_branch_writes_on_from_the_cut_with_the_alternative(studio, written):
     generated = written[len(PROMPT):]
     position = 20
     alternative = another_alternative(studio, written, position)
-    outs = list(studio.branch(PROMPT, written, position, alternative, 0.8, LENGTH, "3", "fairy-tales"))
+    outs = list(Generator(studio).branch(PROMPT, written, position, alternative, 0.8, LENGTH, "3", "fairy-tales"))
     texts = [text for text, _ in outs]
     cut = PROMPT + generated[:position] + alternative
     assert texts[0] == cut  # shown at once
     assert all(a == b[: len(a)] for a, b in zip(texts, texts[1:]))  # then grows, never rewrites
     assert len(texts[-1]) == len(PROMPT) + LENGTH and outs[-1][1] == "3"
     # The continuation is what generating from the cut writes with the same settings.
-    again = list(studio.generate(cut, 0.8, LENGTH - position - 1, "3", "fairy-tales"))[-1]
+    again = list(Generator(studio).generate(cut, 0.8, LENGTH - position - 1, "3", "fairy-tales"))[-1]
     assert outs[-1] == again
-    assert list(studio.branch(PROMPT, written, position, alternative, 0.8, LENGTH, "3", "fairy-tales"))[-1] == outs[-1]
+    repeat = list(Generator(studio).branch(PROMPT, written, position, alternative, 0.8, LENGTH, "3", "fairy-tales"))
+    assert repeat[-1] == outs[-1]
 
 
 def test_a_branch_at_the_last_character_or_past_the_length_writes_nothing_more(studio, written):
     generated = written[len(PROMPT):]
     last = len(generated) - 1
-    assert list(studio.branch(PROMPT, written, last, "a", 0.8, LENGTH, "1", None))[-1] == (written[:-1] + "a", "1")
+    outs = list(Generator(studio).branch(PROMPT, written, last, "a", 0.8, LENGTH, "1", None))
+    assert outs[-1] == (written[:-1] + "a", "1")
     # A shorter length than the cut (the slider moved since): the cut and the alternative, nothing after.
-    text, _ = list(studio.branch(PROMPT, written, 50, "a", 0.8, 10, "1", None))[-1]
+    text, _ = list(Generator(studio).branch(PROMPT, written, 50, "a", 0.8, 10, "1", None))[-1]
     assert text == PROMPT + generated[:50] + "a"
 
 
 def test_a_branch_without_a_prompt_in_the_box_cuts_the_whole_text(studio, written):
     generated = written[len(PROMPT):]
-    text, _ = list(studio.branch("", generated, 5, "e", 0.0, 30, "1", None))[-1]
+    text, _ = list(Generator(studio).branch("", generated, 5, "e", 0.0, 30, "1", None))[-1]
     assert text.startswith(generated[:5] + "e") and len(text) == 30
 
 
@@ -73,17 +75,17 @@ def test_a_branch_without_a_prompt_in_the_box_cuts_the_whole_text(studio, writte
 ])
 def test_bad_branch_requests_get_a_one_line_error(studio, written, position, alternative, message):
     with pytest.raises(gr.Error, match=message) as error:
-        list(studio.branch(PROMPT, written, position, alternative, 0.8, LENGTH, "1", "fairy-tales"))
+        list(Generator(studio).branch(PROMPT, written, position, alternative, 0.8, LENGTH, "1", "fairy-tales"))
     assert "\n" not in str(error.value)
 
 
 def test_a_branch_needs_generated_text_and_good_settings(studio, written):
     with pytest.raises(gr.Error, match="Generate first"):
-        list(studio.branch(PROMPT, PROMPT, 0, "a"))
+        list(Generator(studio).branch(PROMPT, PROMPT, 0, "a"))
     with pytest.raises(gr.Error, match="temperature"):
-        list(studio.branch(PROMPT, written, 3, "a", -1))
+        list(Generator(studio).branch(PROMPT, written, 3, "a", -1))
     with pytest.raises(gr.Error, match="no model called 'nope'"):
-        list(studio.branch(PROMPT, written, 3, "a", model="nope"))
+        list(Generator(studio).branch(PROMPT, written, 3, "a", model="nope"))
 
 
 def test_the_page_keeps_what_a_branch_replaced_for_undo():

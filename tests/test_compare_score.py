@@ -15,15 +15,15 @@ import pytest
 import torch
 from app_testing import make_checkpoints, serve, story_text
 
-from charrnn import limits
 from charrnn.checkpoint import load_model
 from charrnn.cli import main
-from charrnn.compare_views import STRETCH_CHARS, TOP_STRETCHES, CompareViews
 from charrnn.engine import GenerationEngine, sample
-from charrnn.handlers import Studio
 from charrnn.sampling import SampleSettings, prepare_prompt
-from charrnn.session import SessionModel, Sessions
 from charrnn.train import TrainConfig, train
+from webapp import limits
+from webapp.compare_tab import STRETCH_CHARS, TOP_STRETCHES, CompareViews
+from webapp.models import Studio
+from webapp.session import SessionModel, Sessions
 
 PROMPT = "Once upon"
 

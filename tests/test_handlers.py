@@ -11,12 +11,14 @@ import gradio as gr
 import pytest
 from app_testing import story_text
 
-from charrnn import jobs, limits
 from charrnn.checkpoint import load_model
-from charrnn.handlers import SCRATCH
-from charrnn.jobs import TrainJob, run_in_thread
-from charrnn.session import Session
 from charrnn.train import TrainConfig
+from webapp import jobs, limits
+from webapp.generate_tab import Generator
+from webapp.jobs import TrainJob, run_in_thread
+from webapp.models import SCRATCH
+from webapp.session import Session
+from webapp.train_tab import Trainer, Uploads, stop_training
 
 
 @pytest.fixture
@@ -27,24 +29,24 @@ def upload(tmp_path) -> Path:
 
 
 def test_generate_streams_and_a_seed_reproduces_it(studio):
-    outs = list(studio.generate("Once upon", 0.8, 300, "7", "fairy-tales"))
+    outs = list(Generator(studio).generate("Once upon", 0.8, 300, "7", "fairy-tales"))
     texts = [text for text, _ in outs]
     assert len(outs) >= 2 and all(a == b[: len(a)] for a, b in zip(texts, texts[1:]))  # grows, never rewrites
     assert texts[-1].startswith("Once upon") and len(texts[-1]) == len("Once upon") + 300
     assert outs[-1][1] == "7"
-    assert list(studio.generate("Once upon", 0.8, 300, "7", "fairy-tales"))[-1] == outs[-1]
-    assert list(studio.generate("Once upon", 0.8, 300, "8", "fairy-tales"))[-1][0] != texts[-1]
+    assert list(Generator(studio).generate("Once upon", 0.8, 300, "7", "fairy-tales"))[-1] == outs[-1]
+    assert list(Generator(studio).generate("Once upon", 0.8, 300, "8", "fairy-tales"))[-1][0] != texts[-1]
 
 
 def test_empty_seed_draws_one_and_shows_it(studio):
-    text, used = list(studio.generate("The", 1.0, 80, "", None))[-1]
+    text, used = list(Generator(studio).generate("The", 1.0, 80, "", None))[-1]
     assert used.isdigit()
-    assert list(studio.generate("The", 1.0, 80, used, None))[-1][0] == text
+    assert list(Generator(studio).generate("The", 1.0, 80, used, None))[-1][0] == text
 
 
 def test_unknown_prompt_characters_are_named_in_a_warning(studio):
     with pytest.warns(UserWarning, match="'✓'"):
-        text, _ = list(studio.generate("Once ✓ upon", 0.0, 20, "1", "fairy-tales"))[-1]
+        text, _ = list(Generator(studio).generate("Once ✓ upon", 0.0, 20, "1", "fairy-tales"))[-1]
     assert "✓" not in text
 
 
@@ -62,7 +64,7 @@ def test_unknown_prompt_characters_are_named_in_a_warning(studio):
 def test_bad_generate_settings_get_a_clear_error(studio, kwargs, message):
     args = {"prompt": "Once", "temperature": 0.8, "length": 50, "seed": "1", "model": "fairy-tales"} | kwargs
     with pytest.raises(gr.Error, match=message):
-        list(studio.generate(**args))
+        list(Generator(studio).generate(**args))
 
 
 def test_upload_report_names_encoding_gutenberg_and_new_characters(studio, tmp_path):
@@ -71,7 +73,7 @@ def test_upload_report_names_encoding_gutenberg_and_new_characters(studio, tmp_p
     book = ("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + body
             + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicence\n")
     path.write_bytes(book.encode("cp1252"))
-    report = studio.inspect_upload(str(path), "fairy-tales", "keep Unicode")
+    report = Uploads(studio).inspect_upload(str(path), "fairy-tales", "keep Unicode")
     assert "cp1252" in report and "stripped" in report
     assert "'Ü'" in report and "'é'" in report
     assert f"{len(body):,} characters" in report
@@ -90,9 +92,9 @@ def test_bad_uploads_are_refused_before_training(studio, tmp_path, content, mess
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     with pytest.raises(gr.Error, match=message):
-        studio.inspect_upload(str(path), "fairy-tales")
+        Uploads(studio).inspect_upload(str(path), "fairy-tales")
     with pytest.raises(gr.Error, match=message):
-        next(studio.train(str(path), "fairy-tales", max_steps=5))
+        next(Trainer(studio).train(str(path), "fairy-tales", max_steps=5))
     assert not any(p.is_dir() for s in studio.sessions.root.iterdir() for p in s.iterdir())  # nothing was trained
 
 
@@ -101,11 +103,11 @@ def test_uploads_over_the_size_cap_are_refused(studio, tmp_path, monkeypatch):
     path = tmp_path / "big.txt"
     path.write_text(story_text(400))
     with pytest.raises(gr.Error, match="upload limit"):
-        studio.inspect_upload(str(path), "fairy-tales")
+        Uploads(studio).inspect_upload(str(path), "fairy-tales")
 
 
 def train_to_end(studio, upload, **kwargs):
-    outs = list(studio.train(str(upload), **({"base": "fairy-tales", "minutes": 1, "max_steps": 30} | kwargs)))
+    outs = list(Trainer(studio).train(str(upload), **({"base": "fairy-tales", "minutes": 1, "max_steps": 30} | kwargs)))
     return outs, outs[-1][-1]
 
 
@@ -123,11 +125,12 @@ def test_fine_tune_streams_progress_and_adds_a_session_model(studio, upload):
     assert not any("training_state" in n for n in names)  # resume state stays behind
     model = load_model(session.models["my-story"].path)
     assert "ï" in model.vocab and "Z" in model.vocab  # the vocabulary grew to the upload's characters
-    text, _ = list(studio.generate("Once", 0.5, 50, "1", "my-story", session=session))[-1]
+    text, _ = list(Generator(studio).generate("Once", 0.5, 50, "1", "my-story", session=session))[-1]
     assert len(text) == 54
     # another visitor cannot reach it by name
     with pytest.raises(gr.Error, match="no model called 'my-story'"):
-        list(studio.generate("Once", 0.5, 50, "1", "my-story", session=Session(studio.sessions.root, "other")))
+        other = Session(studio.sessions.root, "other")
+        list(Generator(studio).generate("Once", 0.5, 50, "1", "my-story", session=other))
 
 
 def test_train_from_scratch_uses_the_size_preset(studio, upload):
@@ -139,18 +142,18 @@ def test_train_from_scratch_uses_the_size_preset(studio, upload):
 def test_stop_keeps_the_best_checkpoint(studio, upload):
     session = studio.sessions.get(None, "stopper")
     outs = []
-    gen = studio.train(str(upload), "fairy-tales", minutes=1, session=session)
+    gen = Trainer(studio).train(str(upload), "fairy-tales", minutes=1, session=session)
     for out in gen:
         outs.append(out)
         if len(outs) == 3:
-            assert "Stopping" in studio.stop_training(session)
+            assert "Stopping" in stop_training(session)
     assert "Stopped early: my-story" in outs[-1][0] and "Done" not in outs[-1][0]
     assert load_model(session.models["my-story"].path).vocab
 
 
 def test_closing_a_session_mid_training_leaves_no_files(studio, upload):
     session = studio.sessions.get(None, "leaver")
-    gen = studio.train(str(upload), "fairy-tales", minutes=1, session=session)
+    gen = Trainer(studio).train(str(upload), "fairy-tales", minutes=1, session=session)
     next(gen)
     studio.sessions.end("leaver")  # what the app's unload does when the tab closes
     for _ in gen:
@@ -216,7 +219,7 @@ def test_train_runs_in_its_own_thread_with_its_own_thread_count(studio, upload):
 def test_stopping_a_generation_frees_its_row(studio):
     from charrnn.engine import GenerationEngine
 
-    gen = studio.generate("Once", 1.0, 2000, "1", "fairy-tales")
+    gen = Generator(studio).generate("Once", 1.0, 2000, "1", "fairy-tales")
     next(gen), next(gen)
     engine = GenerationEngine.for_model(studio.load("fairy-tales"))
     assert engine.active_rows == 1

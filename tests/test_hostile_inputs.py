@@ -458,7 +458,7 @@ def test_app_refuses_bodies_that_are_not_json_or_not_utf8(app_url):
 def test_app_reads_only_the_tail_of_a_long_prompt_and_refuses_a_huge_one(app_url):
     import json
 
-    from charrnn import limits
+    from webapp import limits
 
     longest = ("once upon a time " * 6_000)[: limits.MAX_TEXT_CHARS]
     event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps(longest)))

@@ -359,7 +359,7 @@ def test_load_by_repo_id_offline_from_cache(tmp_path, offline_cache):
 def test_app_picker_loads_a_repo_id_offline_from_cache(tmp_path, offline_cache):
     import gradio as gr
 
-    from charrnn.handlers import Studio
+    from webapp.models import Studio
 
     model, directory = checkpoint(tmp_path)
     cache_repo(offline_cache, "owner/fox", model_files(directory))
@@ -584,7 +584,7 @@ def test_app_push_to_hub_uses_the_token_for_that_call_only(tmp_path, hub):
     import gradio as gr
 
     from app import build_app
-    from charrnn.session import Session, SessionModel
+    from webapp.session import Session, SessionModel
 
     shipped_model = tiny_model()
     save_checkpoint(tmp_path / "shipped" / "fairy-tales", shipped_model, model_card(shipped_model, CardInfo()))

@@ -7,8 +7,10 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from charrnn import i18n
-from charrnn.handlers import Studio
+from webapp import i18n
+from webapp.generate_tab import Generator
+from webapp.models import Studio
+from webapp.train_tab import Trainer
 
 
 def request(language: str) -> SimpleNamespace:
@@ -33,20 +35,20 @@ def test_language_comes_from_accept_language(header, lang):
 def test_train_without_upload_is_refused_in_the_visitors_language(tmp_path):
     studio = Studio(tmp_path)
     with pytest.raises(gr.Error) as zh:
-        list(studio.train(None, request=request("zh-CN,zh;q=0.9")))
+        list(Trainer(studio).train(None, request=request("zh-CN,zh;q=0.9")))
     assert zh.value.message == "请先上传一个 .txt 文件。"
     with pytest.raises(gr.Error) as en:
-        list(studio.train(None, request=request("en-US")))
+        list(Trainer(studio).train(None, request=request("en-US")))
     assert en.value.message == "Upload a .txt file first."
 
 
 def test_generate_without_a_model_is_refused_in_the_visitors_language(tmp_path):
     studio = Studio(tmp_path)
     with pytest.raises(gr.Error) as zh:
-        list(studio.generate("春", request=request("zh-TW")))
+        list(Generator(studio).generate("春", request=request("zh-TW")))
     assert zh.value.message.startswith("没有可用的模型") and "训练" in zh.value.message
     with pytest.raises(gr.Error) as en:
-        list(studio.generate("Once", request=request("en")))
+        list(Generator(studio).generate("Once", request=request("en")))
     assert en.value.message.startswith("No model is available:")
 
 

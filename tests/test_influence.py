@@ -11,10 +11,10 @@ import torch
 
 from charrnn.checkpoint import load_model
 from charrnn.insight import MAX_INFLUENCE_WINDOW, influence, score_text
-from charrnn.inspect_views import InsightViews
 from charrnn.model import CharRNN
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import UNK
+from webapp.generate_tab import InsightViews
 
 PAIRS = {"(": ")", "[": "]", "{": "}"}
 OPENING = {close: open_ for open_, close in PAIRS.items()}

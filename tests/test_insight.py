@@ -20,12 +20,13 @@ from charrnn.insight import (
     temperature_sweep,
     text_features,
 )
-from charrnn.inspect_views import InsightViews
 from charrnn.model import CharRNN
 from charrnn.originality import build_index
 from charrnn.sampling import SampleSettings
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
+from webapp.generate_tab import InsightViews
+from webapp.neurons_tab import NeuronViews
 
 TEXT = 'She said "come here" and he came.\nThen "no, not now" was all.\n\nHe LAUGHED at it.\n'
 
@@ -192,7 +193,7 @@ def test_originality_view_marks_copies_or_says_it_is_unavailable(saved_tiny):
 
 
 def test_neuron_views_colour_by_one_unit_and_rank_cells(saved_tiny):
-    views = InsightViews(FakeStudio(saved_tiny))
+    views = NeuronViews(FakeStudio(saved_tiny))
     html, data = views.neurons(TEXT, 2, 11, "cell state c")
     assert len(data["values"]) == len(TEXT) and html.count("data-tip=") == len(TEXT) and "rgba(" in html
     assert data["values"] == pytest.approx(activations(saved_tiny, TEXT).c[:, 1, 11].tolist(), abs=1e-6)

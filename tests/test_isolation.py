@@ -2,7 +2,7 @@
 
 Two sessions cannot reach each other's models, Gradio's file routes serve nothing outside
 the app's own folders, a closed tab frees its training slot and leaves no files behind,
-and the limits in charrnn/limits.py hold over the API and are the ones the README lists.
+and the limits in webapp/limits.py hold over the API and are the ones the README lists.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from app_testing import serve, shared_app, shared_demo, story_text, tiny_checkpoints
 
-from charrnn import limits
+from webapp import limits
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -59,7 +59,7 @@ def session_dirs(client: Client) -> list[Path]:
 SECRET_PATHS = [
     "/etc/passwd", "../../../../etc/passwd", "..%2F..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "//etc/passwd",
     "/tmp/gradio/../../etc/passwd", "/proc/self/environ", "~/.bashrc", "app.py", str(ROOT / "app.py"),
-    "checkpoints/../app.py", str(ROOT / "charrnn" / "session.py"), "/work/../etc/shadow",
+    "checkpoints/../app.py", str(ROOT / "webapp" / "session.py"), "/work/../etc/shadow",
 ]
 
 
@@ -262,7 +262,7 @@ def test_every_limit_is_one_constant_listed_in_the_readme():
     named = set(re.findall(r"`([A-Z_]+)`", "".join(rows)))
     assert named, "the README has no limits table"
     for name in named:
-        assert hasattr(limits, name), f"the README names {name}, which charrnn/limits.py does not define"
+        assert hasattr(limits, name), f"the README names {name}, which webapp/limits.py does not define"
     for name in ("MAX_UPLOAD_BYTES", "MAX_GENERATE_CHARS", "MIN_TIME_BUDGET_MIN", "MAX_TIME_BUDGET_MIN",
                  "QUEUE_MAX_SIZE", "TRAIN_CONCURRENCY", "GENERATE_CONCURRENCY", "MAX_SESSION_MODELS", "SESSION_TTL_S"):
         assert name in named, f"{name} is a limit but the README's table does not list it"

@@ -12,7 +12,7 @@ import threading
 import pytest
 from app_testing import shared_app, story_text
 
-from charrnn import limits
+from webapp import limits
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

@@ -15,8 +15,8 @@ import gradio as gr
 import pytest
 from app_testing import shared_app, shared_demo, story_text
 
-from charrnn import limits
-from charrnn.inspect_views import InsightViews
+from webapp import limits
+from webapp.generate_tab import Generator, InsightViews
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -74,7 +74,7 @@ def test_a_hub_id_too_long_for_a_file_name_is_refused_clearly(client, api):
 
 def test_the_hub_id_box_never_looks_at_the_apps_own_files(client):
     """A repo id that names a file of the app gets the same answer as one that names nothing."""
-    real, made_up = "charrnn/session.py", "charrnn/no-such-file.py"
+    real, made_up = "webapp/session.py", "webapp/no-such-file.py"
     answers = [refusal(client, *HUB_ENDPOINTS["/generate"](repo), api_name="/generate").replace(repo, "REPO")
                for repo in (real, made_up)]
     assert answers[0] == answers[1]
@@ -95,7 +95,8 @@ def test_the_temperature_sweep_checks_top_k_as_generate_does(client):
     # NaN is not JSON, so a client cannot send it; the handlers refuse it too.
     views, studio = InsightViews(shared_demo().studio), shared_demo().studio
     for call in (lambda: views.temperatures("Once", 20, "1", "fairy-tales", "", float("nan"), 1.0),
-                 lambda: list(studio.generate("Once", 0.8, 20, "1", "fairy-tales", "", float("nan"), 1.0))):
+                 lambda: list(Generator(studio).generate("Once", 0.8, 20, "1", "fairy-tales", "", float("nan"),
+                                                         1.0))):
         with pytest.raises(gr.Error, match="top-k"):
             call()
 

@@ -12,8 +12,8 @@ import time
 import pytest
 from app_testing import start_app_process, story_text, tiny_checkpoints
 
-from charrnn import limits
-from charrnn.session import Sessions
+from webapp import limits
+from webapp.session import Sessions
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

@@ -6,10 +6,12 @@ import torch
 
 from charrnn.cli import main as cli
 from charrnn.engine import sample
-from charrnn.handlers import STOP_CHOICES, Studio, sample_settings
 from charrnn.model import CharRNN
 from charrnn.sampling import MAX_STOP_CHARS, MAX_STOP_STRINGS, SampleSettings, unescape
 from charrnn.vocab import Vocab
+from webapp.generate_tab import Generator
+from webapp.inputs import STOP_CHOICES, sample_settings
+from webapp.models import Studio
 
 TEXT = "the cat sat. the dog ran! a bird sang?\nthe end.\n\n"
 
@@ -77,8 +79,9 @@ def test_the_app_maps_its_stop_choices_and_keeps_old_calls_working(tmp_path):
     assert sample_settings(100, 1.0, 0, 1.0, 1, 40, stop_at=r"x\n").stop == ("x\n",)
     with pytest.raises(gr.Error, match="minimum length"):
         sample_settings(100, 1.0, 0, 1.0, 1, 40, min_length=-3)
-    old = list(studio.generate("Once upon", 1.0, 300, "5", "fairy-tales"))[-1][0]
-    new = list(studio.generate("Once upon", 1.0, 300, "5", "fairy-tales", "", 0, 1.0, None, "end of line", 3))[-1][0]
+    old = list(Generator(studio).generate("Once upon", 1.0, 300, "5", "fairy-tales"))[-1][0]
+    new = list(Generator(studio).generate("Once upon", 1.0, 300, "5", "fairy-tales", "", 0, 1.0, None, "end of line",
+                                          3))[-1][0]
     generated = new[len("Once upon"):]
     assert old.startswith(new) and len(generated) >= 3
     assert len(new) == len(old) or (generated.endswith("\n") and "\n" not in generated[3:-1])
@@ -89,11 +92,12 @@ def test_the_app_and_the_cli_write_the_same_beam_search(tmp_path, capsys):
 
     root = make_checkpoints(tmp_path)
     studio = Studio(checkpoints=root)
-    text, shown = list(studio.generate("Once upon", 1.0, 80, "", "fairy-tales", "", 0, 1.0, None, "the length", 0,
-                                       "beam search", 4))[-1]
+    text, shown = list(Generator(studio).generate("Once upon", 1.0, 80, "", "fairy-tales", "", 0, 1.0, None,
+                                                  "the length", 0, "beam search", 4))[-1]
     assert "beam search" in shown and len(text) == len("Once upon") + 80
     assert cli(["sample", str(root / "fairy-tales"), "--prompt", "Once upon", "--length", "80", "--beam", "4",
                 "--no-repeat-ngram", "6"]) == 0
     assert capsys.readouterr().out == text + "\n"
     with pytest.raises(gr.Error, match="beam width"):
-        list(studio.generate("Once", 1.0, 80, "", "fairy-tales", "", 0, 1.0, None, "the length", 0, "beam search", 99))
+        list(Generator(studio).generate("Once", 1.0, 80, "", "fairy-tales", "", 0, 1.0, None, "the length", 0,
+                                        "beam search", 99))

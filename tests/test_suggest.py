@@ -5,11 +5,12 @@ from pathlib import Path
 import torch
 from app_testing import make_checkpoints
 
-from charrnn.handlers import Studio
 from charrnn.model import CharRNN
-from charrnn.session import Sessions
 from charrnn.text import cjk_share
 from charrnn.vocab import Vocab
+from webapp.models import Studio
+from webapp.session import Sessions
+from webapp.train_tab import Uploads
 
 POEM = ("春眠不覺曉，處處聞啼鳥。\n夜來風雨聲，花落知多少。\n\n"
         "靜夜思\n床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n")
@@ -36,18 +37,18 @@ def test_the_share_of_chinese_characters():
 
 def test_a_chinese_upload_starts_from_the_chinese_model_and_an_english_one_from_the_english(tmp_path):
     studio = studio_with_both(tmp_path)
-    assert studio.suggest_base(upload(tmp_path, POEM), "fairy-tales")["value"] == "tang-poems"
-    assert studio.suggest_base(upload(tmp_path, TALE), "tang-poems")["value"] == "fairy-tales"
-    report = studio.inspect_upload(upload(tmp_path, POEM), "tang-poems", "as the base model")
+    assert Uploads(studio).suggest_base(upload(tmp_path, POEM), "fairy-tales")["value"] == "tang-poems"
+    assert Uploads(studio).suggest_base(upload(tmp_path, TALE), "tang-poems")["value"] == "fairy-tales"
+    report = Uploads(studio).inspect_upload(upload(tmp_path, POEM), "tang-poems", "as the base model")
     assert "starting from tang-poems" in report and "mostly Chinese" in report
 
 
 def test_a_model_the_visitor_picked_stays(tmp_path):
     studio = studio_with_both(tmp_path)
-    assert "value" not in studio.suggest_base(upload(tmp_path, POEM), "my-own-fine-tune")
+    assert "value" not in Uploads(studio).suggest_base(upload(tmp_path, POEM), "my-own-fine-tune")
 
 
 def test_fine_tuning_an_english_model_on_chinese_text_says_how_many_characters_it_adds(tmp_path):
     studio = studio_with_both(tmp_path)
-    report = studio.inspect_upload(upload(tmp_path, POEM), "fairy-tales", "keep Unicode")
+    report = Uploads(studio).inspect_upload(upload(tmp_path, POEM), "fairy-tales", "keep Unicode")
     assert "characters new to fairy-tales" in report and "fine-tuning adds them to the vocabulary" in report

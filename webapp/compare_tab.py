@@ -1,4 +1,6 @@
-"""The Compare and Score views: several models on one prompt, or on one text, as HTML and data.
+"""The Compare & score tab: several models on one prompt, or on one text, as HTML and data.
+
+build() lays the tab out and wires its events; CompareViews holds its handlers.
 
 Compare streams two to MAX_COMPARE_MODELS models' texts side by side, each written with the same
 prompt, seed and settings, each character coloured by its own model's confidence. Every column
@@ -11,7 +13,7 @@ then the same normalisation, encoding and evaluate_ids), with each character of 
 start coloured by how surprising it was, and the stretches that surprised the model most.
 
 Handlers load models through the Studio (shipped, this session's, or Hub repo ids), like
-InsightViews. Every user mistake is a gr.Error with a one-line message.
+every tab's. Every user mistake is a gr.Error with a one-line message.
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from charrnn import limits
-from charrnn.components import shown
 from charrnn.engine import Generation, GenerationEngine
 from charrnn.evaluate import evaluate_ids
-from charrnn.handlers import name_input, sample_settings, stream_interval, text_input, uploaded_file
 from charrnn.insight import score_text
-from charrnn.inspect_views import _char_span, _legend, _percent, _visible, probability_colour
-from charrnn.jobs import run_in_worker
 from charrnn.model import CharRNN
 from charrnn.sampling import SampledChar, SampleSettings, prepare_prompt, resolve_seed
 from charrnn.text import TextError, normalize, read_corpus
 from charrnn.vocab import unknown_chars_note
+from webapp import components as ui
+from webapp import i18n, limits, render
+from webapp.components import UI, shown
+from webapp.inputs import name_input, sample_settings, text_input, uploaded_file
+from webapp.jobs import run_in_worker, stream_interval
+from webapp.models import Studio
 
 MIN_COMPARE_MODELS = 2
 STRETCH_CHARS = 20  # the length of a "most surprising stretch"
@@ -51,7 +54,7 @@ MAX_HUB_IDS_CHARS = limits.MAX_COMPARE_MODELS * (limits.MAX_NAME_CHARS + 2)  # t
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _LEGEND_POINTS = (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))
 
-# Added to inspect_views.CSS in the components that show these views.
+# Added to render.CSS in the components that show these views.
 CSS = """
 .charrnn-scores { border-collapse: collapse; margin: 4px 0 10px; font-size: 0.92em; }
 .charrnn-scores th, .charrnn-scores td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
@@ -63,6 +66,74 @@ CSS = """
 .charrnn-stretches { font-size: 0.88em; margin: 4px 0; }
 .charrnn-stretches code { white-space: pre-wrap; }
 """
+
+t = i18n.t  # a page text by key, shown in the browser's language
+
+
+# --- layout and wiring ---------------------------------------------------------------------------------
+
+def view_with_data(name: str) -> tuple[gr.HTML, gr.JSON]:
+    """A Compare & score view: its HTML (#NAME-view) and, folded below it, the same as data (#NAME-data)."""
+    view = gr.HTML(t(f"{name}_view"), css_template=render.CSS + CSS, js_on_load=render.JS_ON_LOAD,
+                   elem_id=f"{name}-view")
+    with gr.Accordion(t("as_data"), open=False):
+        data = gr.JSON(elem_id=f"{name}-data")
+    return view, data
+
+
+def build(studio: Studio, session: gr.State) -> UI:
+    """Two to four models side by side on one prompt and seed, or scored on one text."""
+    views = CompareViews(studio)
+    shipped = list(studio.shipped())
+    with gr.Tab(t("tab_compare"), id="compare") as tab:
+        gr.Markdown(t("compare_help"))
+        with gr.Row():
+            models = ui.Dropdown(studio.model_choices(), value=shipped[:2], multiselect=True,
+                                 max_choices=limits.MAX_COMPARE_MODELS, label=t("models"), allow_custom_value=True,
+                                 elem_id="compare-models",
+                                 info=t("models_info"))
+            hub_repo_ids = ui.Textbox(label=t("hub_repo_ids"), placeholder="owner/name, owner/other", max_lines=1,
+                                      max_length=MAX_HUB_IDS_CHARS, elem_id="compare-hub-ids",
+                                      info=t("hub_repo_ids_info"))
+        gr.Markdown(t("compare_heading"))
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = ui.Textbox(label=t("prompt"), lines=3, max_length=limits.MAX_TEXT_CHARS,
+                                    value="Once upon a time", elem_id="compare-prompt")
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"))
+                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=300, step=1,
+                                   label=t("compare_length"))
+                seed = ui.Textbox(label=t("compare_seed"), placeholder=t("seed_placeholder"), max_lines=1,
+                                  max_length=limits.MAX_NAME_CHARS, elem_id="compare-seed",
+                                  info=t("compare_seed_info"))
+                with gr.Accordion(t("advanced"), open=False):
+                    top_k, top_p = ui.top_k_and_top_p()
+                with gr.Row():
+                    compare_btn = gr.Button(t("compare"), variant="primary", elem_id="compare-btn")
+                    stop_btn = gr.Button(t("stop"), variant="stop", elem_id="compare-stop")
+            with gr.Column(scale=3):
+                compare_view, compare_data = view_with_data("compare")
+        gr.Markdown(t("score_heading"))
+        with gr.Row():
+            with gr.Column(scale=2):
+                text = ui.Textbox(label=t("score_text"), lines=8, max_lines=20, max_length=limits.MAX_TEXT_CHARS,
+                                  elem_id="score-text", placeholder=t("score_placeholder"))
+                upload = ui.File(label=t("score_upload"), file_types=[".txt"],
+                                 file_count="single", elem_id="score-upload")
+                score_btn = gr.Button(t("score"), variant="primary", elem_id="score-btn")
+            with gr.Column(scale=3):
+                score_view, score_data = view_with_data("score")
+    tab.select(views.picker_update, [session], [models], api_name="compare_models", show_progress="hidden")
+    run = compare_btn.click(views.compare, [prompt, temperature, length, seed, models, hub_repo_ids, top_k, top_p,
+                                            session], [compare_view, compare_data], api_name="compare",
+                            concurrency_id="generate")
+    stop_btn.click(None, None, None, cancels=[run], api_name="stop_compare")
+    score_btn.click(views.score, [text, upload, models, hub_repo_ids, session], [score_view, score_data],
+                    api_name="score", concurrency_id="generate")
+    return UI(dict(models=models, hub_repo_ids=hub_repo_ids, prompt=prompt, temperature=temperature, length=length,
+                   seed=seed, top_k=top_k, top_p=top_p, compare=compare_btn, stop=stop_btn, compare_view=compare_view,
+                   compare_data=compare_data, text=text, upload=upload, score=score_btn, score_view=score_view,
+                   score_data=score_data))
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -100,8 +171,6 @@ def picked_models(models: object, hub_repo_ids: object, minimum: int) -> list[tu
     return picked
 
 
-
-
 def _stretches(losses: np.ndarray, width: int, top: int) -> list[tuple[int, int, float]]:
     """The top windows of width characters by mean loss, none overlapping another: (start, end, mean loss)."""
     width = min(width, len(losses))
@@ -135,8 +204,8 @@ class _Column:
     def add(self, char: str, prob: float) -> None:
         self.chars.append(char)
         self.probs.append(prob)
-        tip = f"{_visible(char)}: {_percent(prob)}"
-        self.spans.append(_char_span(char, f"background:{probability_colour(prob)}", tip))
+        tip = f"{render.visible(char)}: {render.percent(prob)}"
+        self.spans.append(render.char_span(char, f"background:{render.probability_colour(prob)}", tip))
 
     def mean_bits(self) -> float | None:
         if not self.probs:
@@ -145,7 +214,7 @@ class _Column:
 
 
 def _compare_page(columns: list[_Column], settings: SampleSettings, finished: bool) -> str:
-    legend = _legend([(label, probability_colour(p)) for label, p in _LEGEND_POINTS],
+    legend = render.legend([(label, render.probability_colour(p)) for label, p in _LEGEND_POINTS],
                      "Probability each model gave the character it wrote:")
     parts = []
     for col in columns:
@@ -180,7 +249,7 @@ def _compare_data(prompt: str, columns: list[_Column], settings: SampleSettings)
 class CompareViews:
     """Handlers for the Compare & score tab.
 
-    studio is the app's charrnn.handlers.Studio: its load() resolves each model (shipped,
+    studio is the app's webapp.models.Studio: its load() resolves each model (shipped,
     this session's, or a Hub repo id) exactly as generation does.
     """
 
@@ -354,7 +423,7 @@ def _score_page(results: list[dict], views: list[list[SampledChar]], total: int,
             f"(hover or click for its top five). Underlined: each model's {TOP_STRETCHES} most surprising stretches "
             f"of {STRETCH_CHARS} characters there.</p>")
     notes_html = "".join(f"<p>Note: {html.escape(n)}</p>" for n in notes)
-    legend = _legend([(label, probability_colour(p)) for label, p in _LEGEND_POINTS],
+    legend = render.legend([(label, render.probability_colour(p)) for label, p in _LEGEND_POINTS],
                      "Probability the model gave each character:")
     sections = []
     for r, scored in zip(results, views):
@@ -363,9 +432,8 @@ def _score_page(results: list[dict], views: list[list[SampledChar]], total: int,
             marked.update(range(s["start"], s["end"]))
         spans = []
         for i, s in enumerate(scored):
-            alts = "\n".join(f"{k + 1}. {_visible(c)!s:<3} {_percent(p)}" for k, (c, p) in enumerate(s.alternatives))
-            tip = f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"
-            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip,
+            tip = render.alternatives_tip(s.char, s.prob, s.alternatives)
+            spans.append(render.char_span(s.char, f"background:{render.probability_colour(s.prob)}", tip,
                                     "stretch" if i in marked else ""))
         items = "".join(
             f"<li><code>{html.escape(_line(s['text']))}</code>: {s['loss']:.2f} nats/char "

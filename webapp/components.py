@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import reprlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 from gradio.i18n import I18nData
 from gradio_client import utils as client_utils
 
-from charrnn.i18n import TEXTS
+from webapp.i18n import TEXTS, t
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
@@ -186,3 +187,23 @@ class Page(gr.Blocks):
         if holder is not None and session_hash:
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
+
+
+@dataclass
+class UI:
+    """The components one tab exposes to the others (another tab's events may read or update them)."""
+
+    parts: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        try:
+            return self.parts[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def top_k_and_top_p() -> tuple[gr.components.Component, gr.components.Component]:
+    """The two filters every sampling view offers under Advanced."""
+    top_k = Slider(0, 100, value=0, step=1, label="Top-k", info=t("top_k_info"))
+    top_p = Slider(0.05, 1.0, value=1.0, step=0.05, label=t("top_p"), info=t("top_p_info"))
+    return top_k, top_p

@@ -1,179 +1,297 @@
-"""The web app's "see inside the model" views: plain handlers that return HTML and data, testable without a server.
+"""The Generate tab: write from a prompt (sampling or beam search), branch from any character, and see inside.
 
-Each handler loads the model the Generate tab points at (through the Studio), calls the
-engine (charrnn.insight, charrnn.originality) and draws the result as self-contained
-HTML, plus the same numbers as plain data for gradio_client users. app.py only lays
-them out. Every user mistake is a gr.Error with a one-line message.
+build() lays the tab out and wires its events; Generator streams the text (and branches), and
+InsightViews draws the Insight box under it: each character coloured by its probability, why the
+model wrote one, the same seed at several temperatures, and what was copied from the training text.
+Handlers are plain methods over the engine, testable without a server; every user mistake is a
+gr.Error with a one-line message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
-from charrnn import limits
-from charrnn.components import shown
-from charrnn.handlers import is_whole, sample_settings, text_input
+from charrnn.beam import MAX_BEAM_WIDTH, BeamSettings, beam_search
+from charrnn.engine import GenerationEngine
 from charrnn.insight import (
     DEFAULT_TEMPERATURES,
-    FEATURES,
     MAX_INFLUENCE_WINDOW,
-    MIN_CHARS_FOR_CORRELATION,
-    activations,
     influence,
     prepare_text,
-    rank_cells,
     score_text,
     temperature_sweep,
 )
-from charrnn.jobs import run_in_worker
 from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
-from charrnn.sampling import prepare_prompt
-from charrnn.vocab import unknown_chars_note
+from charrnn.sampling import SampleSettings, prepare_prompt
+from charrnn.text import normalize
+from charrnn.vocab import UNK, fit_prompt, unknown_chars_note
+from webapp import components as ui
+from webapp import i18n, limits, render
+from webapp.components import UI, shown
+from webapp.inputs import STOP_CHOICES, is_whole, sample_settings, text_input, whole_number
+from webapp.jobs import run_in_worker, stream_interval
+from webapp.models import Studio
+from webapp.session import Session
 
-MAX_NEURON_CHARS = 4000  # the Neurons tab reads at most this much text (the first characters)
+GENERATE_MODES = ("sample", "beam search")
+BEAM_NO_REPEAT_NGRAM = 6  # beam search never writes the same 6 characters twice (bench/beam.py)
 MAX_SWEEP_CHARS = 600  # each column of "temperature side by side" is at most this long
-TOP_CELLS = 5  # cells listed per feature
-STATES = {"cell state c": "c", "hidden state h": "h"}
 INFLUENCE_METHOD = "occlusion"  # found the opening quote far more often than gradient x input (bench/influence.py)
-
-# Scoped to the gr.HTML component that shows the views (its css_template).
-CSS = """
-.charrnn-text { white-space: pre-wrap; font-family: ui-monospace, Menlo, Consolas, monospace; line-height: 1.7;
-                font-size: 0.95em; overflow-wrap: anywhere; }
-.charrnn-text span[data-tip] { position: relative; border-radius: 2px; cursor: help; }
-.charrnn-text span[data-tip]:hover { outline: 1px solid #333; }
-.charrnn-text span[data-tip]:hover::after { content: attr(data-tip); position: absolute; left: 0; top: 1.6em;
-    z-index: 20; white-space: pre; background: #111; color: #fff; padding: 4px 8px; border-radius: 4px;
-    font-size: 0.85em; pointer-events: none; }
-.charrnn-text .prompt { color: #888; }
-.charrnn-text mark.copied { background: #fde68a; border-bottom: 2px solid #d97706; padding: 0; }
-.charrnn-legend { font-size: 0.85em; margin: 4px 0 8px; display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
-.charrnn-legend .swatch { display: inline-block; padding: 0 6px; border-radius: 3px;
-                          font-family: ui-monospace, monospace; color: #111; }
-.charrnn-detail { font-size: 0.85em; min-height: 1.4em; font-family: ui-monospace, monospace; margin-top: 6px; }
-.charrnn-columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 10px; }
-.charrnn-columns > div { border: 1px solid #ddd; border-radius: 6px; padding: 6px 8px; }
-.charrnn-columns h4 { margin: 0 0 4px; }
-.charrnn-text span[data-pos] { cursor: pointer; }
-.charrnn-text .chosen { outline: 2px solid #2563eb; outline-offset: 1px; font-weight: bold; }
-.charrnn-alts { margin-top: 4px; display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
-.charrnn-alt { font-family: ui-monospace, monospace; border: 1px solid #888; border-radius: 4px; padding: 1px 8px;
-               background: #f3f4f6; color: #111; cursor: pointer; }
-.charrnn-alt:hover { background: #dbeafe; border-color: #2563eb; }
-"""
-
-# Clicking a character copies its tooltip into the line under the text (touch screens cannot hover).
-# In the Inspect view a character also carries its position and alternatives (data-pos, data-alts):
-# the click lists those alternatives as buttons and fires the view's click event with the position
-# ("Why this character?"); a click on one of the buttons fires its select event with the position and
-# the character (a branch). app.py wires both events.
-JS_ON_LOAD = """
-element.addEventListener('click', (event) => {
-  const alt = event.target.closest('.charrnn-alt');
-  if (alt) {
-    trigger('select', {position: Number(alt.dataset.pos), char: alt.dataset.char});
-    return;
-  }
-  const span = event.target.closest('[data-tip]');
-  const detail = element.querySelector('.charrnn-detail');
-  if (!span || !detail) return;
-  detail.textContent = span.dataset.tip.replace(/\\n/g, '   ');
-  if (span.dataset.pos === undefined) return;
-  const row = document.createElement('div');
-  row.className = 'charrnn-alts';
-  row.append('Write on from here with:');
-  for (const [char, label] of JSON.parse(span.dataset.alts || '[]')) {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'charrnn-alt';
-    button.dataset.pos = span.dataset.pos;
-    button.dataset.char = char;
-    button.textContent = label;
-    row.append(button);
-  }
-  detail.append(row);
-  trigger('click', {position: Number(span.dataset.pos)});
-});
-"""
+t = i18n.t  # a page text by key, shown in the browser's language
 
 
-# --- drawing -----------------------------------------------------------------------------------
+# --- layout and wiring ------------------------------------------------------------------------------
 
-def _visible(char: str) -> str:
-    return {"\n": "↵", "\t": "⇥", " ": "␣"}.get(char, char)
-
-
-def _char_span(char: str, style: str, tip: str, cls: str = "", extra: str = "") -> str:
-    """One character as a coloured span; a newline keeps its line break after the visible mark.
-
-    extra: more attributes, already escaped.
-    """
-    shown = "↵" if char == "\n" else html.escape(char)
-    attrs = (f' class="{cls}"' if cls else "") + extra
-    span = f'<span{attrs} style="{style}" data-tip="{html.escape(tip, quote=True)}">{shown}</span>'
-    return span + ("\n" if char == "\n" else "")
+def stop_and_mode() -> tuple[gr.components.Component, ...]:
+    """Generate's Stop at, Minimum length, Mode and Beam width (under Advanced)."""
+    stop_at = ui.Dropdown(list(STOP_CHOICES), value="the length", label=t("stop_at"), allow_custom_value=True,
+                          info=t("stop_at_info"))
+    min_length = ui.Number(value=0, precision=0, minimum=0, maximum=limits.MAX_GENERATE_CHARS,
+                           label=t("min_length"), info=t("min_length_info"))
+    mode = ui.Radio(list(GENERATE_MODES), value="sample", label=t("mode"),
+                    info=t("mode_info"))
+    beam_width = ui.Slider(1, MAX_BEAM_WIDTH, value=8, step=1, label=t("beam_width"),
+                           info=t("beam_width_info"))
+    return stop_at, min_length, mode, beam_width
 
 
-def probability_colour(prob: float) -> str:
-    """Red for what surprised the model (under 0.1%), through yellow, to green for what it was sure of."""
-    t = min(max((math.log10(max(prob, 1e-6)) + 3) / 3, 0.0), 1.0)
-    return f"hsl({120 * t:.0f}, 80%, 80%)"
+def build(studio: Studio, session: gr.State) -> UI:
+    """The Generate tab: prompt, model and sampling settings on the left; the text and its Insight box on the right."""
+    generator, views = Generator(studio), InsightViews(studio)
+    default = studio.default_model()
+    with gr.Tab(t("tab_generate"), id="generate"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = ui.Textbox(label=t("seed_prompt"), lines=3, max_length=limits.MAX_TEXT_CHARS,
+                                    placeholder=t("seed_prompt_placeholder"), value="Once upon a time")
+                # Openings that suit the picked model (Chinese ones for a Chinese model); a click fills the prompt.
+                examples = gr.Dataset(components=[prompt], samples=studio.example_samples(default),
+                                      label=t("example_prompts"), elem_id="example-prompts")
+                model = ui.Dropdown(studio.model_choices(), value=default, label=t("model"), allow_custom_value=True,
+                                    info=t("model_info"))
+                hub_repo_id = ui.Textbox(label=t("hub_repo_id"), placeholder="owner/name", max_lines=1,
+                                         max_length=limits.MAX_NAME_CHARS,
+                                         info=t("hub_repo_id_info"))
+                temperature = ui.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"),
+                                        elem_id="temperature")
+                length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1,
+                                   label=t("length"))
+                seed = ui.Textbox(label=t("random_seed"), placeholder=t("seed_placeholder"), max_lines=1,
+                                  max_length=limits.MAX_NAME_CHARS,
+                                  info=t("seed_info"))
+                with gr.Accordion(t("advanced"), open=False):
+                    top_k, top_p = ui.top_k_and_top_p()
+                    stop_at, min_length, mode, beam_width = stop_and_mode()
+                with gr.Row():
+                    generate_btn = gr.Button(t("generate"), variant="primary")
+                    stop_btn = gr.Button(t("stop"), variant="stop")
+            with gr.Column(scale=3):
+                output = ui.Textbox(label=t("generated_text"), lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
+                                    buttons=["copy"], elem_id="generated")
+                seed_used = gr.Textbox(label=t("seed_used"), interactive=False, max_lines=1, elem_id="seed-used")
+                undo = gr.Button(t("undo_branch"), size="sm", interactive=False, elem_id="undo-branch")
+                insight = build_insight(views, session, prompt, output, model, hub_repo_id, length, seed, top_k,
+                                        top_p)
+        inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length,
+                  mode, beam_width]
+        run = generate_btn.click(generator.generate, inputs, [output, seed_used], api_name="generate",
+                                 concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
+        submit = prompt.submit(generator.generate, inputs, [output, seed_used], api_name="generate_on_enter",
+                               concurrency_id="generate")
+        # A click on an alternative in the Inspect view keeps the text for Undo, then writes on from there.
+        history = gr.State([])
+        branch_in = [prompt, output, insight.branch_position, insight.branch_char, temperature, length, seed, model,
+                     hub_repo_id, top_k, top_p, session]
+        inspect_in = [prompt, output, model, hub_repo_id, session]
+        branch = insight.view.select(
+            pick_branch, [output, history], [insight.branch_position, insight.branch_char, history, undo, insight.why],
+            api_visibility="private").success(generator.branch, branch_in, [output, seed_used], api_name="branch",
+                                              concurrency_id="generate")
+        branch.success(views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
+                       concurrency_id="generate")  # the view again, for the new text
+        undo.click(undo_branch, [history], [output, history, undo], api_visibility="private").success(
+            views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
+            concurrency_id="generate")
+        stop_btn.click(None, None, None, cancels=[run, submit, branch], api_name="stop_generate")
+        examples.click(lambda sample: sample[0], [examples], [prompt], api_visibility="private")  # the page only
+        model.change(studio.example_update, [model, session], [examples], api_visibility="private",
+                     show_progress="hidden")
+    return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length,
+                   seed=seed, top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn,
+                   stop=stop_btn))
 
 
-def activation_colour(value: float) -> str:
-    """Karpathy's scheme: blue for negative, white for zero, red for positive (value in [-1, 1])."""
-    v = min(max(value, -1.0), 1.0)
-    rgb = "220, 38, 38" if v > 0 else "37, 99, 235"
-    return f"rgba({rgb}, {abs(v) * 0.85:.2f})"
+def build_insight(views: InsightViews, session: gr.State, prompt, output, model, hub_repo_id, length, seed, top_k,
+                  top_p) -> UI:
+    """Under the generated text: confidence colouring with alternatives (a click explains a character, or branches
+    on an alternative), temperatures side by side, originality."""
+    with gr.Accordion(t("insight"), open=True, elem_id="insight"):
+        with gr.Row():
+            inspect = gr.Button(t("inspect"), size="sm", elem_id="inspect-btn")
+            sweep = gr.Button(t("sweep"), size="sm", elem_id="sweep-btn")
+            original = gr.Button(t("originality"), size="sm", elem_id="originality-btn")
+        view = gr.HTML(t("insight_help"),
+                       css_template=render.CSS, js_on_load=render.JS_ON_LOAD, elem_id="insight-view")
+        why = gr.HTML("", css_template=render.CSS, js_on_load=render.JS_ON_LOAD,
+                      elem_id="influence-view")  # "Why this character?"
+        # Filled from the Inspect view's clicks (see render.JS_ON_LOAD); the API's /influence and /branch inputs.
+        why_position = ui.Number(None, label="position", visible=False)
+        branch_position = ui.Number(None, label="position", visible=False)
+        branch_char = ui.Textbox(label="alternative", visible=False, max_length=limits.MAX_NAME_CHARS)
+        with gr.Accordion(t("as_data"), open=False):
+            data = gr.JSON(elem_id="insight-data")
+            why_data = gr.JSON(elem_id="influence-data")
+    model_in = [model, hub_repo_id, session]
+    view.click(pick_position, None, [why_position], api_visibility="private").success(
+        views.influence, [prompt, output, why_position, *model_in], [why, why_data], api_name="influence",
+        concurrency_id="generate")
+    inspect.click(views.inspect, [prompt, output, *model_in], [view, data], api_name="inspect",
+                  concurrency_id="generate")
+    sweep.click(views.temperatures, [prompt, length, seed, model, hub_repo_id, top_k, top_p, session], [view, data],
+                api_name="temperatures", concurrency_id="generate")
+    original.click(views.originality, [prompt, output, *model_in], [view, data], api_name="originality",
+                   concurrency_id="generate")
+    return UI(dict(inspect=inspect, sweep=sweep, originality=original, view=view, data=data, why=why,
+                   why_data=why_data, branch_position=branch_position, branch_char=branch_char))
 
 
-def _legend(items: list[tuple[str, str]], title: str) -> str:
-    swatches = "".join(f'<span class="swatch" style="background:{colour}">{html.escape(label)}</span>'
-                       for label, colour in items)
-    return f'<div class="charrnn-legend"><span>{html.escape(title)}</span>{swatches}</div>'
+# --- writing ----------------------------------------------------------------------------------------
 
+class Generator:
+    """Handlers for Generate and branching: stream what the model writes, at most every STREAM_INTERVAL_S."""
 
-def _percent(p: float) -> str:
-    return f"{100 * p:.1f}%" if p >= 0.001 else f"{100 * p:.2g}%"
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
 
+    def generate(
+        self,
+        prompt: str,
+        temperature: float = 0.8,
+        length: int = limits.DEFAULT_GENERATE_CHARS,
+        seed: str | int | None = None,
+        model: str | None = None,
+        hub_repo_id: str | None = None,
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Session | None = None,
+        stop_at: str | None = "the length",
+        min_length: int | None = 0,
+        mode: str | None = "sample",
+        beam_width: int | None = 8,
+        request: gr.Request | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream (text so far, seed used) as the model writes, at most every STREAM_INTERVAL_S; the text ends
+        at its length, or earlier at the first stop string written after min_length characters. In beam-search
+        mode the most likely continuation comes at once, when the search ends. Errors are in the request's
+        language."""
+        yield from i18n.translating(i18n.language(request), self._generate(
+            prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length, mode,
+            beam_width), statuses=False)
 
-def _message(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
+    def _generate(self, prompt: str, temperature: object, length: object, seed: object, model: str | None,
+                  hub_repo_id: str | None, top_k: object, top_p: object, session: Session | None, stop_at: object,
+                  min_length: object, mode: str | None, beam_width: object) -> Iterator[tuple[str, str]]:
+        """generate, with its messages in English."""
+        prompt = text_input(prompt, "prompt")
+        net = self.studio.load(model, hub_repo_id, session)
+        if mode == "beam search":
+            yield self._beam(net, prompt, length, beam_width)
+            return
+        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab), stop_at=stop_at,
+                                   min_length=min_length)
+        fitted, changed = prepare_prompt(net, prompt)
+        if changed:
+            gr.Warning(unknown_chars_note(changed))
+        yield from self._stream_continuation(net, fitted, settings)
 
+    def _beam(self, net: CharRNN, prompt: str, length: object, width: object) -> tuple[str, str]:
+        """(prompt + the most likely continuation, what to show as the seed) by beam search, blocking repeats."""
+        length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
+        width = whole_number(8 if width is None else width, "beam width", 1, MAX_BEAM_WIDTH)
+        settings = BeamSettings(width=width, length=length, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM)
+        fitted = prepare_prompt(net, prompt)[0]
+        result = run_in_worker(lambda: beam_search(net, fitted, settings)[0], name="beam")
+        return fitted + result.text, f"beam search, width {width} (no seed)"
 
-# --- plumbing ------------------------------------------------------------------------------
+    def branch(
+        self,
+        prompt: str,
+        text: str,
+        position: int,
+        alternative: str,
+        temperature: float = 0.8,
+        length: int = limits.DEFAULT_GENERATE_CHARS,
+        seed: str | int | None = None,
+        model: str | None = None,
+        hub_repo_id: str | None = None,
+        top_k: int | None = 0,
+        top_p: float | None = 1.0,
+        session: Session | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Write on from another character: stream (text so far, seed used) as generate does.
 
+        text is the Generate box (the fitted prompt, then what the model wrote); position counts
+        characters of the written part, as Inspect's data["chars"] does. The written part is cut
+        there, alternative takes the place of the character at position, and the model writes
+        length - position - 1 more characters (at least 0) with the same settings: the new request's
+        prompt is the fitted prompt + written[:position] + alternative.
+        """
+        prompt = text_input(prompt, "prompt")
+        text = text_input(text, "generated text", limits.MAX_VIEW_CHARS)
+        net = self.studio.load(model, hub_repo_id, session)
+        settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab))
+        fitted_text, changed = fit_prompt(normalize(text, net.ascii_fold), net.vocab)
+        if changed:
+            gr.Warning(unknown_chars_note(changed))
+        fitted_prompt = prepare_prompt(net, prompt)[0]
+        has_prompt = bool(fitted_prompt) and fitted_text.startswith(fitted_prompt)
+        context = fitted_prompt if has_prompt else ""
+        written = fitted_text[len(context):]
+        if not written:
+            raise gr.Error("There is no generated text to branch from: press Generate first.")
+        if not is_whole(position, 0, len(written) - 1):
+            raise gr.Error(f"the position must be a whole number from 0 to {len(written) - 1:,} (a character of the "
+                           f"generated text), not {shown(position)}")
+        if not isinstance(alternative, str) or len(alternative) != 1:
+            raise gr.Error(f"the alternative must be exactly one character, not {shown(alternative)}")
+        if alternative not in net.vocab or alternative == UNK:
+            raise gr.Error(f"the model does not know the character {alternative!r}: pick one of the alternatives "
+                           "Inspect shows")
+        position = int(position)
+        cut = context + written[:position] + alternative
+        rest = dataclasses.replace(settings, length=max(0, settings.length - position - 1))
+        yield from self._stream_continuation(net, cut, rest)
 
+    def _stream_continuation(self, net: CharRNN, text: str, settings: SampleSettings) -> Iterator[tuple[str, str]]:
+        """Stream (text + what the model writes after it, seed used), at most every STREAM_INTERVAL_S.
 
-def _whole(value: Any, name: str, low: int, high: int) -> int:
-    if not is_whole(value, low, high):
-        raise gr.Error(f"{name} must be a whole number from {low} to {high} for this model, not {shown(value)}")
-    return int(value)
-
-
-def _split_generated(net: CharRNN, prompt: str, text: str) -> tuple[str, str]:
-    """(context, generated): the Generate box holds the fitted prompt followed by what the model wrote."""
-    fitted_text, changed = prepare_text(net, text)
-    if changed:
-        gr.Warning(unknown_chars_note(changed))
-    fitted_prompt, _ = prepare_prompt(net, prompt)
-    if fitted_prompt and fitted_text.startswith(fitted_prompt):
-        return fitted_prompt, fitted_text[len(fitted_prompt):]
-    return "", fitted_text
-
-
-def influence_colour(value: float) -> str:
-    """Green for a character that raised the probability, pink for one that lowered it (value in [-1, 1])."""
-    v = min(max(value, -1.0), 1.0)
-    rgb = "22, 163, 74" if v > 0 else "219, 39, 119"
-    return f"rgba({rgb}, {abs(v) * 0.8:.2f})"
+        The model reads text the way it reads a prompt (its last MAX_PROMPT_CHARS); all of text is shown.
+        """
+        used = str(settings.seed)
+        if settings.length == 0:
+            yield text, used
+            return
+        engine = GenerationEngine.for_model(net)
+        request = engine.submit(prepare_prompt(net, text)[0], settings)  # it starts while the page shows text and seed
+        try:
+            yield text, used
+            while not request.done and not self.studio.closing.is_set():
+                interval = stream_interval(engine.active_rows + engine.waiting)
+                new = request.take(interval)
+                if new:
+                    text += "".join(new)
+                    yield text, used
+                    request.wait_until_finished(interval)  # what arrives meanwhile goes out in one update
+        finally:
+            request.cancel()
 
 
 # --- the page's glue for branching and "Why this character?" ---------------------------------------
@@ -214,17 +332,29 @@ def pick_position(evt: gr.EventData) -> int:
     return int(position)
 
 
-class InsightViews:
-    """Handlers for the Inspect, temperatures, originality, neurons and find-cells views.
+# --- seeing inside ---------------------------------------------------------------------------------
 
-    studio is the app's charrnn.handlers.Studio: its load() resolves the model picker
+def _split_generated(net: CharRNN, prompt: str, text: str) -> tuple[str, str]:
+    """(context, generated): the Generate box holds the fitted prompt followed by what the model wrote."""
+    fitted_text, changed = prepare_text(net, text)
+    if changed:
+        gr.Warning(unknown_chars_note(changed))
+    fitted_prompt, _ = prepare_prompt(net, prompt)
+    if fitted_prompt and fitted_text.startswith(fitted_prompt):
+        return fitted_prompt, fitted_text[len(fitted_prompt):]
+    return "", fitted_text
+
+
+class InsightViews:
+    """Handlers for the Insight box under the generated text: Inspect, "Why this character?", temperatures
+    side by side, originality.
+
+    studio is the app's webapp.models.Studio: its load() resolves the model picker
     (shipped, this session's, or a Hub repo id) exactly as generation does.
     """
 
     def __init__(self, studio: Any) -> None:
         self.studio = studio
-
-    # --- Generate tab ---------------------------------------------------------------------------
 
     def inspect(self, prompt: str, text: str, model: str | None = None, hub_repo_id: str | None = None,
                 session: Any = None) -> tuple[str, dict]:
@@ -237,13 +367,12 @@ class InsightViews:
         scored = run_in_worker(lambda: score_text(net, generated, context), "insight")
         spans = []
         for at, s in enumerate(scored):
-            alts = "\n".join(f"{i + 1}. {_visible(c)!s:<3} {_percent(p)}" for i, (c, p) in enumerate(s.alternatives))
-            tip = f"{_visible(s.char)}: {_percent(s.prob)}\nthe model's top {len(s.alternatives)}:\n{alts}"
+            tip = render.alternatives_tip(s.char, s.prob, s.alternatives)
             # What a click needs: the position, and each alternative with its button label (see JS_ON_LOAD).
-            choices = json.dumps([[c, f"{_visible(c)} {_percent(p)}"] for c, p in s.alternatives])
+            choices = json.dumps([[c, f"{render.visible(c)} {render.percent(p)}"] for c, p in s.alternatives])
             extra = f' data-pos="{at}" data-alts="{html.escape(choices, quote=True)}"'
-            spans.append(_char_span(s.char, f"background:{probability_colour(s.prob)}", tip, extra=extra))
-        legend = _legend([(label, probability_colour(p)) for label, p in
+            spans.append(render.char_span(s.char, f"background:{render.probability_colour(s.prob)}", tip, extra=extra))
+        legend = render.legend([(label, render.probability_colour(p)) for label, p in
                           (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))],
                          "Probability the model gave each character (its own, at temperature 1):")
         mean_bits = -sum(math.log2(max(s.prob, 1e-12)) for s in scored) / len(scored)
@@ -279,26 +408,26 @@ class InsightViews:
                            f"the generated text), not {shown(position)}")
         at = int(position)
         found = run_in_worker(lambda: influence(net, generated, at, context, method=INFLUENCE_METHOD), "insight")
-        char, prob = _visible(found.char), found.prob
+        char, prob = render.visible(found.char), found.prob
         scale = max((abs(v) for v in found.scores), default=0.0) or 1.0
         spans = []
         for i, (ch, v) in enumerate(zip(found.before, found.scores)):
-            where = "the start (read as a newline)" if found.first + i < -len(context) else _visible(ch)
-            tip = f"{where}: {v:+.2f} nats\nwithout it, p({char}) would be {_percent(prob * math.exp(-v))}"
-            spans.append(_char_span(ch, f"background:{influence_colour(v / scale)}", tip))
-        chosen = _char_span(found.char, "", f"{char}: {_percent(prob)}", cls="chosen")
+            where = "the start (read as a newline)" if found.first + i < -len(context) else render.visible(ch)
+            tip = f"{where}: {v:+.2f} nats\nwithout it, p({char}) would be {render.percent(prob * math.exp(-v))}"
+            spans.append(render.char_span(ch, f"background:{render.influence_colour(v / scale)}", tip))
+        chosen = render.char_span(found.char, "", f"{char}: {render.percent(prob)}", cls="chosen")
         after = generated[at + 1:].split("\n", 1)[0][:60]
         skipped = len(context) + found.first
         body = ((f'<span class="prompt">… ({skipped:,} earlier characters not weighed) </span>' if skipped > 0 else "")
                 + "".join(spans) + chosen + f'<span class="prompt">{html.escape(after)}</span>')
-        legend = _legend([(label, influence_colour(v)) for label, v in
+        legend = render.legend([(label, render.influence_colour(v)) for label, v in
                           (("lowered", -1), ("−½", -0.5), ("0", 0), ("+½", 0.5), ("raised", 1))],
                          f"How much each character raised or lowered the probability of {char} "
                          f"(scaled to the strongest, {scale:.2f} nats):")
         strongest = [(offset, ch, v) for offset, ch, v in found.strongest(3) if v > 0]
-        named = ", ".join(f"{_visible(ch)} {at - offset} back ({v:+.2f} nats)" for offset, ch, v in strongest)
+        named = ", ".join(f"{render.visible(ch)} {at - offset} back ({v:+.2f} nats)" for offset, ch, v in strongest)
         summary = (f"<p><b>Why {html.escape(char)}?</b> At position {at:,} the model gave {html.escape(char)} "
-                   f"{_percent(prob)}. Each of the {len(found.before):,} characters before it"
+                   f"{render.percent(prob)}. Each of the {len(found.before):,} characters before it"
                    f"{' (the prompt included)' if found.first < 0 else ''} is shaded by how much it moved that: "
                    "the probability is read again with that one character hidden (the unknown symbol in its place)."
                    f"{' Strongest: ' + html.escape(named) + '.' if named else ''}</p>")
@@ -346,7 +475,7 @@ class InsightViews:
         if index is None:
             msg = ("The originality check is unavailable for this model: it has no index of its training text "
                    "(build one with `charrnn index MODEL_DIR CORPUS...`).")
-            return _message(msg), {"available": False, "message": msg}
+            return render.message(msg), {"available": False, "message": msg}
         context, generated = _split_generated(net, prompt, text)
         if not generated:
             raise gr.Error("There is no generated text to check: press Generate first.")
@@ -370,89 +499,3 @@ class InsightViews:
                 f'{html.escape(context)}</span>{"".join(pieces)}</div></div>')
         return page, {"available": True, "share": share, "copied_chars": copied, "chars": len(generated),
                       "spans": [list(s) for s in spans], "n": index.n, "text": generated}
-
-    # --- Neurons tab ------------------------------------------------------------------------------
-
-    def _activations(self, net: CharRNN, text: str):
-        fitted, changed = prepare_text(net, text_input(text, "text"))
-        if changed:
-            gr.Warning(unknown_chars_note(changed))
-        if not fitted:
-            raise gr.Error("Type or paste a text to run through the model (or use the last generated one).")
-        if len(fitted) > MAX_NEURON_CHARS:
-            gr.Warning(f"Read the first {MAX_NEURON_CHARS:,} of {len(fitted):,} characters.")
-            fitted = fitted[:MAX_NEURON_CHARS]
-        return run_in_worker(lambda: activations(net, fitted), "insight")
-
-    def neurons(self, text: str, layer: int = 1, unit: int = 0, state: str = "cell state c", model: str | None = None,
-                hub_repo_id: str | None = None, session: Any = None) -> tuple[str, dict]:
-        """Colour text by one cell's value after each character: Karpathy's visualisation."""
-        net = self.studio.load(model, hub_repo_id, session)
-        layer = _whole(layer, "layer", 1, net.num_layers)
-        unit = _whole(unit, "unit", 0, net.hidden_size - 1)
-        kind = STATES.get(state, state) if isinstance(state, str) else None
-        if kind not in ("c", "h"):
-            raise gr.Error(f"state must be one of {', '.join(STATES)}, not {shown(state)}")
-        if kind == "c" and net.cell != "lstm":
-            raise gr.Error("This model is a GRU: it has no cell state c, only the hidden state h.")
-        acts = self._activations(net, text)
-        raw = acts.of(kind)[:, layer - 1, unit]
-        display = np.tanh(raw) if kind == "c" else raw  # c is unbounded; tanh(c) is what the cell outputs
-        shown_as = "tanh(c)" if kind == "c" else "h"
-        spans = [_char_span(ch, f"background:{activation_colour(float(v))}", f"{_visible(ch)}: {shown_as} = {v:+.3f}")
-                 for ch, v in zip(acts.text, display)]
-        name = f"layer {layer}, unit {unit}, {'cell state c (shown as tanh(c))' if kind == 'c' else 'hidden state h'}"
-        legend = _legend([("−1", activation_colour(-1)), ("−0.5", activation_colour(-0.5)), ("0", activation_colour(0)),
-                          ("+0.5", activation_colour(0.5)), ("+1", activation_colour(1))],
-                         f"{name}, after reading each character:")
-        page = (f'<div class="charrnn-neurons">{legend}<div class="charrnn-text">{"".join(spans)}</div>'
-                f'<div class="charrnn-detail"></div></div>')
-        return page, {"layer": layer, "unit": unit, "state": kind, "text": acts.text, "values": [float(v) for v in raw]}
-
-    def find_cells(self, text: str, model: str | None = None, hub_repo_id: str | None = None,
-                   session: Any = None) -> tuple[list[list], str]:
-        """Rank every cell by correlation with simple text features; returns table rows and how it was computed."""
-        net = self.studio.load(model, hub_repo_id, session)
-        acts = self._activations(net, text)
-        if len(acts.text) < MIN_CHARS_FOR_CORRELATION:
-            raise gr.Error(f"Finding cells needs a text of at least {MIN_CHARS_FOR_CORRELATION} characters; "
-                           "a few paragraphs work best.")
-        ranked = run_in_worker(lambda: rank_cells(acts, TOP_CELLS), "insight")
-        rows, absent = [], []
-        for feature, cells in ranked.items():
-            if not cells:
-                absent.append(feature)
-            for rank, cell in enumerate(cells, 1):
-                state = "cell state c" if cell.kind == "c" else "hidden state h"
-                rows.append([feature, rank, cell.layer + 1, cell.unit, state, round(cell.r, 3)])
-        units = net.num_layers * net.hidden_size * len(acts.kinds())
-        states = " and ".join("cell state c" if k == "c" else "hidden state h" for k in acts.kinds())
-        how = (f"How: the text ({len(acts.text):,} characters) was run through the model, and after each character "
-               f"every one of its {units:,} units ({net.num_layers} layer{'s' if net.num_layers > 1 else ''} × "
-               f"{net.hidden_size}, {states}) was compared with each "
-               "feature by Pearson correlation r: +1 means the unit rises and falls exactly with the feature, "
-               "−1 exactly against it, 0 not at all. Listed: the units with the largest |r|. "
-               "Click a row to colour the text by that unit.\n\n"
-               + "\n".join(f"- **{f}**: {d}" for f, d in FEATURES.items()))
-        if absent:
-            how += f"\n\nNot ranked (the feature never changes in this text): {', '.join(absent)}."
-        return rows, how
-
-    def pick_cell(self, rows: Any, evt: gr.SelectData | None = None) -> tuple[int, int, str]:
-        """A click on the find-cells table: that row's layer, unit and state, for the neuron view.
-
-        Over the API there is no click: the first row is picked (the strongest cell found).
-        """
-        row = getattr(evt, "row_value", None)
-        if not row:
-            values = rows.values.tolist() if hasattr(rows, "values") else rows
-            index = evt.index[0] if evt is not None and isinstance(evt.index, (list, tuple)) else 0
-            if not isinstance(values, list) or not 0 <= index < len(values):
-                raise gr.Error("There is no cell to pick: press \"Find interesting cells\" first.")
-            row = values[index]
-        try:
-            _, _, layer, unit, state, _ = row
-            return int(layer), int(unit), str(state)
-        except (TypeError, ValueError):
-            raise gr.Error(f"A row of the cells table is layer, unit and state among six columns, "
-                           f"not {shown(row)}") from None

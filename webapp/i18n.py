@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import gradio as gr
 from gradio.i18n import I18nData
 
-from charrnn import limits
 from charrnn.text import mostly_chinese
+from webapp import limits
 
 ENGLISH_EXAMPLES = [
     "Once upon a time there was a king who had three daughters",

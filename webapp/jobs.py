@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from charrnn import limits
 from charrnn.card import CardInfo
 from charrnn.config import TrainConfig
 from charrnn.text import Corpus
 from charrnn.train import TrainEvent, train
+from webapp import limits
 
 if TYPE_CHECKING:
-    from charrnn.session import Session
+    from webapp.session import Session
 
 try:  # Hugging Face's ZeroGPU helper; only present (and only needed) on a Space
     import spaces  # type: ignore[import-not-found]
@@ -266,3 +266,9 @@ def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None)
         return_freed_memory()
 
     return in_thread(make, limits.TRAIN_THREADS, cancel, name=f"train-{session.id[:8]}", on_exit=cleanup, drain=True)
+
+
+def stream_interval(streams: int) -> float:
+    """How often one visitor's text is sent: every STREAM_INTERVAL_S, or less often when so many
+    stream at once that together they would send more than MAX_STREAM_UPDATES_PER_S."""
+    return max(limits.STREAM_INTERVAL_S, streams / limits.MAX_STREAM_UPDATES_PER_S)

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn import limits
 from charrnn.checkpoint import SHIPPED_ROOT, WEIGHTS, is_checkpoint, load_model, process_temp_dir
 from charrnn.model import CharRNN
+from webapp import limits
 
 
 def checkpoints_root() -> Path:
