@@ -304,7 +304,7 @@ def _event_data(evt: gr.EventData | None) -> dict:
 def pick_branch(text: str | None, history: list | None, evt: gr.EventData) -> tuple[int, str, list, dict, str]:
     """A click on an alternative in the Inspect view (its select event carries position and char).
 
-    Returns the position and character for Studio.branch, the history with the text before the
+    Returns the position and character for Generator.branch, the history with the text before the
     branch added (the last limits.MAX_BRANCH_HISTORY), the Undo button made clickable, and an empty
     "Why this character?" view (its positions belong to the text being replaced).
     """
