@@ -8,7 +8,8 @@ from app_testing import shared_app
 
 from charrnn.vocab import UNK
 from webapp import limits
-from webapp.generate_tab import Generator, InsightViews, pick_branch, pick_position, undo_branch
+from webapp.generate_tab import Generator
+from webapp.insight_box import InsightViews, pick_branch, pick_position, undo_branch
 
 PROMPT = "Once upon"
 LENGTH = 100

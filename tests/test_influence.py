@@ -14,7 +14,7 @@ from charrnn.insight import MAX_INFLUENCE_WINDOW, influence, score_text
 from charrnn.model import CharRNN
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import UNK
-from webapp.generate_tab import InsightViews
+from webapp.insight_box import InsightViews
 
 PAIRS = {"(": ")", "[": "]", "{": "}"}
 OPENING = {close: open_ for open_, close in PAIRS.items()}

@@ -25,7 +25,7 @@ from charrnn.originality import build_index
 from charrnn.sampling import SampleSettings
 from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
-from webapp.generate_tab import InsightViews
+from webapp.insight_box import InsightViews
 from webapp.neurons_tab import NeuronViews
 
 TEXT = 'She said "come here" and he came.\nThen "no, not now" was all.\n\nHe LAUGHED at it.\n'

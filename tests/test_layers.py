@@ -23,7 +23,7 @@ WEBAPP = [
     ["i18n", "session"],
     ["components", "jobs"],
     ["inputs"],
-    ["models"],
+    ["models", "insight_box"],
     ["generate_tab", "train_tab", "neurons_tab", "compare_tab"],
     ["app"],
 ]

@@ -16,7 +16,8 @@ import pytest
 from app_testing import shared_app, shared_demo, story_text
 
 from webapp import limits
-from webapp.generate_tab import Generator, InsightViews
+from webapp.generate_tab import Generator
+from webapp.insight_box import InsightViews
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
