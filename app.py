@@ -32,7 +32,9 @@ def build_app(checkpoints: str | Path | None = None, sessions: Sessions | None =
         train = train_tab.build(studio, session, generate)
         neurons_tab.build(studio, session, generate)
         compare_tab.build(studio, session)
-        demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models")
+        # The pickers keep their values meanwhile (no progress overlay): the page is never blank while this runs.
+        demo.load(studio.picker_updates, [session], [generate.model, train.base], api_name="models",
+                  show_progress="hidden")
         demo.unload(studio.end_session)
     # Events sharing a concurrency_id run under the lowest limit any of them sets, so the default
     # is the generation limit: every viewing event joins "generate". Training runs are all let in and

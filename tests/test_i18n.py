@@ -61,7 +61,7 @@ def test_training_status_lines_are_translated_for_chinese_only():
 
 def test_example_prompts_follow_the_models_vocabulary():
     tang = ["\x00", "\n", "，", "。", *"春眠不覺曉處處聞啼鳥床前明月光"]
-    assert i18n.example_prompts(tang)[:3] == ["春曉", "靜夜思", "床前明月光，"]
+    assert i18n.example_prompts(tang)[:3] == ["春曉\n", "靜夜思\n", "床前明月光，"]
     english = ["\x00", "\n", " ", *"abcdefghijklmnopqrstuvwxyz", "春"]
     assert i18n.example_prompts(english) == i18n.ENGLISH_EXAMPLES
     assert i18n.example_prompts(()) == i18n.ENGLISH_EXAMPLES

@@ -47,6 +47,16 @@ def stop_and_mode() -> tuple[gr.components.Component, ...]:
     return stop_at, min_length, mode, beam_width
 
 
+def stop_idle() -> gr.Button:
+    """Stop as it looks when nothing runs, quiet and disabled (run in the browser: js=True)."""
+    return gr.Button(variant="secondary", interactive=False)
+
+
+def stop_running() -> gr.Button:
+    """Stop as it looks while the text is written (run in the browser: js=True)."""
+    return gr.Button(variant="stop", interactive=True)
+
+
 def build(studio: Studio, session: gr.State) -> UI:
     """The Generate tab: prompt, model and sampling settings on the left; the text and its Insight box on the right."""
     generator, views = Generator(studio), InsightViews(studio)
@@ -54,29 +64,31 @@ def build(studio: Studio, session: gr.State) -> UI:
     with gr.Tab(t("tab_generate"), id="generate"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = ui.Textbox(label=t("seed_prompt"), lines=3, max_length=limits.MAX_TEXT_CHARS,
-                                    placeholder=t("seed_prompt_placeholder"), value="Once upon a time")
+                prompt = ui.Textbox(label=t("seed_prompt"), lines=2, max_length=limits.MAX_TEXT_CHARS,
+                                    placeholder=t("seed_prompt_placeholder"), value=i18n.DEFAULT_PROMPTS["en"])
                 # Openings that suit the picked model (Chinese ones for a Chinese model); a click fills the prompt.
                 examples = gr.Dataset(components=[prompt], samples=studio.example_samples(default),
                                       label=t("example_prompts"), elem_id="example-prompts")
                 model = ui.Dropdown(studio.model_choices(), value=default, label=t("model"), allow_custom_value=True,
-                                    info=t("model_info"))
-                hub_repo_id = ui.Textbox(label=t("hub_repo_id"), placeholder="owner/name", max_lines=1,
-                                         max_length=limits.MAX_NAME_CHARS,
-                                         info=t("hub_repo_id_info"))
+                                    info=t("model_info"), elem_id="generate-model")
                 temperature = ui.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"),
                                         elem_id="temperature")
+                with gr.Row(equal_height=True):
+                    generate_btn = gr.Button(t("generate"), variant="primary", scale=3, min_width=120,
+                                             elem_id="generate-btn")
+                    stop_btn = gr.Button(t("stop"), variant="secondary", interactive=False, scale=1, min_width=60,
+                                         elem_id="stop-btn")
                 length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1,
                                    label=t("length"))
                 seed = ui.Textbox(label=t("random_seed"), placeholder=t("seed_placeholder"), max_lines=1,
                                   max_length=limits.MAX_NAME_CHARS,
                                   info=t("seed_info"))
+                hub_repo_id = ui.Textbox(label=t("hub_repo_id"), placeholder="owner/name", max_lines=1,
+                                         max_length=limits.MAX_NAME_CHARS,
+                                         info=t("hub_repo_id_info"))
                 with gr.Accordion(t("advanced"), open=False):
                     top_k, top_p = ui.top_k_and_top_p()
                     stop_at, min_length, mode, beam_width = stop_and_mode()
-                with gr.Row():
-                    generate_btn = gr.Button(t("generate"), variant="primary")
-                    stop_btn = gr.Button(t("stop"), variant="stop")
             with gr.Column(scale=3):
                 output = ui.Textbox(label=t("generated_text"), lines=20, max_lines=40, max_length=limits.MAX_VIEW_CHARS,
                                     buttons=["copy"], elem_id="generated")
@@ -86,27 +98,35 @@ def build(studio: Studio, session: gr.State) -> UI:
                                         top_p)
         inputs = [prompt, temperature, length, seed, model, hub_repo_id, top_k, top_p, session, stop_at, min_length,
                   mode, beam_width]
+        # A click on an alternative in the Inspect view keeps the text for Undo, then writes on from there.
+        history = gr.State([])
+        pick = insight.view.select(
+            pick_branch, [output, history], [insight.branch_position, insight.branch_char, history, undo, insight.why],
+            api_visibility="private")
+        # Stop is quiet until something runs. Set in the browser (js=True: no call to the server), and wired
+        # before the events that write, since the page runs a trigger's events in the order they were added.
+        for trigger in (generate_btn.click, prompt.submit, pick.success):
+            trigger(stop_running, None, [stop_btn], js=True)
         run = generate_btn.click(generator.generate, inputs, [output, seed_used], api_name="generate",
                                  concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
         submit = prompt.submit(generator.generate, inputs, [output, seed_used], api_name="generate_on_enter",
                                concurrency_id="generate")
-        # A click on an alternative in the Inspect view keeps the text for Undo, then writes on from there.
-        history = gr.State([])
         branch_in = [prompt, output, insight.branch_position, insight.branch_char, temperature, length, seed, model,
                      hub_repo_id, top_k, top_p, session]
+        branch = pick.success(generator.branch, branch_in, [output, seed_used], api_name="branch",
+                              concurrency_id="generate")
         inspect_in = [prompt, output, model, hub_repo_id, session]
-        branch = insight.view.select(
-            pick_branch, [output, history], [insight.branch_position, insight.branch_char, history, undo, insight.why],
-            api_visibility="private").success(generator.branch, branch_in, [output, seed_used], api_name="branch",
-                                              concurrency_id="generate")
         branch.success(views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
                        concurrency_id="generate")  # the view again, for the new text
         undo.click(undo_branch, [history], [output, history, undo], api_visibility="private").success(
             views.inspect, inspect_in, [insight.view, insight.data], api_visibility="private",
             concurrency_id="generate")
         stop_btn.click(None, None, None, cancels=[run, submit, branch], api_name="stop_generate")
+        for started in (run, submit, branch):
+            started.then(stop_idle, None, [stop_btn], js=True)
+        stop_btn.click(stop_idle, None, [stop_btn], js=True)
         examples.click(lambda sample: sample[0], [examples], [prompt], api_visibility="private")  # the page only
-        model.change(studio.example_update, [model, session], [examples], api_visibility="private",
+        model.change(studio.example_update, [model, prompt, session], [examples, prompt], api_visibility="private",
                      show_progress="hidden")
     return UI(dict(prompt=prompt, model=model, hub_repo_id=hub_repo_id, temperature=temperature, length=length,
                    seed=seed, top_k=top_k, top_p=top_p, output=output, seed_used=seed_used, generate=generate_btn,

@@ -23,7 +23,10 @@ ENGLISH_EXAMPLES = [
     "ROMEO:\n",
     "\"Who is there?\" asked the old woman.",
 ]
-CHINESE_EXAMPLES = ["春曉", "靜夜思", "床前明月光，", "白日依山盡，"]
+# The Tang corpus gives each poem a title line, then its lines: a title ends with a newline, so the model
+# writes a poem under it; a first line (ending in "，") is carried on.
+CHINESE_EXAMPLES = ["春曉\n", "靜夜思\n", "床前明月光，", "白日依山盡，"]
+DEFAULT_PROMPTS = {"en": "Once upon a time", "zh": CHINESE_EXAMPLES[0]}  # the prompt a page opens with
 TEMPERATURE_HELP = (
     "How adventurous the sampling is. 0 always takes the most likely next character (safe but repetitive); "
     "1 samples the model's own probabilities; above 1 flattens them (wilder, more invented words)."
@@ -278,6 +281,11 @@ def is_cjk_vocabulary(chars: object) -> bool:
     """Whether a vocabulary's characters are mostly Chinese (text.mostly_chinese)."""
     chars = [c for c in chars if isinstance(c, str)] if isinstance(chars, (list, tuple)) else []
     return mostly_chinese("".join(chars))
+
+
+def untouched_prompt(prompt: object) -> bool:
+    """Whether a prompt is still one the page put there (empty, a default or an example), not the visitor's own."""
+    return not prompt or prompt in (*ENGLISH_EXAMPLES, *CHINESE_EXAMPLES, *DEFAULT_PROMPTS.values())
 
 
 def example_prompts(chars: object) -> list[str]:

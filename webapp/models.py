@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from charrnn.checkpoint import CheckpointError, load_hub_model
+from charrnn.checkpoint import CheckpointError, load_hub_model, read_config
 from charrnn.model import CharRNN
 from webapp import i18n
 from webapp.components import shown
@@ -54,9 +54,22 @@ class Studio:
         """The shipped models by name (read from the checkpoints folder each time: one may have appeared)."""
         return shipped_models(self.checkpoints)
 
-    def default_model(self) -> str | None:
-        """The model every picker starts on: the first shipped one, or None when there is none."""
-        return next(iter(self.shipped()), None)
+    def default_model(self, language: str = "en") -> str | None:
+        """The model every picker starts on: for a Chinese page the first shipped model that writes Chinese,
+        else (or when none does) the first shipped one; None when there is none."""
+        shipped = self.shipped()
+        if language == "zh":
+            chinese = (name for name, path in shipped.items() if self.writes_chinese(path))
+            return next(chinese, None) or next(iter(shipped), None)
+        return next(iter(shipped), None)
+
+    @staticmethod
+    def writes_chinese(directory: Path) -> bool:
+        """Whether the model in directory has a mostly Chinese vocabulary (read from its config, not loaded)."""
+        try:
+            return i18n.is_cjk_vocabulary(read_config(directory).get("vocab"))
+        except CheckpointError:
+            return False
 
     def model_choices(self, session: Session | None = None) -> list[tuple[str, str]]:
         """(label, value) pairs for the Generate picker: shipped models, then this session's."""
@@ -115,14 +128,18 @@ class Studio:
             chars = ()
         return [[prompt] for prompt in i18n.example_prompts(chars)]
 
-    def example_update(self, model: object, session: Session | None = None) -> dict:
-        """The example prompts' Dataset after the model picker changed."""
-        return gr.Dataset(samples=self.example_samples(model, session))
+    def example_update(self, model: object, prompt: object = None, session: Session | None = None) -> tuple[dict, dict]:
+        """After the model picker changed: its example prompts, and the prompt box set to the first of them
+        when it still holds one the page put there (the visitor's own text is kept)."""
+        samples = self.example_samples(model, session)
+        prompt_update = gr.update(value=samples[0][0]) if i18n.untouched_prompt(prompt) else gr.update()
+        return gr.Dataset(samples=samples), prompt_update
 
-    def picker_updates(self, session: Session | None = None) -> tuple[dict, dict]:
-        """Fresh choices for both pickers (on page load: shipped models may have appeared)."""
+    def picker_updates(self, session: Session | None = None, request: gr.Request | None = None) -> tuple[dict, dict]:
+        """Fresh choices for both pickers (on page load: shipped models may have appeared), set on the model
+        for the browser's language: a Chinese page opens on a model that writes Chinese."""
         choices = self.model_choices(session)
-        value = self.default_model()
+        value = self.default_model(i18n.language(request))
         return (gr.update(choices=choices, value=value),
                 gr.update(choices=self.base_choices(session), value=value or SCRATCH))
 
