@@ -121,7 +121,7 @@ def test_stop_is_red_while_the_text_is_written_and_quiet_again_after(browser):
 def test_a_chinese_title_starts_a_poem_under_it(browser):
     with first_screen(browser, "zh", DESKTOP) as page:
         page.locator("#example-prompts").get_by_text("靜夜思", exact=True).click()
-        assert page.locator("textarea").first.input_value() == "靜夜思\n"
+        page.wait_for_function("document.querySelector('textarea').value === '靜夜思\\n'")  # the title, then a new line
         length = page.get_by_label("长度（字符）").first
         length.fill("40")
         length.press("Enter")
