@@ -23,6 +23,12 @@ def test_the_page_in_chinese_generates(page):
     for tab in ("生成", "训练", "神经元", "比较与评分"):
         page.get_by_role("tab", name=tab).wait_for()
     assert page.get_by_text("Seed prompt", exact=True).count() == 0
+    picker = page.get_by_label("模型", exact=True).first  # a Chinese page opens on the Tang model: pick another
+    page.wait_for_function("document.querySelector('#generate-model input').value === 'tang-poems (shipped)'")
+    picker.click()
+    picker.fill("fairy")
+    page.get_by_role("option", name="fairy-tales (shipped)").click()
+    page.get_by_text("The little mermaid", exact=False).wait_for()  # the examples follow the model
     page.get_by_label("开头提示").fill("Once upon a time")
     page.get_by_label("随机种子").fill("5")
     page.get_by_text("示例开头").wait_for()
