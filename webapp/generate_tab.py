@@ -106,7 +106,7 @@ def build(studio: Studio, session: gr.State) -> UI:
         # Stop is quiet until something runs. Set in the browser (js=True: no call to the server), and wired
         # before the events that write, since the page runs a trigger's events in the order they were added.
         for trigger in (generate_btn.click, prompt.submit, pick.success):
-            trigger(stop_running, None, [stop_btn], js=True)
+            trigger(stop_running, None, [stop_btn], js=True, api_visibility="private")
         run = generate_btn.click(generator.generate, inputs, [output, seed_used], api_name="generate",
                                  concurrency_limit=limits.GENERATE_CONCURRENCY, concurrency_id="generate")
         submit = prompt.submit(generator.generate, inputs, [output, seed_used], api_name="generate_on_enter",
@@ -123,8 +123,8 @@ def build(studio: Studio, session: gr.State) -> UI:
             concurrency_id="generate")
         stop_btn.click(None, None, None, cancels=[run, submit, branch], api_name="stop_generate")
         for started in (run, submit, branch):
-            started.then(stop_idle, None, [stop_btn], js=True)
-        stop_btn.click(stop_idle, None, [stop_btn], js=True)
+            started.then(stop_idle, None, [stop_btn], js=True, api_visibility="private")
+        stop_btn.click(stop_idle, None, [stop_btn], js=True, api_visibility="private")
         examples.click(lambda sample: sample[0], [examples], [prompt], api_visibility="private")  # the page only
         model.change(studio.example_update, [model, prompt, session], [examples, prompt], api_visibility="private",
                      show_progress="hidden")
