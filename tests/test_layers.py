@@ -9,7 +9,7 @@ LAYERS = [
     ["vocab"],
     ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
-    ["engine", "beam"],
+    ["engine", "beam", "export"],
     ["train", "autosize", "distributed", "insight"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components", "i18n"],
     ["app"],
