@@ -113,3 +113,12 @@ def test_a_seed_writes_the_same_text_every_time_and_stop_ends_it(served, page):
     page.get_by_role("button", name="Stop").click()
     sync_api.expect(page.locator("#output")).to_have_attribute("data-done", "true")
     assert len(page.locator("#output").text_content()) < 100_000
+
+
+@pytest.mark.parametrize("name", ["fairy-tales", "shakespeare"])
+def test_the_page_reads_a_prompt_as_the_server_does(name, served, page):
+    root, url = served
+    model = load_model(SHIPPED[name], device="cpu")
+    export_model(model, root / f"prompt-{name}", "web")
+    prompt = "“Hello,” said the café’s owner — naïve!\r\nÆsop… ½"
+    assert open_page(page, f"{url}/prompt-{name}", prompt=prompt, length=0) == prepare_prompt(model, prompt)[0]

@@ -14,14 +14,15 @@
 export class BrowserModel {
   constructor(worker, info) {
     this.worker = worker;
-    this.info = info;  // {model, vocabSize, cell, layers, hidden, dtype, bytes}
+    this.info = info;  // {model, kernel, vocabSize, cell, layers, hidden, dtype, bytes}
     this.nextId = 1;
     this.runs = new Map();
     worker.onmessage = (event) => this.runs.get(event.data.id)?.receive(event.data);
   }
 
-  // Starts a worker and loads the model from base (a folder's URL, relative to the page).
-  static load(base) {
+  // Starts a worker and loads the model from base (a folder's URL, relative to the page). kernel "js" forces
+  // plain JavaScript products instead of WebAssembly SIMD (for comparison; used anyway where SIMD is missing).
+  static load(base, {kernel} = {}) {
     const worker = new Worker(new URL("charrnn-worker.js", import.meta.url));
     const folder = new URL(base.endsWith("/") ? base : `${base}/`, document.baseURI).href;
     return new Promise((resolve, reject) => {
@@ -30,7 +31,7 @@ export class BrowserModel {
         else if (event.data.type === "error") { worker.terminate(); reject(new Error(event.data.message)); }
       };
       worker.onerror = (event) => { worker.terminate(); reject(new Error(event.message || "the worker failed")); };
-      worker.postMessage({type: "load", base: folder});
+      worker.postMessage({type: "load", base: folder, kernel});
     });
   }
 

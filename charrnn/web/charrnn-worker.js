@@ -6,7 +6,8 @@
 // likeliest character, top-k then top-p mask the logits, and a draw is the argmax of logits / temperature plus
 // Gumbel noise. The noise is a hash of (seed, position, character), so a seed writes the same text every time.
 //
-// Messages in:  {type: "load", base}        base: the folder's URL (ending in /)
+// Messages in:  {type: "load", base, kernel}  base: the folder's URL (ending in /); kernel "js" forces plain
+//                                             JavaScript products (used anyway where WebAssembly SIMD is missing)
 //               {type: "generate", id, prompt, temperature, length, topK, topP, seed, stop, minLength}
 //               {type: "stop", id}
 // Messages out: {type: "loaded", info} | {type: "started", id, prompt, seed}
@@ -26,7 +27,7 @@ const report = (id) => (err) => self.postMessage({type: "error", id, message: St
 self.onmessage = (event) => {
   const msg = event.data;
   if (msg.type === "load") {
-    queue = queue.then(() => loadModel(msg.base)).then((info) => self.postMessage({type: "loaded", info}),
+    queue = queue.then(() => loadModel(msg.base, msg.kernel)).then((info) => self.postMessage({type: "loaded", info}),
                                                          report(undefined));
   } else if (msg.type === "generate") {
     if (running) running.stopped = true;
@@ -58,16 +59,33 @@ function halfFloats() {
   return halfTable;
 }
 
-async function loadModel(base) {
+// The weights' name holds their hash, so a copy kept by the browser is always the right one: it is kept in the
+// Cache Storage where the page may use it (https, localhost), which holds files of any size for good, and
+// otherwise left to the HTTP cache. Copies of the folder's other weights (an older export) are dropped.
+async function fetchWeights(url) {
+  const cache = self.caches ? await caches.open("charrnn-weights").catch(() => null) : null;
+  const kept = cache ? await cache.match(url) : null;
+  if (kept) return kept.arrayBuffer();
+  const response = await fetchOk(url, {cache: "force-cache"});
+  if (cache) {
+    const folder = url.slice(0, url.lastIndexOf("/") + 1);
+    for (const old of await cache.keys()) {
+      if (old.url.startsWith(folder) && !old.url.slice(folder.length).includes("/")) await cache.delete(old);
+    }
+    await cache.put(url, response.clone()).catch(() => {});  // a full quota: the HTTP cache alone, then
+  }
+  return response.arrayBuffer();
+}
+
+async function loadModel(base, kernel) {
   const settings = await (await fetchOk(new URL("charrnn.json", base), {cache: "no-cache"})).json();
-  // The weights' name holds their hash: a copy in the browser's cache is always the right one.
   const [raw, wasm] = await Promise.all([
-    fetchOk(new URL(settings.weights.file, base), {cache: "force-cache"}).then((r) => r.arrayBuffer()),
+    fetchWeights(new URL(settings.weights.file, base).href),
     fetchOk(new URL("matvec.wasm", self.location.href)).then((r) => r.arrayBuffer()),
   ]);
   const values = settings.dtype === "fp16" ? new Uint16Array(raw) : new Float32Array(raw);
-  net = await buildNetwork(settings, values, wasm);
-  return {model: settings.model, vocabSize: settings.vocab.length, cell: settings.cell,
+  net = await buildNetwork(settings, values, kernel !== "js" && self.WebAssembly?.validate(wasm) ? wasm : null);
+  return {model: settings.model, kernel: net.kernel, vocabSize: settings.vocab.length, cell: settings.cell,
           layers: settings.num_layers, hidden: settings.hidden_size, dtype: settings.dtype, bytes: raw.byteLength};
 }
 
@@ -96,9 +114,10 @@ async function buildNetwork(settings, values, wasmBytes) {
     }
   }
   const head = {w: matrix("head.weight"), b: reserve("head.bias", V), x: reserve("top", H), out: reserve("logits", V)};
-  const memory = new WebAssembly.Memory({initial: Math.ceil((floats * 4) / 65536) + 1});
-  const {instance} = await WebAssembly.instantiate(wasmBytes, {env: {memory}});
-  const f32 = new Float32Array(memory.buffer);
+  const memory = wasmBytes ? new WebAssembly.Memory({initial: Math.ceil((floats * 4) / 65536) + 1}) : null;
+  const f32 = new Float32Array(memory ? memory.buffer : floats * 4);
+  const matvec = wasmBytes ? (await WebAssembly.instantiate(wasmBytes, {env: {memory}})).instance.exports.matvec
+    : plainMatvec(f32);
   const copy = (name, at) => {  // a tensor from the file into memory, each row padded
     const t = tensors[name], cols = t.shape.length > 1 ? t.shape[1] : t.shape[0], rows = t.shape.length > 1 ? t.shape[0] : 1;
     const stride = t.shape.length > 1 ? pad(cols) : cols;
@@ -114,8 +133,23 @@ async function buildNetwork(settings, values, wasmBytes) {
   const e = tensors.embedding;
   for (let i = 0; i < V * E; i++) embedding[i] = table ? table[values[e.offset + i]] : values[e.offset + i];
   const index = new Map(settings.vocab.map((ch, i) => [ch, i]));
-  return {settings, H, E, V, lstm, layers, head, f32, embedding, index, matvec: instance.exports.matvec,
-          fold: new Map(Object.entries(settings.fold || {}))};
+  return {settings, H, E, V, lstm, layers, head, f32, embedding, index, matvec,
+          kernel: wasmBytes ? "wasm-simd" : "js", fold: new Map(Object.entries(settings.fold || {}))};
+}
+
+// matvec.wasm's product in plain JavaScript, on the same memory and byte offsets.
+function plainMatvec(f32) {
+  return (w, x, y, rows, cols) => {
+    w >>= 2; x >>= 2; y >>= 2;
+    for (let r = 0; r < rows; r++, w += cols) {
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (let k = 0; k < cols; k += 4) {
+        a0 += f32[w + k] * f32[x + k]; a1 += f32[w + k + 1] * f32[x + k + 1];
+        a2 += f32[w + k + 2] * f32[x + k + 2]; a3 += f32[w + k + 3] * f32[x + k + 3];
+      }
+      f32[y + r] += (a0 + a1) + (a2 + a3);
+    }
+  };
 }
 
 // --- one step -----------------------------------------------------------------------------------
