@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import os
 import shutil
 import statistics
 import sys
@@ -52,25 +53,26 @@ PROMPT = "Once upon a time"
 TEMPERATURE = 0.8
 TARGET_RATIO, TARGET_FIRST_S, TARGET_DOWNLOAD_MB = 0.5, 1.0, 15.0
 
-# The page's runtime through its module, as the Generate tab will call it: steady-state chars/s and the time from
-# generate() to the first character, on a model already loaded (and warmed up by a short generation).
-RUN_PAGE_RUNTIME = """async ({prompt, length, temperature, kernel}) => {
-  const {BrowserModel} = await import("./charrnn-web.js");
-  const model = await BrowserModel.load(".", {kernel});
-  const element = document.createElement("div");
-  await model.generate({prompt, temperature, length: 50, seed: 0}, element).done;
+# The page's runtime through its module, as the Generate tab will call it: the model loaded once per page (and
+# warmed up by a short generation), then steady-state chars/s and the time from generate() to the first character.
+RUN_PAGE_RUNTIME = """async ({prompt, length, temperature, kernel, seed}) => {
+  if (!window.benchModel) {
+    const {BrowserModel} = await import("./charrnn-web.js");
+    window.benchModel = await BrowserModel.load(".", {kernel});
+    await window.benchModel.generate({prompt, temperature, length: 50, seed: 0}, document.createElement("div")).done;
+  }
   const chunks = [];
-  const run = model.generate({prompt, temperature, length, seed: 1}, element,
-                             {onText: (text) => chunks.push([performance.now(), text.length])});
+  const run = window.benchModel.generate({prompt, temperature, length, seed}, document.createElement("div"),
+                                         {onText: (text) => chunks.push([performance.now(), text.length])});
   const result = await run.done;
-  model.close();
   const seconds = (chunks.at(-1)[0] - chunks[0][0]) / 1000;
-  return {kernel: model.info.kernel, firstCharMs: result.firstCharMs, chars: result.chars,
+  return {kernel: window.benchModel.info.kernel, firstCharMs: result.firstCharMs,
           charsPerS: (result.chars - chunks[0][1]) / seconds};
 }"""
 
-# onnxruntime-web on the exported graph: the prompt in one call, then one greedy character a call.
-RUN_ORT_WEB = """async ({prompt, length}) => {
+# onnxruntime-web on the exported graph. Loading creates the session and reads the prompt: the time to the first
+# character's logits. A run is then greedy: the prompt in one call, then one character a call.
+LOAD_ORT_WEB = """async ({prompt}) => {
   const started = performance.now();
   const ort = await import("./ort.wasm.min.mjs");
   ort.env.wasm.numThreads = 1;
@@ -80,20 +82,22 @@ RUN_ORT_WEB = """async ({prompt, length}) => {
   const index = new Map(settings.vocab.map((ch, i) => [ch, i]));
   const shape = [settings.num_layers, 1, settings.hidden_size];
   const zeros = () => new ort.Tensor("float32", new Float32Array(shape[0] * shape[2]), shape);
-  let state = {h: zeros(), c: zeros()};
   const ids = BigInt64Array.from(Array.from(prompt), (ch) => BigInt(index.get(ch) ?? 0));
-  let chars = new ort.Tensor("int64", ids, [1, ids.length]);
-  const times = [];
-  for (let k = 0; k < length; k++) {
-    const out = await session.run({chars, ...state});
-    state = {h: out.h_out, c: out.c_out};
-    const logits = out.logits.data;
-    let best = 1;
-    for (let j = 2; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-    times.push(performance.now());
-    chars = new ort.Tensor("int64", BigInt64Array.of(BigInt(best)), [1, 1]);
-  }
-  return {firstCharMs: times[0] - started, charsPerS: (length - 1) / ((times.at(-1) - times[0]) / 1000)};
+  window.ortRun = async (length) => {
+    let state = {h: zeros(), c: zeros()}, chars = new ort.Tensor("int64", ids, [1, ids.length]);
+    const times = [];
+    for (let k = 0; k < length; k++) {
+      const out = await session.run({chars, ...state});
+      state = {h: out.h_out, c: out.c_out};
+      const logits = out.logits.data;
+      let best = 1;
+      for (let j = 2; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
+      times.push(performance.now());
+      chars = new ort.Tensor("int64", BigInt64Array.of(BigInt(best)), [1, 1]);
+    }
+    return {firstCharMs: times[0] - started, charsPerS: (length - 1) / ((times.at(-1) - times[0]) / 1000)};
+  };
+  return (await window.ortRun(1)).firstCharMs;
 }"""
 
 # When the page first shows a generated character, in ms since the navigation began.
@@ -168,34 +172,51 @@ def cpu_name() -> str:
     return f"{name} ({', '.join(extras) or 'no AVX-512'}), {len(info.split('processor')) - 1} cores"
 
 
-def server_speed(model, length: int, repeats: int) -> tuple[float, float]:
-    """The engine's one-request steady-state chars/s and its time to the first character (medians of repeats)."""
+def server_run(engine: GenerationEngine, length: int, seed: int) -> tuple[float, float]:
+    """One request through the engine: steady-state chars/s and seconds to the first character."""
+    start = time.perf_counter()
+    request = engine.submit(PROMPT, SampleSettings(length=length, temperature=TEMPERATURE, seed=seed))
+    first, count = None, 0
+    for _ in request:
+        count += 1
+        if first is None:
+            first = time.perf_counter()
+    return (count - 1) / (time.perf_counter() - first), first - start
+
+
+def paired_speeds(browser, model, url: str, ort_page, length: int, repeats: int) -> dict:
+    """The server's engine, the page's runtime and onnxruntime-web (where ort_page is given) taking turns, repeats
+    times each on the same request, so that each turn meets the same load on the machine; medians, and the median
+    of each turn's ratio to the server."""
     engine = GenerationEngine.for_model(model)
     engine.submit(PROMPT, SampleSettings(length=50, temperature=TEMPERATURE, seed=0)).text()  # warm-up
-    speeds, firsts = [], []
+    page = browser.new_page()
+    page.goto(f"{url}/index.html")
+    server, runtime, ort = [], [], []
     for k in range(repeats):
-        start = time.perf_counter()
-        request = engine.submit(PROMPT, SampleSettings(length=length, temperature=TEMPERATURE, seed=1 + k))
-        first, count = None, 0
-        for _ in request:
-            count += 1
-            if first is None:
-                first = time.perf_counter()
-        speeds.append((count - 1) / (time.perf_counter() - first))
-        firsts.append(first - start)
-    return statistics.median(speeds), statistics.median(firsts)
+        server.append(server_run(engine, length, seed=1 + k))
+        runtime.append(page.evaluate(RUN_PAGE_RUNTIME, {"prompt": PROMPT, "length": length, "seed": 1 + k,
+                                                        "temperature": TEMPERATURE, "kernel": None}))
+        if ort_page is not None:
+            ort.append(ort_page.evaluate("(length) => window.ortRun(length)", length))
+    page.close()
+    median = statistics.median
+    return {"server": median(s for s, _ in server), "server_first_ms": median(f for _, f in server) * 1000,
+            "browser": median(r["charsPerS"] for r in runtime), "kernel": runtime[0]["kernel"],
+            "browser_first_ms": median(r["firstCharMs"] for r in runtime),
+            "ratios": [r["charsPerS"] / s for r, (s, _) in zip(runtime, server)],
+            "ort": median(r["charsPerS"] for r in ort) if ort else None,
+            "ort_ratios": [r["charsPerS"] / s for r, (s, _) in zip(ort, server)]}
 
 
-def browser_speed(browser, url: str, length: int, repeats: int, kernel: str | None) -> dict:
-    runs = []
-    for _ in range(repeats):
-        page = browser.new_page()
-        page.goto(f"{url}/index.html")
-        runs.append(page.evaluate(RUN_PAGE_RUNTIME, {"prompt": PROMPT, "length": length, "temperature": TEMPERATURE,
-                                                     "kernel": kernel}))
-        page.close()
-    return {"kernel": runs[0]["kernel"], "chars_per_s": statistics.median(r["charsPerS"] for r in runs),
-            "first_ms": statistics.median(r["firstCharMs"] for r in runs)}
+def plain_js_speed(browser, url: str, length: int) -> dict:
+    """The page's runtime with plain JavaScript products instead of WebAssembly SIMD, once."""
+    page = browser.new_page()
+    page.goto(f"{url}/index.html")
+    run = page.evaluate(RUN_PAGE_RUNTIME, {"prompt": PROMPT, "length": length, "seed": 1, "temperature": TEMPERATURE,
+                                           "kernel": "js"})
+    page.close()
+    return run
 
 
 def visit(context, url: str, length: int) -> float:
@@ -240,25 +261,27 @@ def crowd(browser, host: Host, url: str, tabs: int, length: int) -> tuple[dict, 
     return counts, wall, tabs * length / wall
 
 
-def ort_web(browser, root: Path, model, host: Host, length: int) -> dict | None:
-    """onnxruntime-web on the same fp16 weights, or None where `make ort-web` has not fetched it."""
+def ort_web(browser, root: Path, model, host: Host):
+    """A page running onnxruntime-web on the same fp16 weights as ONNX, loaded from the browser's cache (a first
+    visit filled it), with its first download in MB and its time to the first character; None where `make ort-web`
+    has not fetched it."""
     if not (ORT_WEB / "ort-wasm-simd-threaded.wasm").exists():
         return None
     folder = export_model(model, root / "ort", "onnx", dtype="fp16")
     for item in ORT_WEB.iterdir():
         shutil.copyfile(item, folder / item.name)
     (folder / "index.html").write_text("<!doctype html><title>onnxruntime-web</title>")
-    results = []
     context = browser.new_context()
-    for _ in range(2):  # the first visit downloads; the second is served from the cache
-        host.reset()
-        page = context.new_page()
-        page.goto(f"{host.url}/ort/index.html")
-        results.append(page.evaluate(RUN_ORT_WEB, {"prompt": PROMPT, "length": length}) | host.reset())
-        page.close()
-    context.close()
-    return {"chars_per_s": results[1]["charsPerS"], "first_ms": results[1]["firstCharMs"],
-            "download_mb": results[0]["bytes"] / 1e6}
+    host.reset()
+    first = context.new_page()
+    first.goto(f"{host.url}/ort/index.html")
+    first.evaluate(LOAD_ORT_WEB, {"prompt": PROMPT})
+    download = host.reset()["bytes"] / 1e6
+    first.close()
+    page = context.new_page()
+    page.goto(f"{host.url}/ort/index.html")
+    first_ms = page.evaluate(LOAD_ORT_WEB, {"prompt": PROMPT})
+    return page, download, first_ms
 
 
 def mb(counts: dict) -> str:
@@ -274,63 +297,63 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fairy-tales", help="shipped model name or model directory")
     parser.add_argument("--length", type=int, default=2000, help="characters per timed generation")
-    parser.add_argument("--repeats", type=int, default=3, help="timed generations per figure (the median is shown)")
+    parser.add_argument("--repeats", type=int, default=5, help="turns of the server and the browser (medians shown)")
     parser.add_argument("--crowd", type=int, default=16, help="tabs generating at once (0: skip)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"no chromium at {CHROMIUM}: run `make browser`")
     model = load_model(resolve_shipped(args.model), device="cpu")
-    print(f"CPU: {cpu_name()}; model {args.model}, prompt {PROMPT!r}, temperature {TEMPERATURE}, "
-          f"{args.length:,} characters")
-    server_before, server_first = server_speed(model, args.length, args.repeats)
-    print(f"server, engine in-process, one visitor: {server_before:,.0f} chars/s, first character "
-          f"{server_first * 1000:.0f} ms")
+    print(f"CPU: {cpu_name()}; load average before: {os.getloadavg()[0]:.1f}; model {args.model}, prompt {PROMPT!r}, "
+          f"temperature {TEMPERATURE}, {args.length:,} characters")
     root = Path(tempfile.mkdtemp(prefix="charrnn-browser-bench-"))
     host = Host(root)
     try:
         export_model(model, root / "page", "web", name=str(args.model))
-        run_browser(args, model, root, host, server_before)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            report(args, browser, model, root, host)
+            browser.close()
     finally:
         host.close()
         shutil.rmtree(root, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
-def run_browser(args, model, root: Path, host: Host, server_before: float) -> None:
-    page_url = f"{host.url}/page"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page_rt = browser_speed(browser, page_url, args.length, args.repeats, None)
-        plain = browser_speed(browser, page_url, args.length, args.repeats, "js")
-        ort = ort_web(browser, root, model, host, args.length)
-        (first_counts, first_visit_ms), (second_counts, cached_ms) = downloads(browser, host, page_url, 200)
-        crowd_result = crowd(browser, host, page_url, args.crowd, args.length) if args.crowd else None
-        browser.close()
-    server_after, _ = server_speed(model, args.length, args.repeats)
-    server = (server_before + server_after) / 2
-    ratio = page_rt["chars_per_s"] / server
-    print(f"server again after the browser runs: {server_after:,.0f} chars/s (the ratios use the mean, "
-          f"{server:,.0f})")
-    print(f"browser, page runtime ({page_rt['kernel']}): {page_rt['chars_per_s']:,.0f} chars/s = {ratio:.0%} of the "
-          f"server [{verdict(ratio >= TARGET_RATIO)} >= {TARGET_RATIO:.0%}]; first character "
-          f"{page_rt['first_ms']:.0f} ms after generate()")
-    print(f"browser, page runtime with plain JavaScript products: {plain['chars_per_s']:,.0f} chars/s = "
-          f"{plain['chars_per_s'] / server:.0%}; first character {plain['first_ms']:.0f} ms")
+def report(args, browser, model, root: Path, host: Host) -> None:
+    url = f"{host.url}/page"
+    ort = ort_web(browser, root, model, host)
+    speeds = paired_speeds(browser, model, url, ort[0] if ort else None, args.length, args.repeats)
+    server = speeds["server"]
+    ratio = statistics.median(speeds["ratios"])
+    print(f"server, the engine in-process, one visitor: {server:,.0f} chars/s, first character "
+          f"{speeds['server_first_ms']:.0f} ms")
+    print(f"browser, the page's runtime ({speeds['kernel']}): {speeds['browser']:,.0f} chars/s; {ratio:.0%} of the "
+          f"server (median of {args.repeats} turns: {', '.join(f'{r:.0%}' for r in speeds['ratios'])}) "
+          f"[{verdict(ratio >= TARGET_RATIO)} >= {TARGET_RATIO:.0%}]; first character "
+          f"{speeds['browser_first_ms']:.0f} ms after generate()")
     if ort is None:
         print("onnxruntime-web: not measured (`make ort-web` fetches it)")
     else:
-        print(f"onnxruntime-web 1 thread, greedy, same fp16 weights: {ort['chars_per_s']:,.0f} chars/s = "
-              f"{ort['chars_per_s'] / server:.0%}; first character {ort['first_ms']:.0f} ms on a cached visit "
-              f"(session created); download {ort['download_mb']:.2f} MB")
+        print(f"onnxruntime-web, 1 thread, greedy, the same fp16 weights: {speeds['ort']:,.0f} chars/s; "
+              f"{statistics.median(speeds['ort_ratios']):.0%} of the server (turns: "
+              f"{', '.join(f'{r:.0%}' for r in speeds['ort_ratios'])}); first character {ort[2]:.0f} ms on a cached "
+              f"visit (its session created); first download {ort[1]:.2f} MB")
+        ort[0].context.close()
+    plain = plain_js_speed(browser, url, max(100, args.length // 5))
+    print(f"browser, the page's runtime with plain JavaScript products: {plain['charsPerS']:,.0f} chars/s = "
+          f"{plain['charsPerS'] / server:.0%}; first character {plain['firstCharMs']:.0f} ms")
+    (first_counts, first_visit_ms), (second_counts, cached_ms) = downloads(browser, host, url, 200)
     print(f"a link with run=1: first visit {first_visit_ms:.0f} ms to the first character; once cached "
           f"{cached_ms:.0f} ms [{verdict(cached_ms <= TARGET_FIRST_S * 1000)} <= {TARGET_FIRST_S:.0f} s]")
     print(f"download: first visit {mb(first_counts)} "
           f"[{verdict(first_counts['bytes'] <= TARGET_DOWNLOAD_MB * 1e6)} <= {TARGET_DOWNLOAD_MB:.0f} MB]; "
           f"second visit {mb(second_counts)} [{verdict(second_counts['bytes'] < 10_000)}: no bodies]")
-    if crowd_result:
-        counts, wall, together = crowd_result
-        print(f"{args.crowd} tabs at once (one profile, cached): the host spent {counts['cpu_s'] * 1000:.0f} ms of CPU "
-              f"serving {mb(counts)} in {wall:.1f} s; the tabs wrote {together:,.0f} chars/s together on this "
-              f"machine's own cores")
+    if args.crowd:
+        length = max(100, args.length // 4)
+        counts, wall, together = crowd(browser, host, url, args.crowd, length)
+        print(f"{args.crowd} tabs at once, {length:,} characters each (one profile, cached): the host spent "
+              f"{counts['cpu_s'] * 1000:.0f} ms of CPU serving {mb(counts)} in {wall:.1f} s; the tabs wrote "
+              f"{together:,.0f} chars/s together on this machine's own cores")
 
 
 if __name__ == "__main__":

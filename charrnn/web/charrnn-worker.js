@@ -115,7 +115,7 @@ async function buildNetwork(settings, values, wasmBytes) {
   }
   const head = {w: matrix("head.weight"), b: reserve("head.bias", V), x: reserve("top", H), out: reserve("logits", V)};
   const memory = wasmBytes ? new WebAssembly.Memory({initial: Math.ceil((floats * 4) / 65536) + 1}) : null;
-  const f32 = new Float32Array(memory ? memory.buffer : floats * 4);
+  const f32 = memory ? new Float32Array(memory.buffer) : new Float32Array(floats);
   const matvec = wasmBytes ? (await WebAssembly.instantiate(wasmBytes, {env: {memory}})).instance.exports.matvec
     : plainMatvec(f32);
   const copy = (name, at) => {  // a tensor from the file into memory, each row padded
