@@ -113,6 +113,8 @@ def test_a_seed_writes_the_same_text_every_time_and_stop_ends_it(served, page):
     page.get_by_role("button", name="Stop").click()
     sync_api.expect(page.locator("#output")).to_have_attribute("data-done", "true")
     assert len(page.locator("#output").text_content()) < 100_000
+    open_page(page, f"{url}/seeded", **settings | {"temperature": -1})
+    sync_api.expect(page.locator("#status")).to_contain_text("temperature must be a number, 0 or more")
 
 
 @pytest.mark.parametrize("name", ["fairy-tales", "shakespeare"])
