@@ -53,6 +53,8 @@ def export_model(model: CharRNN, out: str | Path, fmt: str, dtype: str | None = 
     dtype = dtype or DEFAULT_DTYPE[fmt]
     if dtype not in DTYPES:
         raise ExportError(f"the weights' dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype == "fp16":
+        check_fits_fp16(model)
     out = Path(out)
     check_target(out, overwrite)
     staged = staging_dir(out)
@@ -81,6 +83,13 @@ def check_target(out: Path, overwrite: bool) -> None:
         raise ExportError(f"{out} is not empty and holds no earlier export; choose a new or empty directory")
     if not overwrite:
         raise ExportError(f"{out} already holds an export; pass --overwrite to replace it")
+
+
+def check_fits_fp16(model: CharRNN) -> None:
+    """Refuse fp16 storage for weights it cannot hold (beyond 65,504 they would become infinite)."""
+    largest = max(float(p.detach().abs().max()) for p in model.parameters())
+    if largest > float(np.finfo(np.float16).max):
+        raise ExportError(f"a weight of {largest:.3g} is beyond fp16's range; export with --dtype fp32")
 
 
 def runtime_settings(model: CharRNN, fmt: str, dtype: str, name: str) -> dict:

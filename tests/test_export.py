@@ -157,6 +157,16 @@ def test_cli_exports_and_refuses_in_one_line(capsys, tmp_path):
     assert code == 2 and "invalid choice" in err
 
 
+def test_fp16_refuses_weights_beyond_its_range(tmp_path):
+    model = load_model(SHIPPED["fairy-tales"], device="cpu")
+    with torch.no_grad():
+        model.head.bias[3] = 1e5
+    with pytest.raises(ValueError, match="beyond fp16's range; export with --dtype fp32"):
+        export_model(model, tmp_path / "web", "web")
+    assert not (tmp_path / "web").exists()
+    export_model(model, tmp_path / "web", "web", dtype="fp32")
+
+
 def test_onnx_without_the_onnx_package_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     code, err = cli(capsys, "export", "fairy-tales", tmp_path / "o", "--format", "onnx")
