@@ -10,8 +10,8 @@
 //                                             JavaScript products (used anyway where WebAssembly SIMD is missing)
 //               {type: "generate", id, prompt, temperature, length, topK, topP, seed, stop, minLength}
 //               {type: "stop", id}
-// Messages out: {type: "loaded", info} | {type: "started", id, prompt, seed}
-//               {type: "text", id, text} (chunks) | {type: "done", id, stoppedAt, chars, seconds} | {type: "error", id, message}
+// Messages out: {type: "loaded", info} | {type: "started", id, prompt, seed} | {type: "text", id, text} (chunks)
+//               {type: "done", id, stoppedAt, stopped, chars, seconds} | {type: "error", id, message}
 "use strict";
 
 const FLUSH_MS = 30;  // how often written text is sent to the page
@@ -27,8 +27,8 @@ const report = (id) => (err) => self.postMessage({type: "error", id, message: St
 self.onmessage = (event) => {
   const msg = event.data;
   if (msg.type === "load") {
-    queue = queue.then(() => loadModel(msg.base, msg.kernel)).then((info) => self.postMessage({type: "loaded", info}),
-                                                         report(undefined));
+    queue = queue.then(() => loadModel(msg.base, msg.kernel))
+      .then((info) => self.postMessage({type: "loaded", info}), report(undefined));
   } else if (msg.type === "generate") {
     if (running) running.stopped = true;
     queue = queue.then(() => generate(msg)).catch(report(msg.id));
@@ -119,8 +119,8 @@ async function buildNetwork(settings, values, wasmBytes) {
   const matvec = wasmBytes ? (await WebAssembly.instantiate(wasmBytes, {env: {memory}})).instance.exports.matvec
     : plainMatvec(f32);
   const copy = (name, at) => {  // a tensor from the file into memory, each row padded
-    const t = tensors[name], cols = t.shape.length > 1 ? t.shape[1] : t.shape[0], rows = t.shape.length > 1 ? t.shape[0] : 1;
-    const stride = t.shape.length > 1 ? pad(cols) : cols;
+    const t = tensors[name], matrix = t.shape.length > 1;
+    const rows = matrix ? t.shape[0] : 1, cols = matrix ? t.shape[1] : t.shape[0], stride = matrix ? pad(cols) : cols;
     for (let r = 0; r < rows; r++) {
       for (let j = 0; j < cols; j++) {
         const v = values[t.offset + r * cols + j];
@@ -210,12 +210,13 @@ function preparePrompt(raw) {
   const {settings, index, fold} = net;
   const limit = settings.limits.max_prompt_chars;
   const chars = Array.from(String(raw || "").slice(-4 * limit).replace(/\r\n?/g, "\n"));
+  const known = (ch) => (index.get(ch) ?? 0) !== 0;
   const out = [];
   for (const ch of chars) {
     if (ch.length === 1 && ch >= "\ud800" && ch <= "\udfff") continue;  // a lone surrogate
-    const folded = settings.ascii_fold ? (fold.get(ch) ?? ch) : ch;
-    if (index.has(folded) && index.get(folded) !== 0) out.push(folded);
-    else if (fold.has(ch)) out.push(...fold.get(ch));
+    if (settings.ascii_fold && fold.has(ch)) out.push(...fold.get(ch));  // a folding model folds first
+    else if (known(ch)) out.push(ch);
+    else if (fold.has(ch)) out.push(...fold.get(ch));  // the others fold only what they lack
   }
   return out.slice(-limit).join("");
 }
