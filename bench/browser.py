@@ -105,7 +105,8 @@ FIRST_CHAR_PROBE = """
 window.__firstChar = null;
 new MutationObserver(() => {
   const output = document.getElementById("output");
-  if (window.__firstChar === null && output && output.dataset.done === "false" && output.childNodes[1]?.length) {
+  if (window.__firstChar === null && output && output.dataset.done === "false" && output.lastChild?.nodeType === 3
+      && output.lastChild.length) {
     window.__firstChar = performance.now();
   }
 }).observe(document, {subtree: true, childList: true, characterData: true});

@@ -124,3 +124,25 @@ def test_the_page_reads_a_prompt_as_the_server_does(name, served, page):
     export_model(model, root / f"prompt-{name}", "web")
     prompt = "“Hello,” said the café’s owner — naïve!\r\nÆsop… ½"
     assert open_page(page, f"{url}/prompt-{name}", prompt=prompt, length=0) == prepare_prompt(model, prompt)[0]
+
+
+def test_the_module_streams_into_a_textarea(served, page):
+    """charrnn-web.js called as the Generate tab will call it: a textarea gets the prompt and the text, with input
+    events, and the stop string ends it."""
+    root, url = served
+    model = load_model(SHIPPED["fairy-tales"], device="cpu")
+    export_model(model, root / "module", "web")
+    expected = sample(model, "The king", SampleSettings(length=300, temperature=0, stop=("\n",)))[0]
+    page.goto(f"{url}/module/index.html")
+    result = page.evaluate("""async () => {
+      const {BrowserModel} = await import("./charrnn-web.js");
+      const model = await BrowserModel.load(".");
+      const box = document.body.appendChild(document.createElement("textarea"));
+      let inputs = 0;
+      box.addEventListener("input", () => inputs++);
+      const run = model.generate({prompt: "The king", temperature: 0, length: 300, stop: "\\n"}, box);
+      const done = await run.done;
+      return {value: box.value, done: box.dataset.done, inputs, stoppedAt: done.stoppedAt, text: done.text};
+    }""")
+    assert result["value"] == "The king" + expected and result["text"] == expected
+    assert result["done"] == "true" and result["stoppedAt"] == "\n" and result["inputs"] >= 2

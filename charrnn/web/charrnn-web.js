@@ -8,7 +8,9 @@
 //   const {text, prompt, seed, stoppedAt, chars, seconds, firstCharMs} = await run.done;
 //
 // The element shows the prompt as the model read it (in a <span class="prompt">) and then the text as it is
-// written. Its data-done is "false" while a generation runs and "true" once it has ended, finished or stopped.
+// written; a <textarea> or <input> gets them as its value instead, with an "input" event at each change, so a
+// framework bound to it (a Gradio Textbox) sees the text. The element's data-done is "false" while a generation
+// runs and "true" once it has ended, finished or stopped.
 // Settings left out take the server's defaults: temperature 0.8, length 500, top-k and top-p off, a drawn seed.
 
 export class BrowserModel {
@@ -59,8 +61,26 @@ class Generation {
     this.firstCharMs = null;
     this.text = "";
     this.done = new Promise((resolve, reject) => { this.resolve = resolve; this.reject = reject; });
+    this.field = element instanceof HTMLTextAreaElement || element instanceof HTMLInputElement;
     element.dataset.done = "false";
-    element.replaceChildren();
+    this.show("", true);
+  }
+
+  // Writes text after what the element shows (or in place of it, with restart).
+  show(text, restart = false) {
+    const element = this.element;
+    if (this.field) {
+      element.value = restart ? text : element.value + text;
+      element.dispatchEvent(new Event("input", {bubbles: true}));
+    } else if (restart) {
+      const shown = document.createElement("span");
+      shown.className = "prompt";
+      shown.textContent = text;
+      this.written = document.createTextNode("");
+      element.replaceChildren(...(text ? [shown] : []), this.written);
+    } else {
+      this.written.appendData(text);
+    }
   }
 
   stop() {
@@ -71,15 +91,11 @@ class Generation {
     if (msg.type === "started") {
       this.prompt = msg.prompt;
       this.seed = msg.seed;
-      const shown = document.createElement("span");
-      shown.className = "prompt";
-      shown.textContent = msg.prompt;
-      this.written = document.createTextNode("");
-      this.element.replaceChildren(shown, this.written);
+      this.show(msg.prompt, true);
     } else if (msg.type === "text") {
       this.firstCharMs ??= performance.now() - this.started;
       this.text += msg.text;
-      this.written.appendData(msg.text);
+      this.show(msg.text);
       this.onText?.(msg.text, this);
     } else if (msg.type === "done" || msg.type === "error") {
       this.model.runs.delete(this.id);
