@@ -77,7 +77,6 @@ def check_against_torch(model: CharRNN, directory, prompt: str, steps: int) -> N
 
 @pytest.mark.parametrize("name", list(SHIPPED))
 def test_onnx_writes_the_torch_models_greedy_text(name, tmp_path):
-    torch.set_num_threads(1)
     model = load_model(SHIPPED[name], device="cpu")
     directory = export_model(model, tmp_path / name, "onnx", name=name)
     settings = json.loads((directory / SETTINGS).read_text(encoding="utf-8"))
