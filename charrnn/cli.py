@@ -1,4 +1,4 @@
-"""The command line: `charrnn train | sample | eval`, a thin face over the library.
+"""The command line: `charrnn train | sample | eval | export | ...`, a thin face over the library.
 
 Every refusal is one line on stderr and exit code 2, never a traceback.
 """
@@ -167,6 +167,16 @@ def add_other_parsers(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("convert", help="store a model's weights in another precision (fp16 halves its size)")
     c.add_argument("model", help="model directory to rewrite in place")
     c.add_argument("--dtype", required=True, choices=list(STORAGE_DTYPES), help="storage precision of the weights")
+    w = sub.add_parser("export", help="write a model for other runtimes: an ONNX graph of one step, or a web page "
+                                      "that generates in the browser")
+    w.add_argument("model", help="model directory, shipped model name or Hub repo id")
+    w.add_argument("out", help="directory to write: new or empty (or an earlier export, with --overwrite)")
+    w.add_argument("--format", required=True, choices=["onnx", "web"],
+                   help="onnx: model.onnx and charrnn.json; web: a static folder (index.html, runtime, weights)")
+    w.add_argument("--dtype", choices=["fp32", "fp16"],
+                   help="how the weights are stored; the arithmetic stays fp32 (default: fp32 for onnx, fp16 for web)")
+    w.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    w.add_argument("--revision", help="Hub revision (branch, tag or commit) when MODEL is a repo id")
     x = sub.add_parser("index", help="index a model's training text, for the originality check of what it generates")
     x.add_argument("model", help="model directory (or shipped model name) to write the index into")
     x.add_argument("corpus", nargs="+", help="the text files the model was trained on")
@@ -397,8 +407,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from charrnn.export import SETTINGS, export_model
+
+    source = resolve_shipped(args.model)
+    model = load_model(source, revision=args.revision, device="cpu")
+    name = Path(source).name if Path(source).exists() else str(args.model)
+    out = export_model(model, args.out, args.format, args.dtype, overwrite=args.overwrite, name=name)
+    settings = json.loads((out / SETTINGS).read_text(encoding="utf-8"))
+    size = sum((out / f).stat().st_size for f in settings["files"]) / 1e6
+    print(f"charrnn: exported {name} to {out} ({args.format}, {settings['dtype']} weights, {size:.1f} MB)",
+          file=sys.stderr)
+    if args.format == "web":
+        print(f"charrnn: to try it: python -m http.server --directory {out}, then open http://127.0.0.1:8000/",
+              file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "index": cmd_index, "push": cmd_push,
-            "convert": cmd_convert}
+            "convert": cmd_convert, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ LIBRARY = [
     ["vocab"],
     ["model", "batching", "device"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
-    ["engine", "beam"],
+    ["engine", "beam", "export"],
     ["train", "autosize", "distributed", "insight"],
     ["cli"],
 ]
