@@ -218,8 +218,25 @@ class Context:
         finally:
             client.close()
 
-    def call_index(self, fn_index: int, *args: Any) -> Any:
-        return self.client.submit(*args, fn_index=fn_index).result(timeout=CALL_TIMEOUT_S)
+    def call_private(self, api_name: str, *args: Any, event_data: dict | None = None) -> Any:
+        """A private event (no client lists it) sent the way a hostile client can: joined by fn_index with
+        its own session, the event's data given, the event stream read to the end. Its output, or an
+        exception carrying the app's error."""
+        dependencies = self.client.config["dependencies"]
+        index = next(d.get("id", i) for i, d in enumerate(dependencies) if d.get("api_name") == api_name)
+        session = f"cost{random.randrange(10**12)}"
+        body = {"data": list(args), "fn_index": index, "session_hash": session, "event_data": event_data,
+                "trigger_id": None}
+        httpx.post(f"{self.url}gradio_api/queue/join", json=body, timeout=30).raise_for_status()
+        with httpx.stream("GET", f"{self.url}gradio_api/queue/data", params={"session_hash": session},
+                          timeout=CALL_TIMEOUT_S) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    if not message.get("success"):
+                        raise RuntimeError((message.get("output") or {}).get("error") or "the event failed")
+                    return message.get("output")
+        raise RuntimeError("the event stream ended without a result")
 
 
 MAX_TEXT = limits.MAX_TEXT_CHARS  # the longest text any box accepts
@@ -383,6 +400,11 @@ def _pick_cell(ctx: Context) -> Any:
                                    "metadata": None})
 
 
+def _pick_branch(ctx: Context) -> Any:
+    _, text = generated_view("fairy-tales")
+    return ctx.call_private("pick_branch", text, None, event_data={"position": VIEW_CHARS, "char": "e"})
+
+
 RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "generate": generate_cases("/generate"),
     "generate_on_enter": generate_cases("/generate_on_enter"),
@@ -410,26 +432,32 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "clear_upload": single("no inputs", lambda c: c.call("/clear_upload")),
     "compare_models": single("no inputs", lambda c: c.call("/compare_models")),
     "models": single("no inputs", lambda c: c.call("/models")),
+    # Events the page keeps private, sent by fn_index.
+    "pick_position": single("a click's position", lambda c: c.call_private("pick_position",
+                                                                            event_data={"position": VIEW_CHARS})),
+    "pick_branch": single("the longest box, a click on an alternative", _pick_branch),
+    "undo_branch": single("this session's history", lambda c: c.call_private("undo_branch", None)),
+    "lambda": single("an example's text", lambda c: c.call_private("lambda", [prose(MAX_TEXT)])),
+    "example_update": single("tang-poems", lambda c: c.call_private("example_update", "tang-poems", None)),
+    "end_session": single("a session with nothing in it", lambda c: c.call_private("end_session")),
 }
 
 
 # --- discovery -------------------------------------------------------------------------------------------
 
-def endpoints(client: Client) -> dict[str, int | None]:
-    """Every endpoint a client can call, by api_name: the named ones (fn_index None) and, by fn_index,
-    the events the page keeps private that still run a function on the server."""
+def endpoints(client: Client) -> dict[str, str | None]:
+    """Every endpoint a client can call, by api_name, each with the public endpoint that runs the same
+    function when it is a private event named after it (Gradio names a second event of one function
+    NAME_1, NAME_2 and so on), else None. Named endpoints come from the API page; private events that
+    run a function on the server, from the page's config (a client can send them by fn_index)."""
     api = client.view_api(return_format="dict", print_info=False)
-    found: dict[str, int | None] = {name.lstrip("/"): None for name in api["named_endpoints"]}
-    for index, dependency in enumerate(client.config.get("dependencies", [])):
+    found: dict[str, str | None] = {name.lstrip("/"): None for name in api["named_endpoints"]}
+    for dependency in client.config.get("dependencies", []):
         name = dependency.get("api_name")
         if name and name not in found and dependency.get("backend_fn"):
-            found[name] = dependency.get("id", index)
+            twin = re.sub(r"_\d+$", "", name)
+            found[name] = twin if twin != name and twin in found else None
     return found
-
-
-def recipe_for(name: str) -> Callable[[Context], Iterator[Case]] | None:
-    """The recipe for an api_name; Gradio names a second event of one function NAME_1, NAME_2 and so on."""
-    return RECIPES.get(name) or RECIPES.get(re.sub(r"_\d+$", "", name))
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -481,14 +509,12 @@ def run(only: list[str] | None = None, log: Path | None = None, idle_s: float = 
             warm_rss = app.memory_kb()[0] / KB_PER_MB
             echo(f"RSS after warm-up: {warm_rss:.0f} MB")
             found = endpoints(client)
-            missing = sorted(name for name in found if recipe_for(name) is None)
+            missing = sorted(name for name, twin in found.items() if twin is None and name not in RECIPES)
             rows: list[Usage] = []
-            for name, fn_index in found.items():
-                recipe = recipe_for(name)
-                if recipe is None or (only and name not in only):
-                    continue
-                if fn_index is not None:  # a private event: the same recipe, sent by its index
-                    continue
+            for name, twin in found.items():
+                recipe = RECIPES.get(name)
+                if twin is not None or recipe is None or (only and name not in only):
+                    continue  # a private twin of a public endpoint is measured as that endpoint
                 for case, make in recipe(ctx):
                     usage = measure(app, name, case, lambda m=make: m(ctx))
                     rows.append(usage)
