@@ -74,7 +74,7 @@ def score_text(model: CharRNN, text: str, prompt: str = "", alternatives: int = 
             _, state = model.rnn(model.embedding(ids[None, start : min(start + step, len(context) - 1)]), state)
         for start in range(len(context) - 1, len(ids) - 1, step):
             check(cancel)
-            logits, state = model(ids[None, start : start + step], state)
+            logits, state = model(ids[None, start : min(start + step, len(ids) - 1)], state)
             at = start + 1 - len(context)  # the text position the chunk's first row predicts
             scored += _scored_chunk(logits[0], ids[start + 1 : start + 1 + step], text[at : at + step], vocab.chars, k)
     finally:
