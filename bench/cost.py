@@ -537,12 +537,55 @@ def run(only: list[str] | None = None, log: Path | None = None, idle_s: float = 
                 proc.kill()
 
 
+def calibration_runs(name: str) -> list[tuple[str, Any, Callable[[], Any]]]:
+    """(what, charrnn.cost's estimate, the work) for each heavy library function on one shipped model."""
+    from charrnn import cost as estimate
+    from charrnn.beam import BeamSettings, beam_search
+    from charrnn.checkpoint import load_model
+    from charrnn.evaluate import evaluate_ids
+    from charrnn.insight import activations, influence, score_text
+
+    net = load_model(CHECKPOINTS / name)
+    prompt, text = generated_view(name)
+    written, long = text[len(prompt):], model_text(name, 30_000)
+    beam = BeamSettings(width=WIDEST_BEAM, length=300, no_repeat_ngram=6)
+    return [
+        ("evaluate 30,000", estimate.evaluate_cost(net, 30_000), lambda: evaluate_ids(net, net.vocab.encode(long))),
+        ("score 2,000 after 2,048", estimate.score_cost(net, 2000, len(prompt)),
+         lambda: score_text(net, written, prompt)),
+        ("influence, window 300", estimate.influence_cost(net, 300, len(text) - 300),
+         lambda: influence(net, written, len(written) - 1, prompt)),
+        ("activations 4,000", estimate.activations_cost(net, 4000), lambda: activations(net, long[:4000])),
+        ("beam 32 x 300", estimate.beam_cost(net, WIDEST_BEAM, 300, len(prompt)),
+         lambda: beam_search(net, prompt, beam)),
+    ]
+
+
+def calibrate(models: list[str]) -> None:
+    """Each heavy library function run here on every shipped model, its CPU time against charrnn.cost's estimate."""
+    import torch
+
+    torch.set_num_threads(limits.GENERATE_THREADS)
+    print("| model | work | CPU s | estimate s | ratio |\n| --- | --- | ---: | ---: | ---: |")
+    for name in models:
+        for what, guess, work in calibration_runs(name):
+            start = time.process_time()
+            work()
+            spent = time.process_time() - start
+            print(f"| {name} | {what} | {spent:.2f} | {guess.seconds():.2f} | {spent / guess.seconds():.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="api_names to drive (default: all)")
     parser.add_argument("--issue", action="store_true", help="also the probes of issue 22's table")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="only the library's heavy functions in this process, against charrnn.cost's estimates")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last RSS reading")
     args = parser.parse_args()
+    if args.calibrate:
+        calibrate(shipped_models())
+        return
     report = run(args.only, log=Path(tempfile.gettempdir()) / "charrnn-cost-app.log", idle_s=args.idle,
                  extra=ISSUE_PROBES if args.issue else None)
     print("\nworst case per endpoint (CPU: the app process, every thread; on this machine's CPU)")

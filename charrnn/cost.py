@@ -22,8 +22,9 @@ from charrnn.batching import eval_streams
 from charrnn.evaluate import CHUNK_BYTES, bytes_per_position
 from charrnn.model import CharRNN
 
-# One thread of the reference CPU (Intel Xeon with AVX512-BF16 and AMX), fp32: measured by bench/cost.py
-# --calibrate as the rates of evaluation at 64 streams (arithmetic) and of priming a prompt (one row).
+# One thread of the reference CPU (Intel Xeon with AVX512-BF16 and AMX), fp32: the rates of evaluation at 64
+# streams (arithmetic) and of a one-row read of 4,048 characters (weights). `python bench/cost.py --calibrate`
+# prints every estimate here against the time the work takes.
 CPU_FLOPS_PER_S = 120e9
 CPU_WEIGHT_BYTES_PER_S = 45e9
 # Python objects per scored character: a SampledChar with its alternatives (list of (str, float) tuples).
