@@ -7,10 +7,19 @@ log-probability plus the character's (fp32 log_softmax of the model's logits, te
 to match (index_select) before the next step (sampling.FusedStepper). The unknown symbol
 (id 0) is never written.
 
-Ranking. Every beam writes exactly `length` characters, so beams are ranked by their total
-log-probability: any length normalisation, GNMT's ((5 + length) / 6) ** alpha or the mean
-per character, divides every beam's total by the same number and cannot change the order.
-BeamSettings.length_penalty is accepted and checked for that formula, and has no effect.
+Ranking. Without stop strings every beam writes exactly `length` characters, so beams are
+ranked by their total log-probability: any length normalisation, GNMT's ((5 + length) / 6) **
+alpha or the mean per character, divides every beam's total by the same number and cannot
+change the order. BeamSettings.length_penalty is accepted and checked for that formula, and has
+no effect.
+
+Stop strings. With BeamSettings.stop, a beam that writes one (once it has written min_length
+characters, as sampling counts them) is finished there: it keeps its total and leaves the
+search, and the best K of the others go on (the top 2K candidates of each step are looked at, so
+finishing beams do not thin the search). Results are ranked by total log-probability, the
+probability of that whole text ending there; a finished text and one cut at `length` compete
+alike. Totals only fall as beams grow, so the search ends early once num_results finished texts
+are at least as likely as every beam still going.
 
 Repetition. Beams of a character model settle into loops (the likeliest text repeats its
 likeliest phrase), so no_repeat_ngram = n forbids a beam to write an n-gram of characters
@@ -33,9 +42,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from charrnn.cancel import CancelSignal, check
 from charrnn.engine import as_state, flat_state
 from charrnn.model import CharRNN
-from charrnn.sampling import MAX_SAMPLE_LENGTH, FusedStepper, prepare_prompt, prime
+from charrnn.sampling import MAX_SAMPLE_LENGTH, FusedStepper, checked_stops, prepare_prompt, prime
 
 MAX_BEAM_WIDTH = 32  # beams per search: past this each step costs more and finds almost nothing likelier
 MAX_NO_REPEAT_NGRAM = 64  # the longest n-gram blocking knows; longer repeats are the text's own business
@@ -54,6 +64,10 @@ class BeamSettings:
     length_penalty: float = 0.0
     # 0: off; n (2 to MAX_NO_REPEAT_NGRAM): a beam never writes an n-gram of characters it has already written.
     no_repeat_ngram: int = 0
+    # A beam is finished as soon as its text ends with one of these (it keeps the stop string), as in sampling.
+    stop: tuple[str, ...] = ()
+    # Characters a beam writes before a stop string may finish it.
+    min_length: int = 0
     # The vocabulary size these settings were checked for (by checked()); None when unchecked.
     checked_for: int | None = field(default=None, compare=False, repr=False)
 
@@ -79,8 +93,9 @@ class BeamSettings:
         if not _whole(no_repeat) or not (no_repeat == 0 or 2 <= no_repeat <= MAX_NO_REPEAT_NGRAM):
             raise ValueError("no-repeat n-gram size must be 0 (off) or a whole number from 2 to "
                              f"{MAX_NO_REPEAT_NGRAM}, not {reprlib.repr(no_repeat)}")
+        stop, min_length = checked_stops(self.stop, self.min_length)
         return BeamSettings(width=width, length=length, num_results=num_results, length_penalty=alpha,
-                            no_repeat_ngram=no_repeat, checked_for=vocab_size)
+                            no_repeat_ngram=no_repeat, stop=stop, min_length=min_length, checked_for=vocab_size)
 
     def for_vocab(self, vocab_size: int) -> BeamSettings:
         """These settings checked for a vocabulary of vocab_size: as they are when they already were."""
@@ -93,18 +108,20 @@ def _whole(value: object) -> bool:
 
 @dataclass(frozen=True)
 class BeamResult:
-    text: str  # the continuation, `length` characters
+    text: str  # the continuation: `length` characters, or fewer when it ends with a stop string
     log_prob: float  # its total log-probability under the model (natural log, temperature 1), given the prompt
     mean_log_prob: float  # log_prob per character (0.0 for an empty continuation)
 
 
-def beam_search(model: CharRNN, prompt: str, settings: BeamSettings) -> list[BeamResult]:
+def beam_search(model: CharRNN, prompt: str, settings: BeamSettings,
+                cancel: CancelSignal = None) -> list[BeamResult]:
     """The num_results likeliest continuations beam search finds after prompt, best first, all distinct.
 
     prompt may be raw: it is fitted as sampling.prepare_prompt says. Deterministic: the same
     model, prompt and settings give the same results. Fewer than num_results come back only
     when fewer distinct continuations exist (a length of 0 has one: the empty text; a tiny
-    vocabulary may have fewer than N of a short length). Raises ValueError for bad settings.
+    vocabulary may have fewer than N of a short length). Raises ValueError for bad settings,
+    and charrnn.cancel.Cancelled when cancel asks it to stop (looked at every step).
     """
     settings = settings.for_vocab(len(model.vocab))
     fitted = prepare_prompt(model, prompt)[0]
@@ -114,12 +131,12 @@ def beam_search(model: CharRNN, prompt: str, settings: BeamSettings) -> list[Bea
     model.eval()
     try:
         with torch.inference_mode():
-            return _search(model, fitted, settings)
+            return _search(model, fitted, settings, cancel)
     finally:
         model.train(was_training)
 
 
-def _search(model: CharRNN, fitted: str, settings: BeamSettings) -> list[BeamResult]:
+def _search(model: CharRNN, fitted: str, settings: BeamSettings, cancel: CancelSignal) -> list[BeamResult]:
     width, length, vocab_size = settings.width, settings.length, len(model.vocab)
     device = model.device
     # Totals in float64 where the device has it: a sum of 100,000 fp32 terms would lose the digits ranking needs.
@@ -134,23 +151,20 @@ def _search(model: CharRNN, fitted: str, settings: BeamSettings) -> list[BeamRes
     logits = logits.expand(width, vocab_size)
     history = _History(model.vocab.chars)
     blocker = _NgramBlocker(settings.no_repeat_ngram, width, model.vocab.chars) if settings.no_repeat_ngram else None
+    stops = _Stops(settings, width, model.vocab.chars) if settings.stop else None
     next_commit = COMMIT_EVERY
     for step in range(length):
+        check(cancel)
         candidates = scores[:, None] + torch.log_softmax(logits.float(), -1).to(total_dtype)
         candidates[:, 0] = -math.inf  # the unknown symbol is never written
-        top = None
-        if blocker is not None:
-            rows, cols = blocker.blocked(scores)
-            if rows:
-                masked = candidates.index_put((torch.tensor(rows, device=device), torch.tensor(cols, device=device)),
-                                              torch.tensor(-math.inf, dtype=total_dtype, device=device))
-                top = masked.view(-1).topk(width)
-                if top.values[0].item() == -math.inf:  # every candidate blocked: this step goes unmasked
-                    top = None
-        if top is None:
-            top = candidates.view(-1).topk(width)
-        scores = top.values
-        parents, ids = top.indices // vocab_size, top.indices % vocab_size
+        top = _best(candidates, blocker, scores, width if stops is None else min(2 * width, width * vocab_size))
+        values, parents, ids = top.values, top.indices // vocab_size, top.indices % vocab_size
+        if stops is not None:
+            values, parents, ids = stops.split(values, parents, ids, step + 1, history)
+            if stops.settled(values):
+                scores = torch.full_like(values, -math.inf)  # the beams still going are unfinished: none counts
+                break
+        scores = values
         parent_list, id_list = parents.tolist(), ids.tolist()
         history.append(parent_list, id_list)
         if blocker is not None:
@@ -166,10 +180,72 @@ def _search(model: CharRNN, fitted: str, settings: BeamSettings) -> list[BeamRes
             parts = [part.index_select(0, parents) for part in parts]
             logits, state = stepper.step(ids, as_state(model, parts))
             parts = flat_state(state)
-    ranked = [(s, b) for b, s in enumerate(scores.tolist()) if s > -math.inf]
-    ranked.sort(key=lambda pair: (-pair[0], pair[1]))
-    return [BeamResult(text=history.text(b), log_prob=s, mean_log_prob=s / length)
-            for s, b in ranked[: settings.num_results]]
+    ranked = [(s, history.text(b)) for b, s in enumerate(scores.tolist()) if s > -math.inf]
+    ranked += stops.finished if stops is not None else []
+    ranked.sort(key=lambda pair: -pair[0])  # stable: among equal totals, beams before finished texts
+    results: dict[str, float] = {}
+    for s, text in ranked:
+        if text not in results and len(results) < settings.num_results:
+            results[text] = s
+    return [BeamResult(text=text, log_prob=s, mean_log_prob=s / len(text) if text else 0.0)
+            for text, s in results.items()]
+
+
+def _best(candidates: torch.Tensor, blocker: _NgramBlocker | None, scores: torch.Tensor, k: int):
+    """The top k (beam, character) pairs, leaving out those that would repeat an n-gram (unless that leaves none)."""
+    if blocker is not None:
+        rows, cols = blocker.blocked(scores)
+        if rows:
+            device = candidates.device
+            masked = candidates.index_put((torch.tensor(rows, device=device), torch.tensor(cols, device=device)),
+                                          torch.tensor(-math.inf, dtype=candidates.dtype, device=device))
+            top = masked.view(-1).topk(k)
+            if top.values[0].item() > -math.inf:
+                return top
+    return candidates.view(-1).topk(k)  # every candidate blocked: this step goes unmasked
+
+
+class _Stops:
+    """Which beams a step finishes (they wrote a stop string after min_length characters), the texts
+    they finished with, and the last characters of every beam still going."""
+
+    def __init__(self, settings: BeamSettings, width: int, chars: tuple[str, ...]) -> None:
+        self.stop, self.min_length, self.width, self.chars = settings.stop, settings.min_length, width, chars
+        self.keep = settings.num_results
+        self.longest = max(map(len, self.stop))
+        self.tails = [""] * width
+        self.finished: list[tuple[float, str]] = []  # (total log-probability, text), the best `keep`, best first
+
+    def split(self, values: torch.Tensor, parents: torch.Tensor, ids: torch.Tensor, written: int,
+              history: _History) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From the step's best candidates (best first): the finishing ones put aside, the best `width`
+        of the others as the new beams (padded with dead rows at -inf)."""
+        live: list[int] = []
+        tails = []
+        for k, (score, p, i) in enumerate(zip(values.tolist(), parents.tolist(), ids.tolist())):
+            if score == -math.inf or len(live) == self.width:
+                break
+            tail = (self.tails[p] + self.chars[i])[-self.longest:]
+            if written >= self.min_length and tail.endswith(self.stop):
+                self._finish(score, history.text(p) + self.chars[i])
+            else:
+                live.append(k)
+                tails.append(tail)
+        dead = self.width - len(live)
+        self.tails = tails + [""] * dead
+        rows = torch.tensor(live + [0] * dead, dtype=torch.long, device=values.device)
+        kept = values[rows].clone()
+        kept[len(live):] = -math.inf
+        return kept, parents[rows], ids[rows]
+
+    def settled(self, values: torch.Tensor) -> bool:
+        """Whether no beam still going can beat the finished texts kept (totals only fall), or none is going."""
+        best_live = values[0].item()
+        return best_live == -math.inf or (len(self.finished) >= self.keep and self.finished[-1][0] >= best_live)
+
+    def _finish(self, score: float, text: str) -> None:
+        if len(self.finished) < self.keep or score > self.finished[-1][0]:
+            self.finished = sorted([*self.finished, (score, text)], key=lambda pair: -pair[0])[: self.keep]
 
 
 _STEPPERS: weakref.WeakKeyDictionary[CharRNN, tuple[tuple, FusedStepper]] = weakref.WeakKeyDictionary()

@@ -135,7 +135,8 @@ def add_sample_parser(sub: argparse._SubParsersAction) -> None:
                    help="samples generated together; sample k has seed SEED + k - 1, "
                         "so each can be written again alone")
     s.add_argument("--stop-at", action="append", default=[], metavar="TEXT",
-                   help="end the text as soon as it ends with TEXT (repeatable; \\n is a newline, \\t a tab)")
+                   help="end the text as soon as it ends with TEXT (repeatable; \\n is a newline, \\t a tab); "
+                        "with --beam, a beam that writes it is finished there")
     s.add_argument("--min-length", type=int, default=0, metavar="N",
                    help="characters written before --stop-at may end the text (default 0)")
     s.add_argument("--beam", type=int, metavar="K",
@@ -333,9 +334,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _beam_sample(model, prompt: str, args: argparse.Namespace, out) -> int:
     """charrnn sample --beam K: the best continuation (or the best --num-samples), with its log-probability."""
     from charrnn.beam import BeamSettings, beam_search
+    from charrnn.sampling import unescape
 
     settings = BeamSettings(width=args.beam, length=args.length, num_results=args.num_samples,
-                            no_repeat_ngram=args.no_repeat_ngram)
+                            no_repeat_ngram=args.no_repeat_ngram, stop=tuple(unescape(s) for s in args.stop_at),
+                            min_length=args.min_length)
     results = beam_search(model, prompt, settings)
     for k, result in enumerate(results):
         if len(results) > 1:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from charrnn.cancel import CancelSignal, check
 from charrnn.engine import GenerationEngine
+from charrnn.evaluate import positions_per_chunk
 from charrnn.model import CharRNN
 from charrnn.sampling import DEFAULT_ALTERNATIVES, SampledChar, SampleSettings
 from charrnn.text import normalize
@@ -28,6 +31,8 @@ MIN_CHARS_FOR_CORRELATION = 20
 # reaches in practice, and cheap for one backward pass.
 MAX_INFLUENCE_WINDOW = 300
 INFLUENCE_METHODS = ("gradient", "occlusion")
+SWEEP_POLL_S = 0.05  # how often a temperature sweep looks at its cancel while the engine writes
+OCCLUSION_ROWS = 64  # occluded copies of the window read as one batch
 
 
 def prepare_text(model: CharRNN, text: str) -> tuple[str, list[str]]:
@@ -41,35 +46,51 @@ def _start_context(model: CharRNN, prompt: str) -> str:
 
 
 @torch.inference_mode()
-def score_text(model: CharRNN, text: str, prompt: str = "",
-               alternatives: int = DEFAULT_ALTERNATIVES) -> list[SampledChar]:
+def score_text(model: CharRNN, text: str, prompt: str = "", alternatives: int = DEFAULT_ALTERNATIVES,
+               cancel: CancelSignal = None) -> list[SampledChar]:
     """For each character of text (read after prompt): the probability the model gave it and its top alternatives.
 
     The probabilities are the model's own (temperature 1), as in sampling.stream, so a
     generated text scored afterwards shows what the model thought while writing it.
     text and prompt must already be in the model's vocabulary (see prepare_text).
+    The text is read in chunks with the state carried across them (evaluate.positions_per_chunk),
+    so memory past the result stays bounded for any length and vocabulary; cancel is looked at
+    before each chunk (charrnn.cancel).
     """
     if not text:
         return []
     context = _start_context(model, prompt)
     vocab = model.vocab
     ids = vocab.encode(context + text).to(model.device)
+    step = positions_per_chunk(model)
+    k = min(alternatives, len(vocab))
+    scored: list[SampledChar] = []
     was_training = model.training
     model.eval()
     try:
-        logits, _ = model(ids[None, :-1])
+        state = None
+        for start in range(0, len(context) - 1, step):  # the context but its last character: no prediction needed
+            check(cancel)
+            _, state = model.rnn(model.embedding(ids[None, start : min(start + step, len(context) - 1)]), state)
+        for start in range(len(context) - 1, len(ids) - 1, step):
+            check(cancel)
+            logits, state = model(ids[None, start : min(start + step, len(ids) - 1)], state)
+            at = start + 1 - len(context)  # the text position the chunk's first row predicts
+            scored += _scored_chunk(logits[0], ids[start + 1 : start + 1 + step], text[at : at + step], vocab.chars, k)
     finally:
         model.train(was_training)
-    probs = torch.softmax(logits[0, len(context) - 1 :].float(), -1)  # row i predicts text[i]
-    targets = ids[len(context) :]
+    return scored
+
+
+def _scored_chunk(logits: torch.Tensor, targets: torch.Tensor, text: str, chars: tuple[str, ...],
+                  k: int) -> list[SampledChar]:
+    """SampledChar for each row of logits (row i predicts targets[i], the character text[i])."""
+    probs = torch.softmax(logits.float(), -1)
     chosen = probs.gather(1, targets[:, None])[:, 0].tolist()
-    k = min(alternatives, len(vocab))
     top = torch.topk(probs, k, dim=-1)
     top_p, top_i = top.values.tolist(), top.indices.tolist()
-    return [
-        SampledChar(char=ch, prob=p, alternatives=[(vocab.chars[i], q) for q, i in zip(qs, idx)])
-        for ch, p, qs, idx in zip(text, chosen, top_p, top_i)
-    ]
+    return [SampledChar(char=ch, prob=p, alternatives=[(chars[i], q) for q, i in zip(qs, idx)])
+            for ch, p, qs, idx in zip(text, chosen, top_p, top_i)]
 
 
 # --- why this character -------------------------------------------------------------------------
@@ -97,16 +118,29 @@ class Influence:
         return [(self.first + i, self.before[i], self.scores[i]) for i in order]
 
 
-def _state_after(model: CharRNN, ids: torch.Tensor):
+def _read(model: CharRNN, batch: torch.Tensor, state, cancel: CancelSignal = None) -> tuple[torch.Tensor | None, Any]:
+    """The RNN's last output ([rows, H], None for no steps) and its state after reading batch ([rows, T] ids)
+    from state, a chunk of time steps at a time (evaluate.positions_per_chunk), looking at cancel before each."""
+    step = positions_per_chunk(model, len(batch))
+    last = None
+    for t in range(0, batch.shape[1], step):
+        check(cancel)
+        out, state = model.rnn(model.embedding(batch[:, t : t + step]).float(), state)
+        last = out[:, -1]
+    return last, state
+
+
+def _state_after(model: CharRNN, ids: torch.Tensor, cancel: CancelSignal = None):
     """The RNN's state after reading ids from a zero start (None for no ids): the context before the window."""
     if not len(ids):
         return None
     with torch.no_grad():
-        _, state = model.rnn(model.embedding(ids[None]).float())
-    return state
+        return _read(model, ids[None], None, cancel)[1]
 
 
-def _gradient_scores(model: CharRNN, window: torch.Tensor, target: int, state) -> tuple[list[float], float]:
+def _gradient_scores(model: CharRNN, window: torch.Tensor, target: int, state,
+                     cancel: CancelSignal = None) -> tuple[list[float], float]:
+    check(cancel)
     emb = model.embedding(window[None]).detach().float().requires_grad_(True)
     out, _ = model.rnn(emb, state)
     log_p = torch.log_softmax(model.head(out[0, -1]).float(), -1)[target]
@@ -114,8 +148,8 @@ def _gradient_scores(model: CharRNN, window: torch.Tensor, target: int, state) -
     return (grad * emb.detach()).sum(-1)[0].tolist(), math.exp(log_p.item())
 
 
-def _occlusion_scores(model: CharRNN, window: torch.Tensor, target: int, state,
-                      rows_per_pass: int = 64) -> tuple[list[float], float]:
+def _occlusion_scores(model: CharRNN, window: torch.Tensor, target: int, state, cancel: CancelSignal = None,
+                      rows_per_pass: int = OCCLUSION_ROWS) -> tuple[list[float], float]:
     def rows(s: torch.Tensor, n: int) -> torch.Tensor:
         return s.expand(-1, n, -1).contiguous()
 
@@ -124,8 +158,8 @@ def _occlusion_scores(model: CharRNN, window: torch.Tensor, target: int, state,
             n = len(batch)
             if start is not None:
                 start = tuple(rows(s, n) for s in start) if isinstance(start, tuple) else rows(start, n)
-            out, _ = model.rnn(model.embedding(batch).float(), start)
-            return torch.log_softmax(model.head(out[:, -1]).float(), -1)[:, target]
+            last, _ = _read(model, batch, start, cancel)
+            return torch.log_softmax(model.head(last).float(), -1)[:, target]
 
         base = log_probs(window[None], state)[0]
         scores: list[float] = []
@@ -141,7 +175,7 @@ def _occlusion_scores(model: CharRNN, window: torch.Tensor, target: int, state,
 
 
 def influence(model: CharRNN, text: str, position: int, prompt: str = "", window: int = MAX_INFLUENCE_WINDOW,
-              method: str = "occlusion") -> Influence:
+              method: str = "occlusion", cancel: CancelSignal = None) -> Influence:
     """Why the model gave text[position] the probability it did: each earlier character's share in it.
 
     text is read after prompt, as score_text reads it, and the last `window` characters before
@@ -160,7 +194,8 @@ def influence(model: CharRNN, text: str, position: int, prompt: str = "", window
 
     The model runs in eval mode (its mode is restored after); gradients are taken with
     torch.autograd.grad on the embedding output, so no parameter's .grad is touched.
-    text and prompt must already be in the model's vocabulary (see prepare_text).
+    text and prompt must already be in the model's vocabulary (see prepare_text). Long reads go
+    in chunks of time steps, so memory stays bounded; cancel is looked at before each (charrnn.cancel).
     """
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(text):
         raise ValueError(f"position must be a whole number from 0 to {len(text) - 1}, not {position!r}")
@@ -178,9 +213,9 @@ def influence(model: CharRNN, text: str, position: int, prompt: str = "", window
         # tensors); cuDNN's RNN has no backward pass in eval mode, the plain kernels do.
         with torch.inference_mode(False), torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             ids = model.vocab.encode(context + text[: position + 1]).to(model.device)
-            state = _state_after(model, ids[:start])
+            state = _state_after(model, ids[:start], cancel)
             run = _gradient_scores if method == "gradient" else _occlusion_scores
-            scores, prob = run(model, ids[start:at], int(ids[at]), state)
+            scores, prob = run(model, ids[start:at], int(ids[at]), state, cancel)
     finally:
         model.train(was_training)
     full = context + text
@@ -221,37 +256,52 @@ def _single_layer(model: CharRNN, layer: int) -> nn.Module:
 
 
 @torch.inference_mode()
-def activations(model: CharRNN, text: str) -> Activations:
+def activations(model: CharRNN, text: str, cancel: CancelSignal = None) -> Activations:
     """Hidden (and cell) state of every layer after each character of text, from a zero start.
 
     nn.LSTM returns h for every step but c only for the last, so each layer is run on its
-    own and c is rebuilt from its gates: c_t = f_t * c_(t-1) + i_t * g_t.
+    own and c is rebuilt from its gates: c_t = f_t * c_(t-1) + i_t * g_t. The text is read in
+    chunks with every layer's state carried across them, so memory past the result stays
+    bounded; cancel is looked at before each chunk (charrnn.cancel).
     text must already be in the model's vocabulary (see prepare_text).
     """
     if not text:
         raise ValueError("there is no text to run through the model")
     ids = model.vocab.encode(text).to(model.device)
-    x = model.embedding(ids[None]).float()
-    hs, cs = [], []
-    for layer in range(model.num_layers):
-        one = _single_layer(model, layer).float()
-        out, _ = one(x)
-        h = out[0]  # [T, H]
-        hs.append(h.cpu().numpy())
-        if model.cell == "lstm":
-            h_prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
-            gates = x[0] @ one.weight_ih_l0.t() + one.bias_ih_l0 + h_prev @ one.weight_hh_l0.t() + one.bias_hh_l0
-            i, f, g, _ = gates.chunk(4, 1)
-            forget = torch.sigmoid(f).cpu().numpy()
-            write = (torch.sigmoid(i) * torch.tanh(g)).cpu().numpy()
-            c = np.empty_like(write)
-            running = np.zeros(write.shape[1], dtype=np.float32)
-            for t in range(len(write)):
-                running = forget[t] * running + write[t]
-                c[t] = running
-            cs.append(c)
-        x = out  # dropout is off at inference
-    return Activations(text=text, h=np.stack(hs, 1), c=np.stack(cs, 1) if cs else None)
+    layers = [_single_layer(model, layer).float() for layer in range(model.num_layers)]
+    shape = (len(ids), model.num_layers, model.hidden_size)
+    h = np.empty(shape, dtype=np.float32)
+    c = np.empty(shape, dtype=np.float32) if model.cell == "lstm" else None
+    states: list = [None] * model.num_layers
+    step = positions_per_chunk(model)
+    for start in range(0, len(ids), step):
+        check(cancel)
+        x = model.embedding(ids[None, start : start + step]).float()
+        rows = slice(start, start + x.shape[1])
+        for layer, one in enumerate(layers):
+            out, state = one(x, states[layer])
+            h[rows, layer] = out[0].cpu().numpy()
+            if c is not None:
+                c[rows, layer] = _cell_states(one, x[0], out[0], states[layer])
+            states[layer], x = state, out  # dropout is off at inference
+    return Activations(text=text, h=h, c=c)
+
+
+def _cell_states(one: nn.LSTM, x: torch.Tensor, out: torch.Tensor, before) -> np.ndarray:
+    """c after each step of a one-layer LSTM that read x ([T, in]) from the state before (None: zeros)
+    and wrote out ([T, H]), rebuilt from its gates."""
+    h0 = before[0][0] if before is not None else torch.zeros_like(out[:1])
+    running = before[1][0, 0].cpu().numpy() if before is not None else np.zeros(out.shape[1], dtype=np.float32)
+    h_prev = torch.cat([h0, out[:-1]])
+    gates = x @ one.weight_ih_l0.t() + one.bias_ih_l0 + h_prev @ one.weight_hh_l0.t() + one.bias_hh_l0
+    i, f, g, _ = gates.chunk(4, 1)
+    forget = torch.sigmoid(f).cpu().numpy()
+    write = (torch.sigmoid(i) * torch.tanh(g)).cpu().numpy()
+    c = np.empty_like(write)
+    for t in range(len(write)):
+        running = forget[t] * running + write[t]
+        c[t] = running
+    return c
 
 
 # --- what cells mean --------------------------------------------------------------------------
@@ -320,11 +370,12 @@ def correlations(values: np.ndarray, feature: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (v.T @ f) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
-def rank_cells(acts: Activations, top: int = 5, features: list[str] | None = None) -> dict[str, list[CellCorrelation]]:
+def rank_cells(acts: Activations, top: int = 5, features: list[str] | None = None,
+               cancel: CancelSignal = None) -> dict[str, list[CellCorrelation]]:
     """The units whose value follows each feature most closely (largest |r|), best first.
 
     A feature that does not vary over the text (no quotes at all, say) gets an empty list:
-    a correlation with a constant is undefined.
+    a correlation with a constant is undefined. cancel is looked at before each feature.
     """
     if len(acts.text) < MIN_CHARS_FOR_CORRELATION:
         raise ValueError(f"correlations need a text of at least {MIN_CHARS_FOR_CORRELATION} characters")
@@ -335,6 +386,7 @@ def rank_cells(acts: Activations, top: int = 5, features: list[str] | None = Non
         raise ValueError(f"unknown feature {unknown[0]!r}; known: {', '.join(FEATURES)}")
     ranked: dict[str, list[CellCorrelation]] = {}
     for name in names:
+        check(cancel)
         f = feats[name]
         if f.std() == 0:
             ranked[name] = []
@@ -350,27 +402,34 @@ def rank_cells(acts: Activations, top: int = 5, features: list[str] | None = Non
     return ranked
 
 
-def find_cells(model: CharRNN, text: str, top: int = 5) -> dict[str, list[CellCorrelation]]:
+def find_cells(model: CharRNN, text: str, top: int = 5,
+               cancel: CancelSignal = None) -> dict[str, list[CellCorrelation]]:
     """rank_cells on the model's activations for text (normalised and fitted the model's way)."""
     fitted, _ = prepare_text(model, text)
-    return rank_cells(activations(model, fitted), top)
+    return rank_cells(activations(model, fitted, cancel), top, cancel=cancel)
 
 
 # --- temperature side by side ---------------------------------------------------------------
 
 def temperature_sweep(
-    model: CharRNN, prompt: str, settings: SampleSettings, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    model: CharRNN, prompt: str, settings: SampleSettings, temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES,
+    cancel: CancelSignal = None,
 ) -> list[tuple[float, str]]:
     """The same prompt and seed sampled at each temperature, so only the temperature differs.
 
     settings gives length, top-k, top-p and the seed (drawn once, then shared); its
     temperature is ignored. prompt must already be fitted (sampling.prepare_prompt).
+    cancel is looked at every SWEEP_POLL_S while the engine writes; it ends every row.
     """
     engine, vocab_size = GenerationEngine.for_model(model), len(model.vocab)
     base = settings.for_vocab(vocab_size)
     each = [dataclasses.replace(base, temperature=t, checked_for=None).for_vocab(vocab_size) for t in temperatures]
     requests = engine.submit_many(prompt, each)  # stepped together, each with the one seed
     try:
+        for request in requests:
+            while not request.wait_until_finished(SWEEP_POLL_S):
+                check(cancel)
+        check(cancel)
         return [(float(t), request.text()) for t, request in zip(temperatures, requests)]
     finally:
         for request in requests:

@@ -129,8 +129,10 @@ class NgramIndex:
             shaped = meta.get("format") == "charrnn-ngram-index" and len(counts) == 1 << BUCKET_BITS
             if not shaped or int(counts.sum()) != len(low):
                 raise ValueError("not a charrnn n-gram index")
-            top = np.repeat(np.arange(1 << BUCKET_BITS, dtype=np.uint64), counts.astype(np.int64))
-            hashes = (top << np.uint64(32)) | low.astype(np.uint64)
+            # Built in place in one array: the top bits from the bucket counts, then the low 32 bits or-ed in.
+            hashes = np.repeat(np.arange(1 << BUCKET_BITS, dtype=np.uint64), counts.astype(np.int64))
+            hashes <<= np.uint64(32)
+            np.bitwise_or(hashes, low, out=hashes)
             return cls(hashes, int(meta.get("n", NGRAM)), int(meta.get("chars", 0)), meta.get("sources", ""),
                        meta.get("ascii_folded") == "true")
         except (OSError, SafetensorError, KeyError, ValueError) as exc:

@@ -39,6 +39,7 @@ BINARY_SIGNATURES: dict[bytes, str] = {
     b"\xd0\xcf\x11\xe0": "an old Microsoft Office document",
 }
 
+FOLD_CHUNK_CHARS = 1 << 20  # ascii_fold translates a long text this many characters at a time
 MAX_CONTROL_SHARE = 0.01  # share of C0 control characters (besides \t \n \r \f) that marks a file as binary
 
 _GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
@@ -102,13 +103,28 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
                             f"but is not valid UTF-16 ({exc.reason})") from None
     if (encoding := utf16_without_bom(data)) is not None:
         return data.decode(encoding), encoding
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    text = utf8_cut_short(data)
+    if text is not None:
+        return text, "utf-8"
     warnings.warn("the text is not UTF-8 or UTF-16; decoded it as cp1252 (Windows Western European)", stacklevel=2)
     # cp1252 leaves five bytes undefined; they carry no text, so they are dropped.
     return data.decode("cp1252", errors="ignore"), "cp1252"
+
+
+def utf8_cut_short(data: bytes) -> str | None:
+    """data decoded as UTF-8, None when it is not UTF-8. A file cut in the middle of its last character
+    (a download or a copy that stopped short) is still UTF-8: the incomplete character is dropped, with
+    a warning. Decoded in one pass, into the text and nothing else."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        text = decoder.decode(data, final=False)
+    except UnicodeDecodeError:
+        return None
+    tail = len(decoder.getstate()[0])
+    if tail:
+        warnings.warn(f"the last {tail} byte{'s' if tail > 1 else ''} are the start of a UTF-8 character that the "
+                      "file cuts off; dropped them", stacklevel=3)
+    return text
 
 
 def check_not_binary(data: bytes, name: str = "the file") -> None:
@@ -166,8 +182,16 @@ def strip_gutenberg(text: str) -> tuple[str, bool]:
 
 
 def ascii_fold(text: str) -> str:
-    """Curly quotes to straight, accents to plain letters; keeps newlines and tabs."""
-    return unidecode(text, errors="preserve") if not text.isascii() else text
+    """Curly quotes to straight, accents to plain letters; keeps newlines and tabs.
+
+    Each distinct non-ASCII character is transliterated once (unidecode works character by
+    character) and the text is translated FOLD_CHUNK_CHARS at a time, so a long text costs about
+    two copies of the result rather than a Python string per character.
+    """
+    if text.isascii():
+        return text
+    table = {ord(c): unidecode(c, errors="preserve") for c in set(text) if not c.isascii()}
+    return "".join(text[i : i + FOLD_CHUNK_CHARS].translate(table) for i in range(0, len(text), FOLD_CHUNK_CHARS))
 
 
 def normalize(text: str, fold: bool) -> str:
@@ -177,10 +201,30 @@ def normalize(text: str, fold: bool) -> str:
 
 
 def read_corpus(source: str | Path | bytes, *, fold: bool = False, name: str | None = None) -> Corpus:
-    """Read a corpus from a path or uploaded bytes, refusing what is not text."""
+    """Read a corpus from a path or uploaded bytes, refusing what is not text.
+
+    The file's bytes are let go as soon as they are decoded, and no step copies the whole
+    text more than once, so a large upload costs a few times its size at most.
+    """
+    name = name or (Path(source).name if isinstance(source, (str, Path)) else "upload")
+    text, encoding, notes = _decoded(_file_bytes(source, name), name)
+    check_control_share(text, name)
+    text = normalize_newlines(text)
+    text, stripped = strip_gutenberg(text)
+    if stripped:
+        notes.append(f"{name}: stripped the Project Gutenberg header and licence")
+    if fold:
+        text = ascii_fold(text)
+    if not text or text.isspace():
+        after = " after removing the Project Gutenberg boilerplate" if stripped else ""
+        raise TextError(f"{name} has no text in it{after}")
+    return Corpus(text=text, encoding=encoding, name=name, gutenberg_stripped=stripped, ascii_folded=fold, notes=notes)
+
+
+def _file_bytes(source: str | Path | bytes, name: str) -> bytes:
+    """The bytes of a path or an upload; a TextError for a missing, unreadable or empty file, or a binary one."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        name = name or path.name
         if not path.exists():
             raise TextError(f"{path}: no such file")
         if path.is_dir():
@@ -191,24 +235,18 @@ def read_corpus(source: str | Path | bytes, *, fold: bool = False, name: str | N
             raise TextError(f"{path}: cannot read it ({exc.strerror})") from None
     else:
         data = bytes(source)
-        name = name or "upload"
     if not data:
         raise TextError(f"{name} is empty")
     check_not_binary(data, name)
+    return data
+
+
+def _decoded(data: bytes, name: str) -> tuple[str, str, list[str]]:
+    """(text, encoding, notes on how it was decoded): decode_bytes, its warnings passed on with the name."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         text, encoding = decode_bytes(data)
     notes = [f"{name}: {w.message}" for w in caught]
     for note in notes:
-        warnings.warn(note, stacklevel=2)
-    check_control_share(text, name)
-    text = normalize_newlines(text)
-    text, stripped = strip_gutenberg(text)
-    if stripped:
-        notes.append(f"{name}: stripped the Project Gutenberg header and licence")
-    if fold:
-        text = ascii_fold(text)
-    if not text.strip():
-        after = " after removing the Project Gutenberg boilerplate" if stripped else ""
-        raise TextError(f"{name} has no text in it{after}")
-    return Corpus(text=text, encoding=encoding, name=name, gutenberg_stripped=stripped, ascii_folded=fold, notes=notes)
+        warnings.warn(note, stacklevel=3)
+    return text, encoding, notes

@@ -8,6 +8,7 @@ import torch
 
 from charrnn import beam as beam_module
 from charrnn.beam import MAX_BEAM_WIDTH, BeamResult, BeamSettings, beam_search
+from charrnn.cancel import Cancelled
 from charrnn.engine import sample
 from charrnn.insight import score_text
 from charrnn.model import CharRNN
@@ -218,3 +219,52 @@ def test_weights_changed_in_place_are_the_ones_searched_with():
     after = beam_search(model, "the", BeamSettings(width=1, length=80))[0].text
     assert after != before
     assert after == greedy(model, "the", 80)
+
+
+# --- stop strings, minimum length, cancel ---------------------------------------------------------
+
+def test_a_stop_string_finishes_a_beam_and_the_likeliest_finished_texts_win():
+    # Each character is independent: p(a) 0.5, p(b) 0.3. Ending at "b": "b" 0.3, "ab" 0.15, "aab" 0.075,
+    # far above any 8-character text without a b (0.5 ** 8, about 0.004).
+    results = beam_search(fixed_model(), "", BeamSettings(width=4, length=8, num_results=3, stop=("b",)))
+    assert [r.text for r in results] == ["b", "ab", "aab"]
+    assert [r.log_prob for r in results] == pytest.approx([math.log(0.3), math.log(0.15), math.log(0.075)])
+    assert results[1].mean_log_prob == pytest.approx(math.log(0.15) / 2)
+
+
+def test_a_stop_string_counts_only_after_the_minimum_length():
+    results = beam_search(fixed_model(), "", BeamSettings(width=4, length=8, stop=("b",), min_length=3))
+    assert [r.text for r in results] == ["aab"]
+
+
+def test_a_stop_string_never_written_leaves_beams_at_the_length():
+    plain = beam_search(random_model(), "the ", BeamSettings(width=3, length=60, num_results=2))
+    assert beam_search(random_model(), "the ", BeamSettings(width=3, length=60, num_results=2, stop=("QQ",))) == plain
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_width_one_with_a_stop_string_ends_where_greedy_sampling_ends(prompt):
+    model = random_model()
+    settings = SampleSettings(length=150, temperature=0, seed=1, stop=(" ", "."), min_length=5)
+    greedy_text = sample(model, prompt, settings)[0]
+    found = beam_search(model, prompt, BeamSettings(width=1, length=150, stop=(" ", "."), min_length=5))
+    assert [r.text for r in found] == [greedy_text]
+
+
+def test_bad_stop_settings_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="stop strings must be a list of texts"):
+        BeamSettings(stop=[["x"]]).checked(10)
+    with pytest.raises(ValueError, match="minimum length"):
+        BeamSettings(min_length=-1).checked(10)
+
+
+def test_a_cancel_stops_the_search_within_a_step():
+    steps = []
+
+    def cancel() -> bool:
+        steps.append(1)
+        return len(steps) > 5
+
+    with pytest.raises(Cancelled):
+        beam_search(random_model(), "the ", BeamSettings(width=4, length=1000), cancel=cancel)
+    assert len(steps) == 6

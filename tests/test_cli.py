@@ -113,6 +113,15 @@ def test_sample_several_at_once_with_top_k_and_top_p(capsys, model_dir):
     assert headers == [f"=== sample {k} (seed {3 + k}) ===" for k in (1, 2, 3)]
 
 
+def test_beam_search_stops_where_sampling_would(capsys, model_dir):
+    """Width 1 is greedy decoding: with --stop-at and --min-length it ends where greedy sampling ends."""
+    args = ("sample", model_dir, "--prompt", "the ", "--length", "200", "--stop-at", " ", "--min-length", "10")
+    code, greedy, _ = cli(capsys, *args, "--temperature", "0", "--seed", "1")
+    code_beam, beam, err = cli(capsys, *args, "--beam", "1")
+    assert code == code_beam == 0 and err == ""
+    assert beam == greedy and greedy.endswith(" \n") and len("the ") + 10 < len(greedy) < len("the ") + 200
+
+
 def test_sample_warns_about_prompt_characters_it_does_not_know(capsys, model_dir):
     code, out, err = cli(capsys, "sample", model_dir, "--prompt", "thé ★ fox", "--length", "5", "--seed", "1")
     assert code == 0 and out.startswith("the  fox")

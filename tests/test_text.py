@@ -5,8 +5,10 @@ import io
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from charrnn.text import TextError, normalize, read_corpus
+from charrnn.text import TextError, decode_bytes, normalize, read_corpus, utf16_without_bom
 
 STORY = "Once upon a time there was a “little” café.\nThe end.\n"
 
@@ -157,3 +159,47 @@ def test_missing_file_and_directory_are_refused(tmp_path):
         read_corpus(tmp_path / "nope.txt")
     with pytest.raises(TextError, match="is a directory"):
         read_corpus(tmp_path)
+
+
+# --- a file cut short ----------------------------------------------------------------------------
+
+# Text a UTF-8 file may hold: no NUL (binary) and no lone surrogate (not encodable); no BOM at the start.
+FILE_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00\ufeff"), min_size=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=FILE_TEXT, cut=st.integers(1, 3), data=st.data())
+def test_utf8_cut_inside_its_last_character_is_utf8_with_that_character_dropped(text, cut, data):
+    last = data.draw(st.sampled_from(["é", "中", "😀", "€"]))
+    whole = (text + last).encode("utf-8")
+    cut = min(cut, len(last.encode("utf-8")) - 1)
+    if utf16_without_bom(whole[:-cut]):
+        return  # a text of mostly NUL-free pairs that reads as UTF-16 is not this property's business
+    with pytest.warns(UserWarning, match="cuts off"):
+        decoded, encoding = decode_bytes(whole[:-cut])
+    assert (decoded, encoding) == (text, "utf-8")
+
+
+def test_a_chinese_upload_cut_mid_character_reads_as_chinese():
+    poem = "床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。" * 2000
+    data = poem.encode("utf-8")[:-1]  # two of the last full stop's three bytes
+    with pytest.warns(UserWarning, match="the last 2 bytes"):
+        corpus = read_corpus(data, name="tang.txt")
+    assert corpus.encoding == "utf-8"
+    assert corpus.text == poem[:-1]
+    assert any("cuts off" in note for note in corpus.notes)
+
+
+def test_a_bad_byte_in_the_middle_is_still_not_utf8():
+    data = "Café".encode() + b"\xff" + "中".encode()[:2]
+    with pytest.warns(UserWarning, match="cp1252"):
+        assert read_corpus(data).encoding == "cp1252"
+
+
+def test_folding_a_long_text_gives_what_unidecode_gives_for_it():
+    from unidecode import unidecode
+
+    from charrnn.text import FOLD_CHUNK_CHARS, ascii_fold
+
+    text = ("“Naïve” café, 北京 — Ærøskøbing ½ 😀\n" * (FOLD_CHUNK_CHARS // 20))[: FOLD_CHUNK_CHARS * 2 + 7]
+    assert ascii_fold(text) == unidecode(text, errors="preserve")

@@ -1,0 +1,93 @@
+"""The cost suite: every endpoint of the running app at its largest inputs, within the per-call budgets.
+
+bench/cost.py starts app.py on the shipped models as a separate process, finds every endpoint a
+client can call from the running app (its API page, and the private events a client can still
+send by fn_index), and drives each with the recipe for its largest inputs: every shipped model
+(the 4,096-character Tang model included), the longest texts, the widest beam, the full window,
+the largest upload. Each call's cost is read from the app process itself (CPU time of all its
+threads, peak RSS growth). An endpoint without a recipe fails here, so a new endpoint cannot
+arrive without its worst case; the budgets come from the app's limits module.
+
+The table of every endpoint's worst case is printed (pytest -s shows it); bench/README.md keeps it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+cost = pytest.importorskip("cost", reason="bench/cost.py")
+
+pytestmark = pytest.mark.slow
+IDLE_S = 10.0  # idle time before the last RSS reading (bench/cost.py waits 30 s)
+# The budgets the app declares: one call's CPU seconds and peak RSS growth in MB, the same for a training run's
+# work besides its own time budget, and the RSS after the suite and IDLE_S idle against after warm-up.
+BUDGETS = ("MAX_CALL_CPU_S", "MAX_CALL_PEAK_MB", "MAX_TRAIN_SETUP_CPU_S", "MAX_TRAIN_PEAK_MB", "MAX_IDLE_RSS_RATIO")
+
+
+def budget(name: str) -> float:
+    value = getattr(cost.limits, name, None)
+    if value is None:
+        pytest.fail(f"the app's limits module ({cost.limits.__name__}) declares no {name}")
+    return float(value)
+
+
+@pytest.fixture(scope="module")
+def report():
+    if not cost.shipped_models():
+        pytest.skip(f"needs the shipped models in {cost.CHECKPOINTS}")
+    found = cost.run(idle_s=IDLE_S, echo=lambda line: print(line, flush=True))
+    print("\nworst case per endpoint (the app process's CPU time and peak RSS growth per call):")
+    print(found.table())
+    return found
+
+
+def test_every_endpoint_has_a_largest_input_recipe(report):
+    assert not report.missing, f"endpoints with no recipe in bench/cost.py: {', '.join(report.missing)}"
+    assert {u.endpoint for u in report.rows} >= {"generate", "score", "compare", "influence", "read_upload", "train"}
+
+
+def test_no_call_goes_over_its_budget(report):
+    over = []
+    for usage in report.rows:
+        train = usage.endpoint == "train"
+        cpu = budget("MAX_TRAIN_SETUP_CPU_S" if train else "MAX_CALL_CPU_S")
+        peak = budget("MAX_TRAIN_PEAK_MB" if train else "MAX_CALL_PEAK_MB")
+        if usage.cpu_s > cpu or usage.peak_mb > peak:
+            over.append(f"{usage.row()} (budget {cpu:g} s, {peak:g} MB)")
+    assert not over, "over budget:\n" + "\n".join(over)
+
+
+def test_memory_comes_back_after_the_suite(report):
+    ratio = report.rss_after_idle_mb / report.rss_after_warmup_mb
+    assert ratio <= budget("MAX_IDLE_RSS_RATIO"), (
+        f"RSS {report.rss_after_idle_mb:.0f} MB after the suite and {IDLE_S:g} s idle, "
+        f"{ratio:.2f}x the {report.rss_after_warmup_mb:.0f} MB after warm-up")
+
+
+def test_the_probe_reads_what_the_app_process_spends():
+    """The measuring itself: a busy loop of known length in a child process is charged to it, and memory it
+    touches shows as peak growth."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nsys.stdin.readline()\n"
+                              "end = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
+                              "block = bytearray(80 * 1000 * 1000)\nsys.stdin.readline()"],
+                             stdin=subprocess.PIPE, text=True)
+    try:
+        app = cost.AppProcess(child.pid)
+
+        def work() -> None:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+
+        usage = cost.measure(app, "probe", "0.6 s busy, 80 MB", work)
+        assert 0.5 <= usage.cpu_s <= 1.5
+        assert 70 <= usage.peak_mb <= 200
+    finally:
+        child.kill()
+        child.wait()
