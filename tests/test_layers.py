@@ -10,12 +10,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = [
-    ["text"],
+    ["text", "cancel"],
     ["vocab"],
-    ["model", "batching", "device"],
+    ["model", "batching", "device", "memory"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
     ["engine", "beam", "export"],
-    ["train", "autosize", "distributed", "insight"],
+    ["train", "autosize", "distributed", "insight", "cost"],
     ["cli"],
 ]
 WEBAPP = [
