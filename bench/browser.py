@@ -14,7 +14,7 @@ spent serving) and drives Debian's headless Chromium through Playwright. Prints 
 - CROWD tabs generating at once: the host's CPU time serving them, and the characters they wrote per second together;
 - the web app (`python app.py`, a process of its own) with CROWD tabs generating at once through the Generate tab's
   Run in my browser switch: the app's CPU seconds over that window beside an idle window of the same length (the
-  same tabs open, doing nothing), and beside the same tabs generating through the server (the switch off).
+  same tabs open, doing nothing), and beside the same pages generating through the server (the switch off).
 Speeds are steady-state: characters after the first, over the time after the first. Targets (fairy-tales):
 browser >= 50% of the server's one-visitor chars/s; first character within 1 s once cached; the first download at
 most 15 MB and nothing the second time.
@@ -383,10 +383,13 @@ def start_app():
 
 
 def app_pages(browser, url: str, tabs: int) -> list:
-    """tabs pages of the app in one profile, the switch on in each and the model loaded by a first generation."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    """tabs pages of the app, each in a profile of its own (as many visitors: a profile holds at most 6
+    connections to a host, and each page of the app keeps one open), the switch on in each and the model loaded
+    by a first generation."""
     pages = []
     for _ in range(tabs):
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        context.set_default_timeout(300_000)  # the app's pages open slowly on a busy 2-core machine
         page = context.new_page()
         page.goto(url)
         page.get_by_label("Run in my browser").check()
@@ -430,11 +433,12 @@ def report_app(browser, tabs: int) -> None:
         before = process_cpu_s(proc.pid)
         server_wall = run_all(pages, "#generate-btn")
         server = process_cpu_s(proc.pid) - before
-        print(f"the web app, {tabs} tabs generating at once through Run in my browser ({chars:,} characters in "
-              f"{wall:.1f} s): the app's process spent {busy:.2f} CPU s; idle, the same tabs open, over as long: "
-              f"{idle:.2f} CPU s; the same tabs generating through the server: {server:.2f} CPU s in "
+        print(f"the web app, {tabs} browsers generating at once through Run in my browser ({chars:,} characters in "
+              f"{wall:.1f} s): the app's process spent {busy:.2f} CPU s; idle, the same pages open, over as long: "
+              f"{idle:.2f} CPU s; the same pages generating through the server: {server:.2f} CPU s in "
               f"{server_wall:.1f} s")
-        pages[0].context.close()
+        for page in pages:
+            page.context.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
