@@ -11,7 +11,10 @@ spent serving) and drives Debian's headless Chromium through Playwright. Prints 
 - time to the first character: after Generate on a page whose model is loaded, and for a link with run=1 once the
   browser has the page cached (from the navigation to the first character);
 - the bytes a visit downloads the first time and the second time (the browser's own cache);
-- CROWD tabs generating at once: the host's CPU time serving them, and the characters they wrote per second together.
+- CROWD tabs generating at once: the host's CPU time serving them, and the characters they wrote per second together;
+- the web app (`python app.py`, a process of its own) with CROWD tabs generating at once through the Generate tab's
+  Run in my browser switch: the app's CPU seconds over that window beside an idle window of the same length (the
+  same tabs open, doing nothing), and beside the same pages generating through the server (the switch off).
 Speeds are steady-state: characters after the first, over the time after the first. Targets (fairy-tales):
 browser >= 50% of the server's one-visitor chars/s; first character within 1 s once cached; the first download at
 most 15 MB and nothing the second time.
@@ -300,6 +303,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=2000, help="characters per timed generation")
     parser.add_argument("--repeats", type=int, default=5, help="turns of the server and the browser (medians shown)")
     parser.add_argument("--crowd", type=int, default=16, help="tabs generating at once (0: skip)")
+    parser.add_argument("--app-crowd", type=int, default=16,
+                        help="tabs of the web app generating at once through its switch (0: skip)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"no chromium at {CHROMIUM}: run `make browser`")
@@ -313,6 +318,8 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             report(args, browser, model, root, host)
+            if args.app_crowd:
+                report_app(browser, args.app_crowd)
             browser.close()
     finally:
         host.close()
@@ -355,6 +362,86 @@ def report(args, browser, model, root: Path, host: Host) -> None:
         print(f"{args.crowd} tabs at once, {length:,} characters each (one profile, cached): the host spent "
               f"{counts['cpu_s'] * 1000:.0f} ms of CPU serving {mb(counts)} in {wall:.1f} s; the tabs wrote "
               f"{together:,.0f} chars/s together on this machine's own cores")
+
+
+
+# --- the web app's switch ------------------------------------------------------------------------
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_app():
+    """`python app.py` on the shipped models as a process of its own; (process, url) once it answers."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from app_testing import start_app_process
+
+    log = Path(tempfile.mkstemp(prefix="charrnn-bench-app-", suffix=".log")[1])
+    return start_app_process(resolve_shipped("fairy-tales").parent, {}, log)
+
+
+def app_pages(browser, url: str, tabs: int) -> list:
+    """tabs pages of the app, each in a profile of its own (as many visitors: a profile holds at most 6
+    connections to a host, and each page of the app keeps one open), the switch on in each and the model loaded
+    by a first generation."""
+    pages = []
+    for _ in range(tabs):
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        context.set_default_timeout(300_000)  # the app's pages open slowly on a busy 2-core machine
+        page = context.new_page()
+        page.goto(url)
+        page.get_by_label("Run in my browser").check()
+        page.wait_for_selector("#browser-runtime:has-text('writes in your browser')", timeout=300_000)
+        pages.append(page)
+    run_all(pages, "#browser-generate-btn")
+    return pages
+
+
+APP_LENGTH = 500  # the Generate tab's default length
+CLEAR_OUTPUT = """() => { const box = document.querySelector('#generated textarea');
+  box.value = ''; box.dataset.done = ''; box.dispatchEvent(new Event('input', {bubbles: true})); }"""
+OUTPUT_WRITTEN = "(n) => document.querySelector('#generated textarea').value.length >= n"
+
+
+def run_all(pages: list, button: str) -> float:
+    """Clicks button in every page at once and waits until every page's text is written; the wall time."""
+    for page in pages:  # an empty Generate box, not done
+        page.evaluate(CLEAR_OUTPUT)
+    start = time.perf_counter()
+    for page in pages:
+        page.locator(button).click()
+    for page in pages:  # the prompt and the page's default length of characters after it
+        page.wait_for_function(OUTPUT_WRITTEN, arg=len(PROMPT) + APP_LENGTH, timeout=600_000)
+    return time.perf_counter() - start
+
+
+def report_app(browser, tabs: int) -> None:
+    proc, url = start_app()
+    try:
+        pages = app_pages(browser, url, tabs)
+        before = process_cpu_s(proc.pid)
+        wall = run_all(pages, "#browser-generate-btn")
+        busy = process_cpu_s(proc.pid) - before
+        chars = sum(len(page.locator("#generated textarea").input_value()) for page in pages)
+        before = process_cpu_s(proc.pid)
+        time.sleep(wall)
+        idle = process_cpu_s(proc.pid) - before
+        for page in pages:
+            page.get_by_label("Run in my browser").uncheck()
+        before = process_cpu_s(proc.pid)
+        server_wall = run_all(pages, "#generate-btn")
+        server = process_cpu_s(proc.pid) - before
+        print(f"the web app, {tabs} browsers generating at once through Run in my browser ({chars:,} characters in "
+              f"{wall:.1f} s): the app's process spent {busy:.2f} CPU s; idle, the same pages open, over as long: "
+              f"{idle:.2f} CPU s; the same pages generating through the server: {server:.2f} CPU s in "
+              f"{server_wall:.1f} s")
+        for page in pages:
+            page.context.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

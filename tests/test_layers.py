@@ -23,7 +23,7 @@ WEBAPP = [
     ["i18n", "session"],
     ["components", "jobs"],
     ["inputs"],
-    ["models", "insight_box"],
+    ["models", "insight_box", "browser_runtime"],
     ["generate_tab", "train_tab", "neurons_tab", "compare_tab"],
     ["app"],
 ]

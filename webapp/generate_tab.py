@@ -18,8 +18,8 @@ from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt
 from charrnn.text import normalize
 from charrnn.vocab import UNK, fit_prompt, unknown_chars_note
+from webapp import browser_runtime, i18n, limits
 from webapp import components as ui
-from webapp import i18n, limits
 from webapp.components import UI, shown
 from webapp.inputs import STOP_CHOICES, is_whole, sample_settings, text_input, whole_number
 from webapp.insight_box import InsightViews, build_insight, pick_branch, undo_branch
@@ -60,12 +60,14 @@ def stop_running() -> gr.Button:
 def build(studio: Studio, session: gr.State) -> UI:
     """The Generate tab: prompt, model and sampling settings on the left; the text and its Insight box on the right."""
     generator, views = Generator(studio), InsightViews(studio)
+    exports = browser_runtime.BrowserExports(studio)
     default = studio.default_model()
     with gr.Tab(t("tab_generate"), id="generate"):
         with gr.Row():
             with gr.Column(scale=2):
                 prompt = ui.Textbox(label=t("seed_prompt"), lines=2, max_length=limits.MAX_TEXT_CHARS,
-                                    placeholder=t("seed_prompt_placeholder"), value=i18n.DEFAULT_PROMPTS["en"])
+                                    placeholder=t("seed_prompt_placeholder"), value=i18n.DEFAULT_PROMPTS["en"],
+                                    elem_id="prompt")
                 # Openings that suit the picked model (Chinese ones for a Chinese model); a click fills the prompt.
                 examples = gr.Dataset(components=[prompt], samples=studio.example_samples(default),
                                       label=t("example_prompts"), elem_id="example-prompts")
@@ -76,8 +78,13 @@ def build(studio: Studio, session: gr.State) -> UI:
                 with gr.Row(equal_height=True):
                     generate_btn = gr.Button(t("generate"), variant="primary", scale=3, min_width=120,
                                              elem_id="generate-btn")
+                    browser_btn = gr.Button(t("generate"), variant="primary", scale=3, min_width=120, visible=False,
+                                            elem_id="browser-generate-btn")
                     stop_btn = gr.Button(t("stop"), variant="secondary", interactive=False, scale=1, min_width=60,
                                          elem_id="stop-btn")
+                in_browser = ui.Checkbox(False, label=t("run_in_browser"), info=t("run_in_browser_info"),
+                                         elem_id="run-in-browser")
+                runtime = browser_runtime.build_runtime(exports)
                 length = ui.Slider(1, limits.MAX_GENERATE_CHARS, value=limits.DEFAULT_GENERATE_CHARS, step=1,
                                    label=t("length"))
                 seed = ui.Textbox(label=t("random_seed"), placeholder=t("seed_placeholder"), max_lines=1,
@@ -125,6 +132,10 @@ def build(studio: Studio, session: gr.State) -> UI:
         for started in (run, submit, branch):
             started.then(stop_idle, None, [stop_btn], js=True, api_visibility="private")
         stop_btn.click(stop_idle, None, [stop_btn], js=True, api_visibility="private")
+        browser_runtime.wire(exports, in_browser, runtime, (generate_btn, browser_btn),
+                             (stop_btn, stop_running, stop_idle),
+                             [prompt, temperature, length, seed, top_k, top_p, stop_at, min_length, mode],
+                             [output, seed_used], [model, hub_repo_id, session])
         examples.click(lambda sample: sample[0], [examples], [prompt], api_visibility="private")  # the page only
         model.change(studio.example_update, [model, prompt, session], [examples, prompt], api_visibility="private",
                      show_progress="hidden")

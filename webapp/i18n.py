@@ -58,6 +58,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "beam_width": ("Beam width", "束宽"),
     "beam_width_info": ("Continuations kept at each step in beam search.", "束搜索每一步保留的续写数。"),
     "tab_generate": ("Generate", "生成"),
+    "run_in_browser": ("Run in my browser", "在我的浏览器中运行"),
+    "run_in_browser_info": ("The model is fetched once and writes in this page: the server does no work per "
+                            "character. Beam search, Inspect and Hub models still run on the server.",
+                            "模型只下载一次，在本页面中写作：服务器不为每个字符做任何计算。束搜索、检查和 Hub "
+                            "模型仍在服务器上运行。"),
+    "browser_loading": ("Fetching the model into this page…", "正在把模型下载到本页面…"),
+    "browser_ready": ("{model} writes in your browser.", "{model} 在你的浏览器中写作。"),
+    "browser_beam": ("Beam search runs on the server: turn off Run in my browser to use it.",
+                     "束搜索在服务器上运行：要使用它，请关闭“在我的浏览器中运行”。"),
+    "browser_hub": ("Hub models run on the server: turn off Run in my browser, or clear the Hub repo id.",
+                    "Hub 模型在服务器上运行：请关闭“在我的浏览器中运行”，或清空 Hub 仓库名。"),
+    "browser_failed": ("The page could not run the model:", "页面无法运行该模型："),
     "seed_prompt": ("Seed prompt", "开头提示"),
     "seed_prompt_placeholder": ("Once upon a time", "春眠不覺曉，"),
     "example_prompts": ("Example prompts", "示例开头"),

@@ -115,6 +115,7 @@ class Session:
         # sessions by hours: removed with the session. (Not uploads: Gradio keeps one copy per
         # content, which another visitor's queued job may be about to read.)
         self.cached_files: set[Path] = set()
+        self.web_dir: Path | None = None  # its models' web exports, served to its page (webapp/browser_runtime.py)
 
     def __deepcopy__(self, memo):  # gr.State copies values it is given; a session is shared, never copied
         return self
@@ -146,6 +147,8 @@ class Session:
             self._loaded.forget(gone.path)
             shutil.rmtree(gone.path, ignore_errors=True)
             (self.dir / f"{name}.zip").unlink(missing_ok=True)
+            if self.web_dir is not None:
+                shutil.rmtree(self.web_dir / gone.path.name, ignore_errors=True)
 
     def load(self, name: str, device: str | None = None) -> CharRNN | None:
         """This session's model by name, or None when it has no such model."""
@@ -161,6 +164,8 @@ class Session:
         self.models.clear()
         self._loaded.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.web_dir is not None:
+            shutil.rmtree(self.web_dir, ignore_errors=True)
         for path in list(self.cached_files):
             path.unlink(missing_ok=True)
             try:
