@@ -467,3 +467,19 @@ def test_app_reads_only_the_tail_of_a_long_prompt_and_refuses_a_huge_one(app_url
     assert len(text) == MAX_PROMPT_CHARS + 20
     event, data = _raw_call(app_url.rstrip("/"), "generate", _body(json.dumps("once upon a time " * 60_000)))  # 1 MB
     assert event == "error" and f"at most {limits.MAX_TEXT_CHARS:,}" in json.loads(data)["error"]
+
+
+@pytest.mark.parametrize("stop_at, why", [
+    (["."], "stop at must be one of the length, end of sentence, end of line, blank line or a text, not list"),
+    ({"a": 1}, "stop at must be one of the length, end of sentence, end of line, blank line or a text, not dict"),
+    ("x" * 65, "the stop at is 65 characters long; at most 64 are read here"),
+])
+def test_app_refuses_a_bad_stop_at_in_one_line_naming_it_without_a_traceback(app_url, capfd, stop_at, why):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError) as refused:
+        client.predict("Once", 0.8, 20, "1", "fairy-tales", "", 0, 1.0, stop_at, api_name="/generate")
+    assert str(refused.value.message) == why  # the message itself: not Python's text, not in quotes
+    assert "Traceback" not in capfd.readouterr().err  # a visitor's mistake is not logged as a crash

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.i18n import I18nData
+from gradio.server_messages import ProcessCompletedMessage
 from gradio_client import utils as client_utils
 
 from webapp.i18n import TEXTS, t
@@ -151,6 +152,26 @@ def check_input(component: gr.components.Component, value: Any) -> None:
         raise gr.Error(f"{_field(component)} takes no file; {shown(value)} is not a value for it")
 
 
+def cancelled_events_change_nothing() -> None:
+    """Make the message that ends a cancelled event (Stop) leave its outputs as they are.
+
+    Gradio's /cancel ends the event with a completion carrying no "data"; the page then fails
+    to read it and, when that happens after Stop has settled, marks every output with an Error
+    badge over the text written so far. An empty data list is read as "no change" for each output.
+    """
+    if getattr(ProcessCompletedMessage, "_charrnn_cancel_fix", False):
+        return
+    original = ProcessCompletedMessage.__init__
+
+    def init(self: ProcessCompletedMessage, **fields: Any) -> None:
+        if fields.get("output") == {} and fields.get("success"):  # only /cancel sends this
+            fields["output"] = {"data": []}
+        original(self, **fields)
+
+    ProcessCompletedMessage.__init__ = init  # type: ignore[method-assign]
+    ProcessCompletedMessage._charrnn_cancel_fix = True  # type: ignore[attr-defined]
+
+
 class Page(gr.Blocks):
     """gr.Blocks whose events check every input (check_input) before Gradio processes it.
 
@@ -173,9 +194,18 @@ class Page(gr.Blocks):
             name = block_fn.api_name or block_fn.name
             raise gr.Error(f"{name}: a value sent is not one its fields take ({type(exc).__name__})") from None
 
+    async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # A gr.Error is a visitor's mistake, answered in one line: the server's log gets no traceback of it.
+        try:
+            return await super().process_api(*args, **kwargs)
+        except gr.Error as exc:
+            exc.print_exception = False
+            raise
+
     page_i18n: gr.I18n | None = None  # the page's translations, used by launch unless it is given others
 
     def launch(self, *args: Any, **kwargs: Any):
+        cancelled_events_change_nothing()
         if kwargs.get("i18n") is None:
             kwargs["i18n"] = self.page_i18n
         return super().launch(*args, **kwargs)

@@ -78,10 +78,13 @@ def sample_settings(length: object, temperature: object, top_k: object, top_p: o
     length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
     top_k = whole_number(0 if top_k is None else top_k, "top-k", 0, 10**6)
     min_length = whole_number(0 if min_length is None else min_length, "minimum length", 0, limits.MAX_GENERATE_CHARS)
+    stop = stop_strings(stop_at)
     try:
         settings = SampleSettings(length=min(length, max_length), temperature=temperature, top_k=top_k or None,
-                                  top_p=top_p, seed=seed, stop=stop_strings(stop_at), min_length=min_length)
+                                  top_p=top_p, seed=seed, stop=stop, min_length=min_length)
         return settings.checked(vocab_size)
+    except gr.Error:  # a gr.Error is a ValueError: passed on as it is, its message unquoted
+        raise
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from None
 
@@ -90,6 +93,8 @@ def stop_strings(stop_at: object) -> tuple[str, ...]:
     """The "Stop at" choice as stop strings: one of STOP_CHOICES, or any text typed (\\n is a newline)."""
     if stop_at is None or stop_at == "":
         return ()
+    if not isinstance(stop_at, str):
+        raise gr.Error(f"stop at must be one of {', '.join(STOP_CHOICES)} or a text, not {type(stop_at).__name__}")
     if stop_at in STOP_CHOICES:
         return STOP_CHOICES[stop_at]
     return (unescape(text_input(stop_at, "stop at", MAX_STOP_CHARS)),)
