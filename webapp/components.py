@@ -18,7 +18,7 @@ from gradio.i18n import I18nData
 from gradio.server_messages import ProcessCompletedMessage
 from gradio_client import utils as client_utils
 
-from webapp.i18n import TEXTS, t
+from webapp.i18n import TEXTS, error_in, language, t
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
@@ -195,12 +195,15 @@ class Page(gr.Blocks):
             raise gr.Error(f"{name}: a value sent is not one its fields take ({type(exc).__name__})") from None
 
     async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        # A gr.Error is a visitor's mistake, answered in one line: the server's log gets no traceback of it.
+        # A gr.Error is a visitor's mistake, answered in one line in the request's language (the handlers and
+        # the inputs write English): the server's log gets no traceback of it.
         try:
             return await super().process_api(*args, **kwargs)
         except gr.Error as exc:
-            exc.print_exception = False
-            raise
+            request = kwargs.get("request", args[3] if len(args) > 3 else None)
+            error = error_in(language(request[0] if isinstance(request, list) and request else request), exc)
+            error.print_exception = False
+            raise error from None
 
     page_i18n: gr.I18n | None = None  # the page's translations, used by launch unless it is given others
 

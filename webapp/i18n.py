@@ -219,24 +219,105 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-# English message patterns the handlers write, and their Chinese; the first that matches the whole text is used.
+# The names messages give the fields, in Chinese; a page label's English text (TEXTS) is translated as well.
+FIELDS = {
+    "length": "长度", "top-k": "Top-k", "minimum length": "最短长度", "seed": "随机种子", "prompt": "开头提示",
+    "generated text": "生成的文本", "model": "模型", "Hub repo id": "Hub 仓库 ID", "stop at": "停止于", "text": "文本",
+    "position": "位置", "alternative": "替代字符", "layer": "层", "unit": "单元", "state": "状态",
+    "beam width": "束宽", "the model size": "模型大小", "ASCII folding": "ASCII 折叠", "the models": "模型",
+    "the upload": "上传的内容", "Hub repo ids": "Hub 仓库 ID", "this field": "这个字段",
+    "Training text (.txt)": "训练文本（.txt）",
+}
+CHOSEN = r"[\w ()×,.-]+?"  # a list of choices as messages write it
+# English message patterns the handlers and the page's inputs write, and their Chinese; the first that matches
+# the whole text is used. In the Chinese, \1, \2 ... are the English groups, a field's name (FIELDS) translated.
 MESSAGES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.S), zh) for pattern, zh in [
     (r"Upload a \.txt file first\.", "请先上传一个 .txt 文件。"),
     (r"No model is available: (.+) holds no checkpoint yet\. Train one in the Train tab\.",
      r"没有可用的模型：\1 里还没有检查点。请在“训练”标签页训练一个。"),
     (r"There is no model called (.+) here\. Pick one from the list, or type a Hub repo id\.",
      r"这里没有名为 \1 的模型。请从列表中选择，或输入 Hub 仓库 ID。"),
+    (r"There is no model called (.+) here\. Pick one from the list\.", r"这里没有名为 \1 的模型。请从列表中选择。"),
     (r"There is no model called (.+) to fine-tune\. Pick one from the list, or (.+)\.",
      r"没有名为 \1 的模型可以微调。请从列表中选择，或选 \2。"),
+    (r"There is no model called (.+) in this session to download\.", r"本次会话中没有名为 \1 的模型可以下载。"),
+    (r"There is no such model in this session\.", "本次会话中没有这个模型。"),
+    (r"This session has ended: reload the page\.", "本次会话已结束：请重新加载页面。"),
     (r"This session is already training a model; stop it or wait for it to finish\.",
      "本次会话已经在训练一个模型；请停止它或等它完成。"),
     (r"The app is shutting down; try again in a minute\.", "应用正在关闭；请过一分钟再试。"),
+    (r"(.+) is too short to train on: ([\d,]+) characters, but at least ([\d,]+) are needed",
+     r"\1 太短，无法训练：只有 \2 个字符，至少需要 \3 个"),
     (r"(.+) is too short to train on: (.+)", r"\1 太短，无法训练：\2"),
-    (r"(.+) is ([\d.]+) MB; (.+)", r"\1 有 \2 MB；\3"),
-    (r"(?i:the) (prompt|generated text|model|Hub repo id|stop at) is ([\d,]+) characters long; "
-     r"at most ([\d,]+) are read here", r"\1 长 \2 个字符；这里最多读取 \3 个"),
+    (r"(.+) is ([\d.]+) MB; the upload limit is (\d+) MB", r"\1 有 \2 MB；上传上限是 \3 MB"),
+    (r"(.+): the upload could not be read; try again", r"\1：无法读取上传的文件；请重试"),
+    (r"(?i:the) (.+) is ([\d,]+) characters long; at most ([\d,]+) are read here",
+     r"\1长 \2 个字符；这里最多读取 \3 个"),
+    (r"(.+) is ([\d,]+) characters long; at most ([\d,]+) are accepted", r"\1长 \2 个字符；最多接受 \3 个"),
+    (r"(.+) holds ([\d,]+) characters; at most ([\d,]+) are scored here \(charrnn eval scores any length\)",
+     r"\1 有 \2 个字符；这里最多评分 \3 个（charrnn eval 可以给任意长度评分）"),
     (r"(.+) must be a whole number, at least ([\d,]+) and at most ([\d,]+), not (.+)",
-     r"\1 必须是整数，至少 \2，至多 \3，而不是 \4"),
+     r"\1必须是整数，至少 \2，至多 \3，而不是 \4"),
+    (r"(.+) must be a whole number from ([\d,]+) to ([\d,]+) for this model, not (.+)",
+     r"对这个模型，\1必须是 \2 到 \3 之间的整数，而不是 \4"),
+    (r"the (position) must be a whole number from 0 to ([\d,]+) \(a character of the generated text\), not (.+)",
+     r"\1必须是 0 到 \2 之间的整数（生成文本中的一个字符），而不是 \3"),
+    (r"(.+) must be a whole number, not (.+)", r"\1必须是整数，而不是 \2"),
+    (r"(.+) must be a number from (\S+) to (\S+), not (.+)", r"\1必须是 \2 到 \3 之间的数字，而不是 \4"),
+    (r"(.+) must be a number, not (.+)", r"\1必须是数字，而不是 \2"),
+    (r"(.+?): (.+) is out of range; the minimum is (\S+) and the maximum is (\S+)",
+     r"\1：\2 超出范围；最小值是 \3，最大值是 \4"),
+    (r"(.+?): (.+) is out of range; the minimum is (\S+)", r"\1：\2 超出范围；最小值是 \3"),
+    (r"(.+?): (.+) is out of range; the maximum is (\S+)", r"\1：\2 超出范围；最大值是 \3"),
+    (r"(?i:the) (.+) must be given as text, not (\w+)", r"\1必须以文本形式给出，而不是 \2"),
+    (r"(.+) must be given as text, not (\w+)", r"\1必须以文本形式给出，而不是 \2"),
+    (rf"(stop at) must be one of ({CHOSEN}) or a text, not (\w+)", r"\1必须是 \2 之一或一段文本，而不是 \3"),
+    (rf"(.+?) must be one of ({CHOSEN}), not (.+)", r"\1必须是 \2 之一，而不是 \3"),
+    (r"(.+) must be true or false, not (.+)", r"\1必须是 true 或 false，而不是 \2"),
+    (r"(the upload) must be a file, not (.+)", r"\1必须是文件，而不是 \2"),
+    (r"a value is nested more than (\d+) levels deep", r"有一个值嵌套超过 \1 层"),
+    (r"(.+): upload a file; (.+) is not an uploaded file", r"\1：请上传文件；\2 不是已上传的文件"),
+    (r"(.+): upload the file itself; links are not fetched", r"\1：请上传文件本身；不会抓取链接"),
+    (r"(.+): (.+) is not the path of an uploaded file", r"\1：\2 不是已上传文件的路径"),
+    (r"(.+) takes no file; (.+) is not a value for it", r"\1不接受文件；\2 不是它的值"),
+    (r"(.+): a value sent is not one its fields take \((\w+)\)", r"\1：发送的某个值不是它的字段所接受的（\2）"),
+    (r"(the models) must be a list of model names, not (.+)", r"\1必须是模型名称的列表，而不是 \2"),
+    (r"at most (\d+) models at once, not ([\d,]+): pick fewer", r"一次最多 \1 个模型，而不是 \2 个：请少选几个"),
+    (r"at most (\d+) models at once, not ([\d,]+)", r"一次最多 \1 个模型，而不是 \2 个"),
+    (r"Pick at least (\d+) models \(from the list, or Hub repo ids separated by commas\); (\d+) (?:is|are) picked",
+     r"请选择至少 \1 个模型（从列表中选，或输入用逗号分隔的 Hub 仓库 ID）；现在选了 \2 个"),
+    (r"Pick a model \(from the list, or Hub repo ids separated by commas\); (\d+) (?:is|are) picked",
+     r"请选择一个模型（从列表中选，或输入用逗号分隔的 Hub 仓库 ID）；现在选了 \1 个"),
+    (r"(.+) is picked twice: pick each model once", r"\1 被选了两次：每个模型只选一次"),
+    (r"There is no text to score: paste one, or upload a \.txt file\.",
+     "没有要评分的文本：请粘贴一段，或上传一个 .txt 文件。"),
+    (r"The text is too short to score: it needs at least (\d+) characters\.",
+     r"文本太短，无法评分：至少需要 \1 个字符。"),
+    (r"There is no generated text to (branch from|inspect|explain|check): press Generate first\.",
+     r"没有可以\1的生成文本：请先按“生成”。"),
+    (r"(the alternative) must be exactly one character, not (.+)", r"\1必须恰好是一个字符，而不是 \2"),
+    (r"the model does not know the character (.+): pick one of the alternatives Inspect shows",
+     r"模型不认识字符 \1：请从“检视”显示的替代字符中选一个"),
+    (r"a branch needs a character's position and one alternative character, not (.+)",
+     r"分支需要一个字符的位置和一个替代字符，而不是 \1"),
+    (r"There is no branch to undo\.", "没有可以撤销的分支。"),
+    (r"a click on a character carries its position, not (.+)", r"点击字符应带有它的位置，而不是 \1"),
+    (r"Type or paste a text to run through the model \(or use the last generated one\)\.",
+     "请输入或粘贴一段要送入模型的文本（或使用最近生成的文本）。"),
+    (r"This model is a GRU: it has no cell state c, only the hidden state h\.",
+     "这个模型是 GRU：它没有单元状态 c，只有隐藏状态 h。"),
+    (r"Finding cells needs a text of at least (\d+) characters; a few paragraphs work best\.",
+     r"寻找单元需要一段至少 \1 个字符的文本；几段文字效果最好。"),
+    (r"There is no cell to pick: press \"Find interesting cells\" first\.", "没有可选的单元：请先按“寻找有趣的单元”。"),
+    (r"A row of the cells table is layer, unit and state among six columns, not (.+)",
+     r"单元表的一行应在六列中给出层、单元和状态，而不是 \1"),
+    (r"The training queue is full \((\d+) runs? waiting\); try again in a few minutes\.",
+     r"训练队列已满（\1 个任务在等待）；请过几分钟再试。"),
+    (r"Only a model you trained in this session can be pushed: train one, then push it from here\.",
+     "只能推送本次会话中训练的模型：先训练一个，再从这里推送。"),
+    (r"Training is still running: wait for it to finish \(or press Stop\), then push\.",
+     "训练仍在进行：请等它完成（或按“停止”），再推送。"),
+    (r"Give the repo to push to, for example (.+)\.", r"请给出要推送到的仓库，例如 \1。"),
     (r"the time budget must be (\d+) to (\d+) minutes, not (.+)", r"时间预算必须是 \1 到 \2 分钟，而不是 \3"),
     (r"the learning rate must be a number \(0 = automatic\), not (.+)", r"学习率必须是数字（0 = 自动），而不是 \1"),
     (r"Starting…", "正在开始……"),
@@ -251,24 +332,51 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.S), zh) f
      r"It is now in the Generate tab's model list, for this session only\.",
      r"**\1：\2**（\3）。最佳验证损失 \4 奈特/字符。它已加入“生成”标签页的模型列表（仅限本次会话）。"),
 ]]
+ACTIONS = {"branch from": "分支", "inspect": "检视", "explain": "解释", "check": "检查"}
+UNKNOWN_LEAD = "未能完成："  # put before a message with no Chinese here (a library's, passed on as it is)
+
+
+def field_zh(name: str) -> str:
+    """A field's name as a Chinese message gives it: FIELDS, the page's label, else as it is."""
+    if name in FIELDS:
+        return FIELDS[name]
+    for english, chinese in TEXTS.values():
+        if name == english:
+            return chinese
+    return ACTIONS.get(name, name)
+
+
+def _message_zh(text: str) -> str | None:
+    for pattern, zh in MESSAGES:
+        match = pattern.fullmatch(text)
+        if match:
+            return _filled(zh, [field_zh(group or "") for group in match.groups()])
+    return None
+
+
+def _filled(template: str, groups: list[str]) -> str:
+    """template with each \\N replaced by groups[N - 1]."""
+    return re.sub(r"\\(\d)", lambda ref: groups[int(ref.group(1)) - 1], template)
 
 
 def english_to(lang: str, text: object) -> object:
     """text in lang: a known English message in Chinese for "zh"; anything else, and every text for "en", as given."""
     if lang != "zh" or not isinstance(text, str):
         return text
-    for pattern, zh in MESSAGES:
-        if pattern.fullmatch(text):
-            return pattern.sub(zh, text, count=1)
-    return text
+    translated = _message_zh(text)
+    return text if translated is None else translated
 
 
 def error_in(lang: str, exc: gr.Error) -> gr.Error:
-    """exc, or for "zh" a gr.Error with the same settings whose message is translated when it is known."""
-    message = english_to(lang, exc.message)
-    if message == exc.message:
+    """exc, or for "zh" a gr.Error with the same settings whose message is in Chinese: translated when it is
+    known, else behind a Chinese lead. An error already put into a language is given back as it is."""
+    if lang != "zh" or getattr(exc, "language", None) == lang:
         return exc
-    return gr.Error(message, duration=exc.duration, visible=exc.visible, title=exc.title, print_exception=False)
+    message = str(exc.message)
+    translated = _message_zh(message) or UNKNOWN_LEAD + message
+    error = gr.Error(translated, duration=exc.duration, visible=exc.visible, title=exc.title, print_exception=False)
+    error.language = lang
+    return error
 
 
 def translating(lang: str, updates: Iterator, statuses: bool = True) -> Iterator:
