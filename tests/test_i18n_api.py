@@ -175,3 +175,44 @@ if __name__ == "__main__":  # python tests/test_i18n_api.py: the count, and each
         print(event, "|", private_refusal(url, event, data, event_data, "zh-CN"))
     zh, total = count_chinese(url, str(picture))
     print(f"Chinese: {zh} of {total}")
+
+
+def _private_session(url: str, session: str, event: str, data: list, event_data: dict | None = None) -> dict:
+    """One call of a private event by fn_index in session: the process_completed message, and its size in bytes."""
+    import httpx
+
+    dependencies = httpx.get(f"{url}config", timeout=30).json()["dependencies"]
+    index = next(d.get("id", i) for i, d in enumerate(dependencies) if d.get("api_name") == event)
+    body = {"data": data, "fn_index": index, "session_hash": session, "event_data": event_data, "trigger_id": None}
+    httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=30).raise_for_status()
+    with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                return message | {"bytes": len(line)}
+    raise AssertionError("the event stream ended without a result")
+
+
+def test_picks_and_undos_by_fn_index_stay_bounded_and_generate_nothing(app_url):
+    """A client may send the page's private pick_branch and undo_branch by fn_index: 25 picks keep the
+    last MAX_BRANCH_HISTORY texts (20 undos succeed, the 21st has nothing left), each answer is a few
+    small updates whatever the text's length, and a pick alone runs no generation (the page chains it)."""
+    from app_testing import shared_demo
+    from webapp import limits
+
+    demo = shared_demo()
+    generation = [fn for fn in demo.fns.values() if fn.api_name in ("branch", "generate", "generate_on_enter")]
+    runs_before = [fn.total_runs for fn in generation]
+    session = f"picks{random.randrange(10**12)}"
+    longest = "a" * limits.MAX_VIEW_CHARS
+    for i in range(25):
+        picked = _private_session(app_url, session, "pick_branch", [f"{i:02}:{longest}"[: limits.MAX_VIEW_CHARS], None],
+                                  {"position": 3, "char": "e"})
+        assert picked["success"] and picked["bytes"] < 1_000, picked  # the texts stay on the server
+        assert picked["output"]["data"][:2] == [3, "e"]
+    assert [fn.total_runs for fn in generation] == runs_before
+    undone = [_private_session(app_url, session, "undo_branch", [None]) for _ in range(limits.MAX_BRANCH_HISTORY + 1)]
+    assert all(u["success"] for u in undone[:-1]) and not undone[-1]["success"]
+    assert [u["output"]["data"][0][:3] for u in undone[:3]] == ["24:", "23:", "22:"]
+    assert undone[limits.MAX_BRANCH_HISTORY - 1]["output"]["data"][0].startswith("05:")  # the oldest kept
+    assert undone[-1]["output"]["error"] == "There is no branch to undo."
