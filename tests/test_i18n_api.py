@@ -198,6 +198,7 @@ def test_picks_and_undos_by_fn_index_stay_bounded_and_generate_nothing(app_url):
     last MAX_BRANCH_HISTORY texts (20 undos succeed, the 21st has nothing left), each answer is a few
     small updates whatever the text's length, and a pick alone runs no generation (the page chains it)."""
     from app_testing import shared_demo
+
     from webapp import limits
 
     demo = shared_demo()
