@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_testing import shared_app, story_text
+from app_testing import serve, story_text, tiny_checkpoints
 
 hypothesis = pytest.importorskip("hypothesis")
 gradio_client = pytest.importorskip("gradio_client")
@@ -457,6 +457,10 @@ def valid_values(param: dict, pool: Pool) -> st.SearchStrategy:
     options: list[st.SearchStrategy] = [st.sampled_from(known)] * 4 if known else []
     if kind.get("enum"):
         options.append(st.sampled_from([*kind["enum"], *pool.names]))
+    if component == "Dropdown" and kind.get("type") == "array":  # Compare's and Score's models: several at once
+        options.append(st.lists(st.sampled_from(pool.names), min_size=2, max_size=4))
+    if "hub" in str(param.get("parameter_name", "")):  # one repo id, or several joined by commas
+        options.append(st.lists(st.sampled_from(REPO_IDS), min_size=1, max_size=5).map(",".join))
     if component == "Slider":
         bounds = SLIDER_RANGE.search(kind.get("description", ""))
         low, high = (float(bounds[1]), float(bounds[2])) if bounds else (0.0, 1.0)
@@ -574,21 +578,34 @@ def train_one(client: Client, upload_dict: dict) -> str:
 @contextlib.contextmanager
 def fuzz_app() -> Iterator[FuzzApp]:
     """The shared app with the Hub offline and the network guarded, for the length of the fuzzing."""
-    url = shared_app()
-    port = int(url.rstrip("/").rsplit(":", 1)[1])
-    with tempfile.TemporaryDirectory(prefix="charrnn-fuzz-uploads-") as name, offline_hub(), GUARD.watching(port), \
+    with tempfile.TemporaryDirectory(prefix="charrnn-fuzz-uploads-") as name, offline_hub(), \
+            served_with_tang(Path(name)) as url, GUARD.watching(int(url.rstrip("/").rsplit(":", 1)[1])), \
             server_errors() as raised:
         folder = Path(name)
         client = raw_client(url)
         good, bad = write_uploads(folder)
         trainable = [upload(client, path) for path in good]
         uploads = trainable + [upload(client, path) for path in bad]
-        names = ["fairy-tales", train_one(client, trainable[0])]
+        names = ["fairy-tales", "tang-poems", train_one(client, trainable[0])]
         pool = Pool(uploads=uploads, trainable=trainable, names=names)
         try:
             yield FuzzApp(url, client, named_endpoints(client), pool, raised)
         finally:
             client.close()
+
+
+@contextlib.contextmanager
+def served_with_tang(folder: Path) -> Iterator[str]:
+    """The app on the tiny fairy-tales model and the shipped Tang model (a 4,096-character vocabulary)."""
+    checkpoints = folder / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "fairy-tales").symlink_to(tiny_checkpoints() / "fairy-tales")
+    (checkpoints / "tang-poems").symlink_to(ROOT / "checkpoints" / "tang-poems")
+    demo, url = serve(checkpoints)
+    try:
+        yield url
+    finally:
+        demo.close()
 
 
 def fuzz_endpoint(app: FuzzApp, endpoint: str, examples: int, record: Callable[[Outcome], None] | None = None,
@@ -638,7 +655,7 @@ def test_every_named_endpoint_is_fuzzed(app):
     assert {"/generate", "/train", "/read_upload", "/push"} <= set(app.endpoints)
     assert set(SKIPPED) <= set(app.endpoints)
     assert all(SKIPPED.values())
-    assert app.pool.names[1].startswith(TRAINED)
+    assert app.pool.names[-1].startswith(TRAINED)
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")  # hypothesis, about a failing example's long strings
