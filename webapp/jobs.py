@@ -38,6 +38,7 @@ except ImportError:
     spaces = None
 # Updates of an event lying unread this long mean its visitor is gone (never opened or stopped reading the stream).
 UNREAD_GONE_S = 1.0
+WATCH_INTERVAL_S = 0.25  # how often work that cannot look at visitor_gone itself is looked after
 ON_ZEROGPU = spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
@@ -275,22 +276,40 @@ def run_in_worker(fn: Callable[[CancelSignal], Any], name: str = "worker", cance
 _END = object()
 
 
-def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None) -> Iterator[TrainEvent]:
+def cancel_when(gone: Callable[[], bool], cancel: threading.Event, done: threading.Event) -> None:
+    """Set cancel once gone() says so, looking every WATCH_INTERVAL_S (in a thread of its own) until done is set:
+    for work that only looks at an Event (training)."""
+    def watch() -> None:
+        while not done.wait(WATCH_INTERVAL_S):
+            if gone():
+                cancel.set()
+                return
+
+    threading.Thread(target=watch, name="watch", daemon=True).start()
+
+
+def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None,
+                  gone: Callable[[], bool] | None = None) -> Iterator[TrainEvent]:
     """Train in a worker thread with limits.TRAIN_THREADS torch threads, yielding its events here.
 
-    Closing this generator (a closed tab, a cancelled event) stops the run; the best
-    checkpoint so far is kept, or deleted with the session if the session has ended.
+    Closing this generator (a closed tab, a cancelled event), or gone() turning True (see visitor_gone),
+    stops the run; the best checkpoint so far is kept, or deleted with the session if the session has ended.
     """
     cancel = session.cancel
     slice_s = slice_s if slice_s is not None else (limits.ZEROGPU_SLICE_S if ON_ZEROGPU else None)
 
+    ended = threading.Event()
+
     def make() -> Iterator[TrainEvent]:
         session.idle.clear()  # set again by cleanup, when the worker ends
+        if gone is not None:
+            cancel_when(gone, cancel, ended)
         return sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel)
 
     def cleanup() -> None:
         if session.closed:
             shutil.rmtree(session.dir, ignore_errors=True)
+        ended.set()
         session.idle.set()
         release_memory()
 
