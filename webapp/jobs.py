@@ -38,6 +38,7 @@ except ImportError:
     spaces = None
 # Updates of an event lying unread this long mean its visitor is gone (never opened or stopped reading the stream).
 UNREAD_GONE_S = 1.0
+UNOPENED_GONE_S = 2.0  # the same before the stream was seen read: a client on a slow link is still opening it
 WATCH_INTERVAL_S = 0.25  # how often work that cannot look at visitor_gone itself is looked after
 ON_ZEROGPU = spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
@@ -223,8 +224,9 @@ def visitor_gone() -> Callable[[], bool]:
 
     Called in the handler's own thread (Gradio's context says which event it runs). The visitor is gone
     when the event is over for Gradio (its own cancel, Stop, the end of the call), when Gradio marked it
-    dead (the event stream closed), or when its updates lie unread for UNREAD_GONE_S (the stream was never
-    opened, or is not read). Outside a Gradio event (a handler called directly) it never fires.
+    dead (the event stream closed), or when its updates lie unread for UNREAD_GONE_S (UNOPENED_GONE_S before
+    the stream was seen read: it was never opened, or is not read). Outside a Gradio event (a handler called
+    directly) it never fires.
     """
     from gradio.context import LocalContext
 
@@ -234,6 +236,7 @@ def visitor_gone() -> Callable[[], bool]:
     if event is None:
         return lambda: False
     unread_since: list[float] = []
+    read = [False]  # whether the visitor has been seen reading the event stream
 
     def gone() -> bool:
         if not event.alive or queue_.event_ids_to_events.get(event_id) is not event:
@@ -243,10 +246,11 @@ def visitor_gone() -> Callable[[], bool]:
             return True
         if messages.qsize() == 0:
             unread_since.clear()
+            read[0] = True
             return False
         if not unread_since:
             unread_since.append(time.monotonic())
-        return time.monotonic() - unread_since[0] > UNREAD_GONE_S
+        return time.monotonic() - unread_since[0] > (UNREAD_GONE_S if read[0] else UNOPENED_GONE_S)
 
     return gone
 
