@@ -374,12 +374,12 @@ class CompareViews:
 
     def _score_one(self, net: CharRNN, text: str, share: float) -> dict:
         """One model's figures over text, as charrnn eval gives them, and the view's start: over as much of the
-        text as share of the call budget allows (the view first, up to half of it; the loss over the rest)."""
+        text as share of the call budget allows (the view first, up to a quarter of it; the loss over the rest)."""
         normalized = normalize(text, net.ascii_fold)
         if len(normalized) < 2:
             raise gr.Error("The text is too short to score: it needs at least 2 characters.")
         viewed_chars = budget.largest(lambda n: score_cost(net, n), min(len(normalized), limits.MAX_VIEW_CHARS),
-                                      share=share / 2)
+                                      share=share / 4)
         view = score_cost(net, viewed_chars)
         scored_chars = budget.largest(lambda n: evaluate_cost(net, n) + view, len(normalized),
                                       least=min(2, len(normalized)), share=share)

@@ -52,12 +52,15 @@ MAX_CALL_PEAK_MB = 150
 # What a request's model work may be estimated at (charrnn.cost, CPU seconds on the reference CPU) before it
 # starts: below MAX_CALL_CPU_S by the margin the app's own work around it takes (rendering, sending, decoding)
 # and the estimates' error (bench/cost.py --calibrate).
-MAX_CALL_ESTIMATE_S = 3.0
+MAX_CALL_ESTIMATE_S = 2.0
 MAX_CALL_ESTIMATE_MB = 100
 # A training run's work besides its own time budget (reading the upload, building the model, its first step and
 # its evaluations), and its peak RSS growth.
 MAX_TRAIN_SETUP_CPU_S = 20.0
 MAX_TRAIN_PEAK_MB = 400
+# Characters of an upload the Train tab's summary folds to ASCII (pinyin for Chinese): 20 MB of Chinese, 7.2 M
+# characters, took 4 s of CPU and 126 MB to fold (bench/cost.py); training folds the whole text.
+MAX_FOLD_VIEW_CHARS = 2_000_000
 MAX_IDLE_RSS_RATIO = 1.3  # RSS after heavy calls and idle time, against RSS after warm-up: memory comes back
 
 SIZE_PRESETS: dict[str, dict] = {

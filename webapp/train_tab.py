@@ -150,9 +150,10 @@ class Uploads:
         return self.read_both(file, fold, base, session)[0]
 
     def read_both(self, file, fold: str | bool | None = None, base: str | None = None,
-                  session: Session | None = None) -> tuple[Corpus, Corpus]:
+                  session: Session | None = None, fold_chars: int | None = None) -> tuple[Corpus, Corpus]:
         """(the uploaded text as it would be trained on, the same unfolded): the file decoded once, then folded
-        when fold (or, unset, the base model) asks for it; a gr.Error saying why it cannot be trained on."""
+        when fold (or, unset, the base model) asks for it, only its first fold_chars characters when given;
+        a gr.Error saying why it cannot be trained on."""
         path, name = uploaded_file(file)
         fold_flag = _fold_setting(fold)
         if fold_flag is None and base not in (None, "", SCRATCH):
@@ -167,8 +168,12 @@ class Uploads:
             raise gr.Error(str(exc)) from None
         corpus = unfolded
         if fold_flag:
-            corpus = dataclasses.replace(unfolded, text=ascii_fold(unfolded.text), ascii_folded=True,
-                                         notes=list(unfolded.notes))
+            part = unfolded.text if fold_chars is None else unfolded.text[:fold_chars]
+            notes = list(unfolded.notes)
+            if len(part) < unfolded.chars:
+                notes.append(f"folded to ASCII here from the first {len(part):,} of {unfolded.chars:,} characters, "
+                             "what one call's budget allows; training folds them all")
+            corpus = dataclasses.replace(unfolded, text=ascii_fold(part), ascii_folded=True, notes=notes)
         need = min_chars_needed(1, FINETUNE_DEFAULTS["seq_len"], TrainConfig().val_fraction)
         if corpus.chars < need:
             raise gr.Error(f"{name} is too short to train on: {corpus.chars:,} characters, "
@@ -199,7 +204,7 @@ class Uploads:
         """What the app read from the upload, as Markdown; empty when nothing is uploaded."""
         if file is None:
             return ""
-        corpus, unfolded = self.read_both(file, fold, base, session)
+        corpus, unfolded = self.read_both(file, fold, base, session, fold_chars=limits.MAX_FOLD_VIEW_CHARS)
         lines = [
             f"**{corpus.name}**: {corpus.chars:,} characters, {len(set(corpus.text)):,} distinct",
             f"- encoding: {corpus.encoding}",
