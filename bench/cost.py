@@ -444,6 +444,9 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "lambda": single("an example's text", lambda c: c.call_private("lambda", [prose(MAX_TEXT)])),
     "example_update": single("tang-poems", lambda c: c.call_private("example_update", "tang-poems", None)),
     "end_session": single("a session with nothing in it", lambda c: c.call_private("end_session")),
+    # Stop's look, set in the browser (js=True); a client can still send them by fn_index.
+    "stop_idle": single("no inputs", lambda c: c.call_private("stop_idle")),
+    "stop_running": single("no inputs", lambda c: c.call_private("stop_running")),
 }
 
 
