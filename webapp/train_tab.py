@@ -27,6 +27,7 @@ from charrnn.card import CardInfo
 from charrnn.checkpoint import STATE_DIR, CheckpointError
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.hub import HubError, push_to_hub
+from charrnn.memory import release_memory
 from charrnn.text import Corpus, TextError, ascii_fold, mostly_chinese, normalize, read_corpus
 from charrnn.train import TrainingStopped
 from charrnn.vocab import describe_chars
@@ -265,8 +266,11 @@ class Trainer:
         The run first waits in line for the training slot; Stop ends it at any stage. Status lines
         and errors are in the request's language.
         """
-        yield from i18n.translating(i18n.language(request), self._train(
-            file, base, size, minutes, fold, lr, max_steps, session, request, progress))
+        try:
+            yield from i18n.translating(i18n.language(request), self._train(
+                file, base, size, minutes, fold, lr, max_steps, session, request, progress))
+        finally:
+            release_memory()  # the upload's text and the run's data went with the generators above
 
     def _train(self, file, base, size, minutes, fold, lr, max_steps, session, request, progress) -> Iterator[tuple]:
         session_hash = getattr(request, "session_hash", None)
