@@ -15,9 +15,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from charrnn.memory import tune_malloc
 from webapp import compare_tab, generate_tab, i18n, limits, neurons_tab, train_tab
 from webapp import components as ui
-from webapp.jobs import limit_malloc_arenas
 from webapp.models import Studio, close_session
 from webapp.session import Sessions
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", default=None,
                         help="folder of shipped models (env CHARRNN_CHECKPOINTS; default checkpoints/)")
     args = parser.parse_args(argv)
-    limit_malloc_arenas()  # before the threads that generate and train start
+    tune_malloc()  # before the threads that generate and train start
     demo = build_app(args.checkpoints)
     # SIGTERM (a Space restart, docker stop) stops the server the way Ctrl-C does, so the clean-up below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -19,7 +19,6 @@ endpoint, then the RSS after 30 s idle against the RSS after warm-up.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import random
@@ -39,19 +38,7 @@ from gradio_client import Client  # noqa: E402
 from load import ROOT, start_app  # noqa: E402  (load.py also puts ROOT on sys.path)
 
 from charrnn.beam import MAX_BEAM_WIDTH  # noqa: E402
-
-
-def app_limits():
-    """The app's limits module (webapp.limits; charrnn.limits before the web app had a package of its own)."""
-    for name in ("webapp.limits", "charrnn.limits"):
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-    raise ModuleNotFoundError("the app's limits module")
-
-
-limits = app_limits()
+from webapp import limits  # noqa: E402  (the app's budgets and limits)
 
 CHECKPOINTS = ROOT / "checkpoints"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -382,16 +369,33 @@ def _train(ctx: Context) -> Any:
                           "as the base model", 0, 1)
 
 
-def abandoned_compare(ctx: Context) -> None:
-    """A visitor that joins /compare at its largest and never opens the event stream."""
+def _join_compare(ctx: Context) -> str:
+    """Join /compare at its largest with a session of its own; its session hash."""
     index = next(i for i, d in enumerate(ctx.client.config["dependencies"]) if d.get("api_name") == "compare")
     data = [prose(MAX_TEXT), 1.0, LONGEST_GENERATION, "1", ctx.models[:MODELS_AT_ONCE], "", 0, 1.0, None]
-    body = {"data": data, "fn_index": index, "session_hash": f"abandoned{random.randrange(10**9)}",
-            "event_data": None, "trigger_id": None}
+    session = f"abandoned{random.randrange(10**9)}"
+    body = {"data": data, "fn_index": index, "session_hash": session, "event_data": None, "trigger_id": None}
     httpx.post(f"{ctx.url}gradio_api/queue/join", json=body, timeout=30).raise_for_status()
+    return session
 
 
-ISSUE_PROBES: list[Case] = [("/compare joined, event stream never opened", abandoned_compare)]
+def abandoned_compare(ctx: Context) -> None:
+    """A visitor that joins /compare at its largest and never opens the event stream."""
+    _join_compare(ctx)
+
+
+def compare_closed_early(ctx: Context) -> None:
+    """A visitor that joins /compare at its largest, reads its event stream until the text starts, and leaves."""
+    session = _join_compare(ctx)
+    with httpx.stream("GET", f"{ctx.url}gradio_api/queue/data", params={"session_hash": session},
+                      timeout=CALL_TIMEOUT_S) as stream:
+        for line in stream.iter_lines():
+            if '"process_generating"' in line:
+                return
+
+
+ISSUE_PROBES: list[Case] = [("/compare joined, event stream never opened", abandoned_compare),
+                            ("/compare joined, event stream closed once the text starts", compare_closed_early)]
 
 
 def _pick_cell(ctx: Context) -> Any:
@@ -440,6 +444,9 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "lambda": single("an example's text", lambda c: c.call_private("lambda", [prose(MAX_TEXT)])),
     "example_update": single("tang-poems", lambda c: c.call_private("example_update", "tang-poems", None)),
     "end_session": single("a session with nothing in it", lambda c: c.call_private("end_session")),
+    # Stop's look, set in the browser (js=True); a client can still send them by fn_index.
+    "stop_idle": single("no inputs", lambda c: c.call_private("stop_idle")),
+    "stop_running": single("no inputs", lambda c: c.call_private("stop_running")),
 }
 
 

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 IDLE_S = 10.0  # idle time before the last RSS reading (bench/cost.py waits 30 s)
 # The budgets the app declares: one call's CPU seconds and peak RSS growth in MB, the same for a training run's
 # work besides its own time budget, and the RSS after the suite and IDLE_S idle against after warm-up.
+# An abandoned call: the 2 s its unread updates take to count as abandoned (webapp.jobs.UNOPENED_GONE_S), on the
+# engines' threads of 3 models sharing 2 cores, and its start; it would spend 12-15 s if it ran to its end.
+ABANDONED_CPU_S = 4.0
 BUDGETS = ("MAX_CALL_CPU_S", "MAX_CALL_PEAK_MB", "MAX_TRAIN_SETUP_CPU_S", "MAX_TRAIN_PEAK_MB", "MAX_IDLE_RSS_RATIO")
 
 
@@ -40,7 +43,7 @@ def budget(name: str) -> float:
 def report():
     if not cost.shipped_models():
         pytest.skip(f"needs the shipped models in {cost.CHECKPOINTS}")
-    found = cost.run(idle_s=IDLE_S, echo=lambda line: print(line, flush=True))
+    found = cost.run(idle_s=IDLE_S, extra=cost.ISSUE_PROBES, echo=lambda line: print(line, flush=True))
     print("\nworst case per endpoint (the app process's CPU time and peak RSS growth per call):")
     print(found.table())
     return found
@@ -60,6 +63,15 @@ def test_no_call_goes_over_its_budget(report):
         if usage.cpu_s > cpu or usage.peak_mb > peak:
             over.append(f"{usage.row()} (budget {cpu:g} s, {peak:g} MB)")
     assert not over, "over budget:\n" + "\n".join(over)
+
+
+def test_abandoned_work_stops(report):
+    """A /compare at its largest (tens of seconds of CPU) whose visitor never reads its event stream, or closes it
+    once the text starts, stops within about two seconds: what the server spends on it is that second and the start."""
+    probes = [u for u in report.rows if u.endpoint == "probe"]
+    assert len(probes) == len(cost.ISSUE_PROBES)
+    for usage in probes:
+        assert usage.cpu_s <= ABANDONED_CPU_S, f"{usage.row()}: the work went on for nobody"
 
 
 def test_memory_comes_back_after_the_suite(report):

@@ -21,7 +21,7 @@ LIBRARY = [
 WEBAPP = [
     ["limits", "render"],
     ["i18n", "session"],
-    ["components", "jobs"],
+    ["components", "jobs", "budget"],
     ["inputs"],
     ["models", "insight_box", "browser_runtime"],
     ["generate_tab", "train_tab", "neurons_tab", "compare_tab"],

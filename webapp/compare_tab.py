@@ -18,6 +18,7 @@ every tab's. Every user mistake is a gr.Error with a one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -30,6 +31,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from charrnn.cancel import CancelSignal
+from charrnn.cost import Cost, evaluate_cost, generate_cost, score_cost
 from charrnn.engine import Generation, GenerationEngine
 from charrnn.evaluate import evaluate_ids
 from charrnn.insight import score_text
@@ -37,11 +40,11 @@ from charrnn.model import CharRNN
 from charrnn.sampling import SampledChar, SampleSettings, prepare_prompt, resolve_seed
 from charrnn.text import TextError, normalize, read_corpus
 from charrnn.vocab import unknown_chars_note
+from webapp import budget, i18n, limits, render
 from webapp import components as ui
-from webapp import i18n, limits, render
 from webapp.components import UI, shown
 from webapp.inputs import name_input, sample_settings, text_input, uploaded_file
-from webapp.jobs import run_in_worker, stream_interval
+from webapp.jobs import any_of, run_in_worker, stream_interval, visitor_gone
 from webapp.models import Studio
 
 MIN_COMPARE_MODELS = 2
@@ -50,6 +53,9 @@ TOP_STRETCHES = 5  # stretches listed per model
 # The compare page is sent whole at each update (its columns grow in the middle), so a large page
 # goes out less often: about this many bytes a second to one visitor at most.
 PAGE_BYTES_PER_S = 2_000_000
+# The app's CPU seconds per character shown in a column: colouring it, and the page and data sent again at every
+# update (bench/cost.py: 3 models x 2,000 characters took 11.7 s of CPU, of which ~3 s generating).
+SHOWN_CHAR_S = 1.4e-3
 MAX_HUB_IDS_CHARS = limits.MAX_COMPARE_MODELS * (limits.MAX_NAME_CHARS + 2)  # the comma-separated Hub repo ids box
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _LEGEND_POINTS = (("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1), ("50%", 0.5), ("99%", 0.99))
@@ -213,6 +219,14 @@ class _Column:
         return -sum(math.log2(max(p, 1e-12)) for p in self.probs) / len(self.probs)
 
 
+def _compare_cost(columns: list[_Column], length: int) -> Cost:
+    """Every column's generation of length characters, and the page that shows them."""
+    total = Cost(overhead_s=len(columns) * length * SHOWN_CHAR_S)
+    for col in columns:
+        total += generate_cost(col.net, length, len(col.fitted))
+    return total
+
+
 def _compare_page(columns: list[_Column], settings: SampleSettings, finished: bool) -> str:
     legend = render.legend([(label, render.probability_colour(p)) for label, p in _LEGEND_POINTS],
                      "Probability each model gave the character it wrote:")
@@ -294,7 +308,14 @@ class CompareViews:
             if changed:
                 gr.Warning(f"{name}: {unknown_chars_note(changed)}")
             columns.append(_Column(name, net, fitted, settings))
+        asked = columns[0].settings.length
+        allowed = budget.largest(lambda n: _compare_cost(columns, n), asked)
+        if allowed < asked:
+            budget.capped("length", asked, allowed, f"with {len(columns)} models")
+            for col in columns:
+                col.settings = dataclasses.replace(col.settings, length=allowed)
         shown_settings = columns[0].settings
+        gone = visitor_gone()
         engines = [GenerationEngine.for_model(col.net) for col in columns]
         requests: list[Generation] = []
         try:
@@ -312,7 +333,7 @@ class CompareViews:
                 if new or finished:
                     page = _compare_page(columns, shown_settings, finished)
                     yield page, _compare_data(prompt, columns, shown_settings)
-                if finished or self.studio.closing.is_set():
+                if finished or self.studio.closing.is_set() or gone():
                     return
                 crowd = max(engine.active_rows + engine.waiting for engine in engines)
                 interval = max(stream_interval(crowd), len(page) / PAGE_BYTES_PER_S)
@@ -351,21 +372,28 @@ class CompareViews:
             notes.append(f"{name}: read as {corpus.encoding}")
         return corpus.text, name, notes
 
-    def _score_one(self, net: CharRNN, text: str) -> dict:
-        """One model's figures over text: the whole text's loss as charrnn eval gives it, and the view's start."""
+    def _score_one(self, net: CharRNN, text: str, share: float) -> dict:
+        """One model's figures over text, as charrnn eval gives them, and the view's start: over as much of the
+        text as share of the call budget allows (the view first, up to a quarter of it; the loss over the rest)."""
         normalized = normalize(text, net.ascii_fold)
         if len(normalized) < 2:
             raise gr.Error("The text is too short to score: it needs at least 2 characters.")
+        viewed_chars = budget.largest(lambda n: score_cost(net, n), min(len(normalized), limits.MAX_VIEW_CHARS),
+                                      share=share / 4)
+        view = score_cost(net, viewed_chars)
+        scored_chars = budget.largest(lambda n: evaluate_cost(net, n) + view, len(normalized),
+                                      least=min(2, len(normalized)), share=share)
+        scored = normalized[:max(scored_chars, viewed_chars)]
 
-        def work() -> dict:
-            result = evaluate_ids(net, net.vocab.encode(normalized), should_stop=self.studio.closing.is_set)
-            viewed = normalized[: limits.MAX_VIEW_CHARS]
-            return {"result": result, "viewed": viewed, "scored": score_text(net, viewed)}
+        def work(cancel: CancelSignal) -> dict:
+            result = evaluate_ids(net, net.vocab.encode(scored), should_stop=any_of(cancel, self.studio.closing))
+            viewed = scored[:viewed_chars]
+            return {"result": result, "viewed": viewed, "scored": score_text(net, viewed, cancel=cancel)}
 
         out = run_in_worker(work, "compare")
         if not out["result"]["complete"]:
-            raise gr.Error("The app is shutting down; try again in a minute.")
-        return out | {"unknown": net.vocab.unknown_in(normalized)}
+            raise gr.Error("Stopped before the end: the app is shutting down, or the request was cancelled.")
+        return out | {"unknown": net.vocab.unknown_in(normalized), "of": len(normalized)}
 
     def score(
         self,
@@ -384,8 +412,12 @@ class CompareViews:
         raw, name, notes = self._read_text(text, file)
         picked = picked_models(models, hub_repo_ids, 1)
         results, views = [], []
-        for model_name, net in self._load(picked, session):
-            one = self._score_one(net, raw)
+        for model_name, net in self._load(picked, session):  # in turn, each model's memory freed after it
+            one = self._score_one(net, raw, share=1 / len(picked))
+            if one["result"]["chars"] + 1 < one["of"]:
+                notes.append(f"{model_name}: the loss covers the first {one['result']['chars'] + 1:,} characters "
+                             f"of {one['of']:,}, what one call's budget allows with {len(picked)} model(s) "
+                             "(charrnn eval scores any length)")
             scored, result = one["scored"], one["result"]
             losses = np.array([-math.log(max(s.prob, 1e-12)) for s in scored])
             stretches = _stretches(losses, STRETCH_CHARS, TOP_STRETCHES)
@@ -398,7 +430,7 @@ class CompareViews:
                               for a, b, loss in stretches],
             })
         page = _score_page(results, views, len(raw), name, notes)
-        return page, {"chars": len(raw), "viewed_chars": min(len(raw), limits.MAX_VIEW_CHARS), "notes": notes,
+        return page, {"chars": len(raw), "viewed_chars": max((len(v) for v in views), default=0), "notes": notes,
                       "models": results}
 
 
@@ -414,10 +446,10 @@ def _score_page(results: list[dict], views: list[list[SampledChar]], total: int,
         f"<td>{r['chars']:,}</td><td>{r['unknown_chars']:,}</td></tr>" for r in results)
     table = ('<table class="charrnn-scores"><tr><th>model</th><th>loss (nats/char)</th><th>bits/char</th>'
              f"<th>characters predicted</th><th>characters it does not know</th></tr>{rows}</table>")
-    viewed = min(total, limits.MAX_VIEW_CHARS)
-    coverage = ("every character" if viewed == total else
-                f"the first {viewed:,} characters of {total:,} (the loss covers them all)")
-    note = (f"<p>The loss is over the whole of {html.escape(name)} ({total:,} characters), computed as "
+    viewed = max((len(v) for v in views), default=0)
+    coverage = ("every character" if viewed == total else f"the first {viewed:,} characters of {total:,}")
+    whole = "the whole of " if all(r["chars"] + 1 >= total for r in results) else "as much as the notes say of "
+    note = (f"<p>The loss is over {whole}{html.escape(name)} ({total:,} characters), computed as "
             "<code>charrnn eval MODEL FILE --split all</code> computes it; characters a model does not know count "
             f"as its unknown symbol. The colours show {coverage}: the probability each model gave each character "
             f"(hover or click for its top five). Underlined: each model's {TOP_STRETCHES} most surprising stretches "

@@ -13,17 +13,18 @@ from collections.abc import Iterator
 import gradio as gr
 
 from charrnn.beam import MAX_BEAM_WIDTH, BeamSettings, beam_search
+from charrnn.cost import beam_cost
 from charrnn.engine import GenerationEngine
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt
 from charrnn.text import normalize
 from charrnn.vocab import UNK, fit_prompt, unknown_chars_note
-from webapp import browser_runtime, i18n, limits
+from webapp import browser_runtime, budget, i18n, limits
 from webapp import components as ui
 from webapp.components import UI, shown
-from webapp.inputs import STOP_CHOICES, is_whole, sample_settings, text_input, whole_number
+from webapp.inputs import STOP_CHOICES, is_whole, sample_settings, stop_strings, text_input, whole_number
 from webapp.insight_box import InsightViews, build_insight, pick_branch, undo_branch
-from webapp.jobs import run_in_worker, stream_interval
+from webapp.jobs import run_in_worker, stream_interval, visitor_gone
 from webapp.models import Studio
 from webapp.session import Session
 
@@ -184,7 +185,7 @@ class Generator:
         prompt = text_input(prompt, "prompt")
         net = self.studio.load(model, hub_repo_id, session)
         if mode == "beam search":
-            yield self._beam(net, prompt, length, beam_width)
+            yield self._beam(net, prompt, length, beam_width, stop_at, min_length)
             return
         settings = sample_settings(length, temperature, top_k, top_p, seed, len(net.vocab), stop_at=stop_at,
                                    min_length=min_length)
@@ -193,13 +194,24 @@ class Generator:
             gr.Warning(unknown_chars_note(changed))
         yield from self._stream_continuation(net, fitted, settings)
 
-    def _beam(self, net: CharRNN, prompt: str, length: object, width: object) -> tuple[str, str]:
-        """(prompt + the most likely continuation, what to show as the seed) by beam search, blocking repeats."""
+    def _beam(self, net: CharRNN, prompt: str, length: object, width: object, stop_at: object = None,
+              min_length: object = 0) -> tuple[str, str]:
+        """(prompt + the most likely continuation, what to show as the seed) by beam search, blocking repeats;
+        the wider the beam, the shorter the length one call's budget allows."""
         length = whole_number(length, "length", 1, limits.MAX_GENERATE_CHARS)
         width = whole_number(8 if width is None else width, "beam width", 1, MAX_BEAM_WIDTH)
-        settings = BeamSettings(width=width, length=length, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM)
+        min_length = whole_number(0 if min_length is None else min_length, "minimum length", 0,
+                                  limits.MAX_GENERATE_CHARS)
         fitted = prepare_prompt(net, prompt)[0]
-        result = run_in_worker(lambda: beam_search(net, fitted, settings)[0], name="beam")
+        allowed = budget.largest(lambda n: beam_cost(net, width, n, len(fitted)), length)
+        length = budget.capped("length", length, allowed, f"at beam width {width}")
+        settings = BeamSettings(width=width, length=length, no_repeat_ngram=BEAM_NO_REPEAT_NGRAM,
+                                stop=stop_strings(stop_at), min_length=min(min_length, length))
+        try:
+            settings = settings.checked(len(net.vocab))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        result = run_in_worker(lambda cancel: beam_search(net, fitted, settings, cancel=cancel)[0], name="beam")
         return fitted + result.text, f"beam search, width {width} (no seed)"
 
     def branch(
@@ -261,10 +273,11 @@ class Generator:
             yield text, used
             return
         engine = GenerationEngine.for_model(net)
+        gone = visitor_gone()
         request = engine.submit(prepare_prompt(net, text)[0], settings)  # it starts while the page shows text and seed
         try:
             yield text, used
-            while not request.done and not self.studio.closing.is_set():
+            while not request.done and not self.studio.closing.is_set() and not gone():
                 interval = stream_interval(engine.active_rows + engine.waiting)
                 new = request.take(interval)
                 if new:

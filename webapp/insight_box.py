@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from charrnn.cost import influence_cost
 from charrnn.insight import (
     DEFAULT_TEMPERATURES,
     MAX_INFLUENCE_WINDOW,
@@ -27,8 +28,8 @@ from charrnn.model import CharRNN
 from charrnn.originality import copied_share, copied_spans, load_index
 from charrnn.sampling import prepare_prompt
 from charrnn.vocab import unknown_chars_note
+from webapp import budget, i18n, limits, render
 from webapp import components as ui
-from webapp import i18n, limits, render
 from webapp.components import UI, shown
 from webapp.inputs import is_whole, sample_settings, text_input
 from webapp.jobs import run_in_worker
@@ -145,7 +146,7 @@ class InsightViews:
         context, generated = _split_generated(net, prompt, text)
         if not generated:
             raise gr.Error("There is no generated text to inspect: press Generate first.")
-        scored = run_in_worker(lambda: score_text(net, generated, context), "insight")
+        scored = run_in_worker(lambda cancel: score_text(net, generated, context, cancel=cancel), "insight")
         spans = []
         for at, s in enumerate(scored):
             tip = render.alternatives_tip(s.char, s.prob, s.alternatives)
@@ -188,7 +189,12 @@ class InsightViews:
             raise gr.Error(f"the position must be a whole number from 0 to {len(generated) - 1:,} (a character of "
                            f"the generated text), not {shown(position)}")
         at = int(position)
-        found = run_in_worker(lambda: influence(net, generated, at, context, method=INFLUENCE_METHOD), "insight")
+        # The widest window one call's budget allows, with what comes before it read once.
+        read = len(context) + at
+        window = budget.largest(lambda w: influence_cost(net, min(w, read), read - min(w, read), INFLUENCE_METHOD),
+                                MAX_INFLUENCE_WINDOW)
+        found = run_in_worker(lambda cancel: influence(net, generated, at, context, window=window,
+                                                       method=INFLUENCE_METHOD, cancel=cancel), "insight")
         char, prob = render.visible(found.char), found.prob
         scale = max((abs(v) for v in found.scores), default=0.0) or 1.0
         spans = []
@@ -215,7 +221,7 @@ class InsightViews:
         page = (f'<div class="charrnn-influence">{summary}{legend}<div class="charrnn-text">{body}</div>'
                 f'<div class="charrnn-detail"></div></div>')
         data = {"position": at, "char": found.char, "prob": prob, "method": found.method,
-                "window": MAX_INFLUENCE_WINDOW, "first": found.first,
+                "window": window, "first": found.first,
                 "chars": [{"offset": found.first + i, "char": ch, "influence": v}
                           for i, (ch, v) in enumerate(zip(found.before, found.scores))],
                 "strongest": [[offset, ch, v] for offset, ch, v in found.strongest(5)]}
@@ -232,7 +238,8 @@ class InsightViews:
         fitted, changed = prepare_prompt(net, prompt)
         if changed:
             gr.Warning(unknown_chars_note(changed))
-        samples = run_in_worker(lambda: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES), "insight")
+        samples = run_in_worker(
+            lambda cancel: temperature_sweep(net, fitted, settings, DEFAULT_TEMPERATURES, cancel=cancel), "insight")
         columns = "".join(
             f'<div><h4>temperature {t:g}</h4><div class="charrnn-text">'
             f'<span class="prompt">{html.escape(fitted)}</span>'

@@ -8,21 +8,23 @@ checkpoint the previous one wrote.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import shutil
-import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gradio as gr
 import torch
 
+from charrnn.cancel import Cancelled, CancelSignal, is_cancelled
 from charrnn.card import CardInfo
 from charrnn.config import TrainConfig
+from charrnn.memory import release_memory
 from charrnn.text import Corpus
 from charrnn.train import TrainEvent, train
 from webapp import limits
@@ -34,6 +36,10 @@ try:  # Hugging Face's ZeroGPU helper; only present (and only needed) on a Space
     import spaces  # type: ignore[import-not-found]
 except ImportError:
     spaces = None
+# Updates of an event lying unread this long mean its visitor is gone (never opened or stopped reading the stream).
+UNREAD_GONE_S = 1.0
+UNOPENED_GONE_S = 2.0  # the same before the stream was seen read: a client on a slow link is still opening it
+WATCH_INTERVAL_S = 0.25  # how often work that cannot look at visitor_gone itself is looked after
 ON_ZEROGPU = spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
@@ -162,31 +168,6 @@ def sliced_training(job: TrainJob, cancel: threading.Event, slice_s: float) -> I
         resume = True
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
-    except OSError:
-        return None
-
-
-M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread memory pools. Each generation runs in a thread of its own, and glibc
-    would give threads up to 8 pools a core, each keeping its peak after the work is freed."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(M_ARENA_MAX, arenas)
-
-
-def return_freed_memory() -> None:
-    """Hand memory freed by finished work back to the system (glibc keeps it otherwise)."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
-
-
 def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.Event, name: str = "worker",
               on_exit: Callable[[], None] | None = None, drain: bool = False) -> Iterator:
     """Run the iterator make() in one dedicated thread and yield its items here.
@@ -238,32 +219,103 @@ def in_thread(make: Callable[[], Iterator], torch_threads: int, stop: threading.
             stop.set()
 
 
-def run_in_worker(fn: Callable[[], Any], name: str = "worker") -> Any:
-    """fn() in a thread of its own with the generate thread budget (see in_thread), for the views' engine work."""
-    return next(in_thread(lambda: iter([fn()]), limits.GENERATE_THREADS, threading.Event(), name=name))
+def visitor_gone() -> Callable[[], bool]:
+    """A cancel signal for the Gradio event this handler runs for: True once nobody waits for its result.
+
+    Called in the handler's own thread (Gradio's context says which event it runs). The visitor is gone
+    when the event is over for Gradio (its own cancel, Stop, the end of the call), when Gradio marked it
+    dead (the event stream closed), or when its updates lie unread for UNREAD_GONE_S (UNOPENED_GONE_S before
+    the stream was seen read: it was never opened, or is not read). Outside a Gradio event (a handler called
+    directly) it never fires.
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue_ = getattr(blocks, "_queue", None)
+    event = queue_.event_ids_to_events.get(event_id) if queue_ is not None and event_id else None
+    if event is None:
+        return lambda: False
+    unread_since: list[float] = []
+    read = [False]  # whether the visitor has been seen reading the event stream
+
+    def gone() -> bool:
+        if not event.alive or queue_.event_ids_to_events.get(event_id) is not event:
+            return True
+        messages = queue_.pending_messages_per_session.get(event.session_hash)
+        if messages is None:
+            return True
+        if messages.qsize() == 0:
+            unread_since.clear()
+            read[0] = True
+            return False
+        if not unread_since:
+            unread_since.append(time.monotonic())
+        return time.monotonic() - unread_since[0] > (UNREAD_GONE_S if read[0] else UNOPENED_GONE_S)
+
+    return gone
+
+
+def any_of(*signals: CancelSignal) -> Callable[[], bool]:
+    """One cancel signal that fires when any of signals does."""
+    return lambda: any(is_cancelled(signal) for signal in signals)
+
+
+def run_in_worker(fn: Callable[[CancelSignal], Any], name: str = "worker", cancel: CancelSignal = None,
+                  release: bool = True) -> Any:
+    """fn(cancel) in a thread of its own with the generate thread budget (see in_thread), for the views' engine
+    work. cancel (default: this event's visitor_gone) reaches fn, which looks at it between steps or chunks; it
+    raises charrnn.cancel.Cancelled once the visitor left. release: give the memory back once fn is done."""
+    cancel = visitor_gone() if cancel is None else cancel
+    stop = threading.Event()
+    try:
+        return next(in_thread(lambda: iter([fn(any_of(stop, cancel))]), limits.GENERATE_THREADS, stop, name=name))
+    except Cancelled:
+        raise gr.Error("Stopped: the request was cancelled or its page left.") from None
+    finally:
+        stop.set()
+        if release:
+            release_memory()
 
 
 _END = object()
 
 
-def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None) -> Iterator[TrainEvent]:
+def cancel_when(gone: Callable[[], bool], cancel: threading.Event, done: threading.Event) -> None:
+    """Set cancel once gone() says so, looking every WATCH_INTERVAL_S (in a thread of its own) until done is set:
+    for work that only looks at an Event (training)."""
+    def watch() -> None:
+        while not done.wait(WATCH_INTERVAL_S):
+            if gone():
+                cancel.set()
+                return
+
+    threading.Thread(target=watch, name="watch", daemon=True).start()
+
+
+def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None,
+                  gone: Callable[[], bool] | None = None) -> Iterator[TrainEvent]:
     """Train in a worker thread with limits.TRAIN_THREADS torch threads, yielding its events here.
 
-    Closing this generator (a closed tab, a cancelled event) stops the run; the best
-    checkpoint so far is kept, or deleted with the session if the session has ended.
+    Closing this generator (a closed tab, a cancelled event), or gone() turning True (see visitor_gone),
+    stops the run; the best checkpoint so far is kept, or deleted with the session if the session has ended.
     """
     cancel = session.cancel
     slice_s = slice_s if slice_s is not None else (limits.ZEROGPU_SLICE_S if ON_ZEROGPU else None)
 
+    ended = threading.Event()
+
     def make() -> Iterator[TrainEvent]:
         session.idle.clear()  # set again by cleanup, when the worker ends
+        if gone is not None:
+            cancel_when(gone, cancel, ended)
         return sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel)
 
     def cleanup() -> None:
         if session.closed:
             shutil.rmtree(session.dir, ignore_errors=True)
+        ended.set()
         session.idle.set()
-        return_freed_memory()
+        release_memory()
 
     return in_thread(make, limits.TRAIN_THREADS, cancel, name=f"train-{session.id[:8]}", on_exit=cleanup, drain=True)
 

@@ -45,6 +45,24 @@ GENERATE_THREADS = ENGINE_THREADS
 # ZeroGPU runs a decorated function in a forked process with a time limit: train in slices this long.
 ZEROGPU_SLICE_S = 45
 
+# One call's budget, on the 2 cores of a Space: the server's CPU seconds and peak RSS growth any call may spend
+# (bench/cost.py measures every endpoint at its largest inputs against them, tests/test_cost.py asserts it).
+MAX_CALL_CPU_S = 5.0
+MAX_CALL_PEAK_MB = 150
+# What a request's model work may be estimated at (charrnn.cost, CPU seconds on the reference CPU) before it
+# starts: below MAX_CALL_CPU_S by the margin the app's own work around it takes (rendering, sending, decoding)
+# and the estimates' error (bench/cost.py --calibrate).
+MAX_CALL_ESTIMATE_S = 2.0
+MAX_CALL_ESTIMATE_MB = 100
+# A training run's work besides its own time budget (reading the upload, building the model, its first step and
+# its evaluations), and its peak RSS growth.
+MAX_TRAIN_SETUP_CPU_S = 20.0
+MAX_TRAIN_PEAK_MB = 400
+# Characters of an upload the Train tab's summary folds to ASCII (pinyin for Chinese): 20 MB of Chinese, 7.2 M
+# characters, took 4 s of CPU and 126 MB to fold (bench/cost.py); training folds the whole text.
+MAX_FOLD_VIEW_CHARS = 2_000_000
+MAX_IDLE_RSS_RATIO = 1.3  # RSS after heavy calls and idle time, against RSS after warm-up: memory comes back
+
 SIZE_PRESETS: dict[str, dict] = {
     "tiny (1 layer × 128)": {"num_layers": 1, "hidden_size": 128, "embedding_dim": 32},
     "small (2 layers × 256)": {"num_layers": 2, "hidden_size": 256, "embedding_dim": 64},

@@ -14,11 +14,12 @@ from pathlib import Path
 import gradio as gr
 
 from charrnn.checkpoint import CheckpointError, load_hub_model, read_config
+from charrnn.memory import release_memory
 from charrnn.model import CharRNN
 from webapp import i18n
 from webapp.components import shown
 from webapp.inputs import name_input
-from webapp.jobs import TrainingLine, return_freed_memory
+from webapp.jobs import TrainingLine
 from webapp.session import ModelCache, Session, Sessions, checkpoints_root, shipped_models
 
 SCRATCH = "from scratch"
@@ -149,4 +150,4 @@ class Studio:
         session_hash = getattr(request, "session_hash", None)
         self.sessions.end(session_hash)
         self.forget_state(session_hash)
-        return_freed_memory()
+        release_memory()

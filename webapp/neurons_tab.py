@@ -99,7 +99,7 @@ class NeuronViews:
         if len(fitted) > MAX_NEURON_CHARS:
             gr.Warning(f"Read the first {MAX_NEURON_CHARS:,} of {len(fitted):,} characters.")
             fitted = fitted[:MAX_NEURON_CHARS]
-        return run_in_worker(lambda: activations(net, fitted), "insight")
+        return run_in_worker(lambda cancel: activations(net, fitted, cancel), "insight")
 
     def neurons(self, text: str, layer: int = 1, unit: int = 0, state: str = "cell state c", model: str | None = None,
                 hub_repo_id: str | None = None, session: Any = None) -> tuple[str, dict]:
@@ -135,7 +135,7 @@ class NeuronViews:
         if len(acts.text) < MIN_CHARS_FOR_CORRELATION:
             raise gr.Error(f"Finding cells needs a text of at least {MIN_CHARS_FOR_CORRELATION} characters; "
                            "a few paragraphs work best.")
-        ranked = run_in_worker(lambda: rank_cells(acts, TOP_CELLS), "insight")
+        ranked = run_in_worker(lambda cancel: rank_cells(acts, TOP_CELLS, cancel=cancel), "insight")
         rows, absent = [], []
         for feature, cells in ranked.items():
             if not cells:

@@ -8,6 +8,7 @@ one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -26,14 +27,15 @@ from charrnn.card import CardInfo
 from charrnn.checkpoint import STATE_DIR, CheckpointError
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.hub import HubError, push_to_hub
-from charrnn.text import Corpus, TextError, mostly_chinese, normalize, read_corpus
+from charrnn.memory import release_memory
+from charrnn.text import Corpus, TextError, ascii_fold, mostly_chinese, normalize, read_corpus
 from charrnn.train import TrainingStopped
 from charrnn.vocab import describe_chars
 from webapp import components as ui
 from webapp import i18n, limits
 from webapp.components import UI, shown
 from webapp.inputs import name_input, text_input, uploaded_file, whole_number
-from webapp.jobs import LineFull, TrainJob, run_in_thread
+from webapp.jobs import LineFull, TrainJob, run_in_thread, visitor_gone
 from webapp.models import SCRATCH, Studio
 from webapp.session import Session, SessionModel
 
@@ -146,6 +148,13 @@ class Uploads:
     def read_upload(self, file, fold: str | bool | None = None, base: str | None = None,
                     session: Session | None = None) -> Corpus:
         """The uploaded text, or a gr.Error saying why it cannot be trained on."""
+        return self.read_both(file, fold, base, session)[0]
+
+    def read_both(self, file, fold: str | bool | None = None, base: str | None = None,
+                  session: Session | None = None, fold_chars: int | None = None) -> tuple[Corpus, Corpus]:
+        """(the uploaded text as it would be trained on, the same unfolded): the file decoded once, then folded
+        when fold (or, unset, the base model) asks for it, only its first fold_chars characters when given;
+        a gr.Error saying why it cannot be trained on."""
         path, name = uploaded_file(file)
         fold_flag = _fold_setting(fold)
         if fold_flag is None and base not in (None, "", SCRATCH):
@@ -155,14 +164,22 @@ class Uploads:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                corpus = read_corpus(path, fold=bool(fold_flag), name=name)
+                unfolded = read_corpus(path, name=name)
         except TextError as exc:
             raise gr.Error(str(exc)) from None
+        corpus = unfolded
+        if fold_flag:
+            part = unfolded.text if fold_chars is None else unfolded.text[:fold_chars]
+            notes = list(unfolded.notes)
+            if len(part) < unfolded.chars:
+                notes.append(f"folded to ASCII here from the first {len(part):,} of {unfolded.chars:,} characters, "
+                             "what one call's budget allows; training folds them all")
+            corpus = dataclasses.replace(unfolded, text=ascii_fold(part), ascii_folded=True, notes=notes)
         need = min_chars_needed(1, FINETUNE_DEFAULTS["seq_len"], TrainConfig().val_fraction)
         if corpus.chars < need:
             raise gr.Error(f"{name} is too short to train on: {corpus.chars:,} characters, "
                            f"but at least {need:,} are needed")
-        return corpus
+        return corpus, unfolded
 
     def suggested_base(self, corpus: Corpus, session: Session | None = None) -> tuple[str | None, str]:
         """The shipped model to fine-tune an upload from by default, and why: one mostly in the upload's
@@ -188,7 +205,7 @@ class Uploads:
         """What the app read from the upload, as Markdown; empty when nothing is uploaded."""
         if file is None:
             return ""
-        corpus = self.read_upload(file, fold, base, session)
+        corpus, unfolded = self.read_both(file, fold, base, session, fold_chars=limits.MAX_FOLD_VIEW_CHARS)
         lines = [
             f"**{corpus.name}**: {corpus.chars:,} characters, {len(set(corpus.text)):,} distinct",
             f"- encoding: {corpus.encoding}",
@@ -201,7 +218,6 @@ class Uploads:
             lines.append(f"- characters new to {base}: {describe_chars(new) if new else 'none'}"
                          + (f" ({len(new)}; fine-tuning adds them to the vocabulary)" if new else ""))
         if base in self.studio.shipped():  # judged on the text as uploaded: folding turns Chinese into pinyin
-            unfolded = self.read_upload(file, False, None, session) if corpus.ascii_folded else corpus
             suggested, why = self.suggested_base(unfolded, session)
             if suggested == base:
                 lines.append(f"- base: {why}")
@@ -250,8 +266,11 @@ class Trainer:
         The run first waits in line for the training slot; Stop ends it at any stage. Status lines
         and errors are in the request's language.
         """
-        yield from i18n.translating(i18n.language(request), self._train(
-            file, base, size, minutes, fold, lr, max_steps, session, request, progress))
+        try:
+            yield from i18n.translating(i18n.language(request), self._train(
+                file, base, size, minutes, fold, lr, max_steps, session, request, progress))
+        finally:
+            release_memory()  # the upload's text and the run's data went with the generators above
 
     def _train(self, file, base, size, minutes, fold, lr, max_steps, session, request, progress) -> Iterator[tuple]:
         session_hash = getattr(request, "session_hash", None)
@@ -319,9 +338,9 @@ class Trainer:
 
     def _wait_for_slot(self, ticket: object, session: Session) -> Iterator[tuple]:
         """Wait in line for the training slot, showing the place in line; True once it is ours, False on Stop."""
-        skip = gr.skip()
+        skip, gone = gr.skip(), visitor_gone()
         while ahead := self.studio.training_line.wait(ticket, timeout=limits.TRAIN_UPDATE_INTERVAL_S):
-            if session.cancel.is_set() or self.studio.closing.is_set():
+            if session.cancel.is_set() or self.studio.closing.is_set() or gone():
                 yield "**Stopped** before it started: nothing was trained.", skip, skip, skip, skip, skip, session
                 return False
             runs = f"{ahead} run{'s' if ahead > 1 else ''}"
@@ -346,7 +365,7 @@ class Trainer:
         progress(0, desc="waiting for the first step")
         done = None
         try:
-            for event in run_in_thread(job, session):
+            for event in run_in_thread(job, session, gone=visitor_gone()):
                 eager = event.kind in ("start", "eval", "sample", "nan")
                 if event.kind == "start":
                     status = f"Training {name} from {base}: {event.message}"
