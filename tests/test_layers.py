@@ -7,10 +7,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ["text"],
     ["vocab"],
-    ["model", "batching", "device"],
-    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
-    ["engine", "beam"],
-    ["train", "autosize", "distributed", "insight"],
+    ["model", "batching", "device", "events"],
+    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config",
+     "budget", "heldout", "runstate"],
+    ["engine", "beam", "samples"],
+    ["train", "autosize", "distributed", "insight", "runplan", "startup"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components", "i18n"],
     ["app"],
 ]
