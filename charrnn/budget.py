@@ -49,9 +49,16 @@ class Clock:
         self.train_cps: float | None = None  # training characters per second: a slower stand-in before any evaluation
         self.samples_s = 0.0  # what the card's samples will take, from a timed probe
         self.save_s = 0.0  # what writing a checkpoint took, last time
+        self.step_s = 0.0  # seconds this run spent in optimizer steps: the rest is start-up, scoring, samples, saving
+        self.last_step_s = 0.0  # what the last optimizer step took
+        self.last_sample_s = 0.5  # what the last sample during training took (a guess before the first)
 
     def elapsed(self) -> float:
         return self.before + time.monotonic() - self.start
+
+    def add_step(self, seconds: float) -> None:
+        self.step_s += seconds
+        self.last_step_s = seconds
 
     def left(self) -> float:
         return math.inf if self.budget is None else self.budget - self.elapsed()

@@ -45,3 +45,10 @@ class TrainResult:
     rank_weights_sha256: list[str] | None = None  # under torchrun: each rank's final weights, equal when in step
     val_scope: str = ""  # what best_val_loss covers: "over all 8,000 held-out characters", "over the first ..."
     val_chars: int = 0  # held-out characters best_val_loss covers
+    step_s: float = 0.0  # seconds this run (this process, when resumed) spent in optimizer steps
+    run_s: float = 0.0  # seconds this run took, start-up, scoring, samples and saving included
+
+    @property
+    def learning_share(self) -> float:
+        """The share of the run spent in optimizer steps: the rest went to start-up, scoring, samples, saving."""
+        return self.step_s / self.run_s if self.run_s > 0 else 0.0

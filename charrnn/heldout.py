@@ -34,10 +34,10 @@ def held_out_parts(texts: list[str], val_fraction: float, cap: int) -> list[str]
     return parts
 
 
-def quick_val_ids(texts: list[str], val_fraction: float, vocab: Vocab) -> torch.Tensor:
-    """The validation text scored at each evaluation: all of it up to EVAL_CHARS_DURING_TRAINING,
-    else the same share of every file's held-out part, so the best model is chosen on every file."""
-    return vocab.encode("".join(held_out_parts(texts, val_fraction, EVAL_CHARS_DURING_TRAINING)))
+def quick_val_ids(texts: list[str], val_fraction: float, vocab: Vocab, cap: int | None = None) -> torch.Tensor:
+    """The validation text scored at each evaluation: all of it up to cap (EVAL_CHARS_DURING_TRAINING
+    by default), else the same share of every file's held-out part, so the best model is chosen on every file."""
+    return vocab.encode("".join(held_out_parts(texts, val_fraction, cap or EVAL_CHARS_DURING_TRAINING)))
 
 
 @dataclass
@@ -106,12 +106,12 @@ def final_parts(texts: list[str], names: list[str], val_fraction: float) -> list
 
 
 def score_quick(model: CharRNN, ids: torch.Tensor, ddp: distributed.Group | None,
-                should_stop: Callable[[], bool]) -> dict:
-    """One evaluation during training, of the quick validation ids: evaluate_ids's result (under torchrun,
-    every rank's mean, always complete)."""
+                should_stop: Callable[[], bool], streams: int | None = None) -> dict:
+    """One evaluation during training, of the quick validation ids in streams parallel streams (None: as
+    `charrnn eval` reads them): evaluate_ids's result (under torchrun, every rank's mean, always complete)."""
     if ddp:
         return {"loss": ddp.mean_val_loss(model, ids), "chars": len(ids) - 1, "complete": True}
-    return evaluate_ids(model, ids, should_stop)
+    return evaluate_ids(model, ids, should_stop, streams)
 
 
 def is_better(val: float, complete: bool, best_val: float, best_complete: bool, have_best: bool,

@@ -15,6 +15,7 @@ from charrnn.autosize import auto_config
 from charrnn.batching import Streams, min_chars_needed
 from charrnn.budget import Clock
 from charrnn.config import FINETUNE_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
+from charrnn.finetune import finetune_config
 from charrnn.model import CharRNN
 from charrnn.text import TextError
 
@@ -23,8 +24,11 @@ def resolve(config: TrainConfig, base: CharRNN | None, texts: list[str],
             check: Callable[[], None] | None = None) -> TrainConfig:
     """Fill every None in config from the base model or the defaults (check: see auto_config)."""
     resolved = copy.copy(config)
-    if base is None and resolved.time_budget is not None and resolved.autosize is None:
-        resolved = auto_config(resolved, texts, check)  # the budget picks size, batch, LR and schedule
+    if resolved.time_budget is not None and resolved.autosize is None:  # the budget picks batch, LR and schedule
+        if base is None:
+            resolved = auto_config(resolved, texts, check)  # and the size
+        else:
+            resolved = finetune_config(resolved, base, texts, check)
     defaults = FINETUNE_DEFAULTS if base is not None else SCRATCH_DEFAULTS
     if base is not None:
         for name in ("num_layers", "hidden_size", "embedding_dim", "cell"):

@@ -13,41 +13,53 @@ from charrnn.sampling import SampleSettings
 CARD_SAMPLE_LENGTH = 400
 CARD_SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 SAMPLE_PROBE_CHARS = 32  # a short sample, timed, says how long the card's samples will take
+SAMPLE_POLL_S = 0.05  # how long reading one of several samples waits for its next characters
 
 
-def sample_text(model: CharRNN, settings: SampleSettings, should_stop: Callable[[], bool] | None = None) -> str:
-    """What sample(model, "", settings) writes, cut short where should_stop says so (a prefix of it)."""
-    request = GenerationEngine.for_model(model).submit("", settings)
-    chars: list[str] = []
+def sample_text(model: CharRNN, settings: SampleSettings, should_stop: Callable[[], bool] | None = None,
+                prompt: str = "") -> str:
+    """What sample(model, prompt, settings) writes, cut short where should_stop says so (a prefix of it)."""
+    return samples_together(model, [settings], should_stop, prompt)[0]
+
+
+def samples_together(model: CharRNN, settings: list[SampleSettings], should_stop: Callable[[], bool] | None = None,
+                     prompt: str = "") -> list[str]:
+    """One text per settings, generated together as one batch by the model's engine (so three take little
+    more than one), each what sample(model, prompt, one) writes; all cut short where should_stop says so."""
+    requests = GenerationEngine.for_model(model).submit_many(prompt, settings)
+    chars: list[list[str]] = [[] for _ in requests]
     try:
-        for char in request:
-            chars.append(char)
-            if should_stop is not None and len(chars) < settings.length and should_stop():
-                break
+        while not all(r.done for r in requests):
+            for request, written in zip(requests, chars):
+                for char in request.take(timeout=SAMPLE_POLL_S):
+                    written.append(char)
+                    if should_stop is not None and not all(r.done for r in requests) and should_stop():
+                        return ["".join(w) for w in chars]
     finally:
-        request.cancel()
-    return "".join(chars)
+        for request in requests:
+            request.cancel()
+    return ["".join(written) for written in chars]
 
 
 def card_samples(model: CharRNN, seed: int, should_stop: Callable[[], bool]) -> list[dict]:
-    """The model card's samples, one per CARD_SAMPLE_TEMPERATURES; cut short, or left out, once should_stop says so."""
-    samples = []
-    for temperature in CARD_SAMPLE_TEMPERATURES:
-        if should_stop():
-            break
-        settings = SampleSettings(length=CARD_SAMPLE_LENGTH, temperature=temperature, seed=seed)
-        samples.append({"temperature": temperature, "seed": seed, "prompt": "",
-                        "text": sample_text(model, settings, should_stop)})
-    return samples
+    """The model card's samples, one per CARD_SAMPLE_TEMPERATURES, written together; cut short, or left out
+    when should_stop says so before they start."""
+    if should_stop():
+        return []
+    settings = [SampleSettings(length=CARD_SAMPLE_LENGTH, temperature=t, seed=seed) for t in CARD_SAMPLE_TEMPERATURES]
+    texts = samples_together(model, settings, should_stop)
+    return [{"temperature": t, "seed": seed, "prompt": "", "text": text}
+            for t, text in zip(CARD_SAMPLE_TEMPERATURES, texts)]
 
 
 def probe_samples_s(model: CharRNN, seed: int) -> float:
-    """How long the card's samples will take, from two short ones: a 1-character one (the set-up)
-    and a longer one (the set-up and SAMPLE_PROBE_CHARS characters more)."""
+    """How long the card's samples will take, from two short batches of them: 1 character each (the
+    set-up) and SAMPLE_PROBE_CHARS characters more."""
     times = []
     for length in (1, SAMPLE_PROBE_CHARS + 1):
         began = time.monotonic()
-        sample_text(model, SampleSettings(length=length, temperature=1.0, seed=seed))
+        samples_together(model, [SampleSettings(length=length, temperature=t, seed=seed)
+                                 for t in CARD_SAMPLE_TEMPERATURES])
         times.append(time.monotonic() - began)
     per_char = max(times[1] - times[0], 0.0) / SAMPLE_PROBE_CHARS
-    return len(CARD_SAMPLE_TEMPERATURES) * (times[0] + CARD_SAMPLE_LENGTH * per_char)
+    return times[0] + CARD_SAMPLE_LENGTH * per_char

@@ -72,6 +72,7 @@ __all__ = ["EVAL_CHARS_DURING_TRAINING", "StoppedBeforeFirstStep", "TrainConfig"
 MAX_NAN_STEPS = 20
 # A non-finite loss means the LR is far too high: ten times lower recovers from 1e6 within MAX_NAN_STEPS.
 NAN_LR_FACTOR = 0.1
+STEP_EVENT_S = 1.0  # a step event at least this often, so the loss curve starts in the first seconds
 
 
 def train(
@@ -154,13 +155,15 @@ def _start_run(cfg: TrainConfig, state: dict | None, out_dir: Path, model: CharR
     first_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # to fall back on, before any eval
     train_text, val_text = split_train_val(texts, cfg.val_fraction)
     train_ids = encode_stoppable(model.vocab, train_text, check).to(device)
-    val_ids_quick = quick_val_ids(texts, cfg.val_fraction, model.vocab).to(device)
+    val_ids_quick = quick_val_ids(texts, cfg.val_fraction, model.vocab, cfg.eval_chars).to(device)
     check()
     parts = final_parts(texts, names, cfg.val_fraction)
     # One text whose whole held-out part is what each evaluation scores: the best model's loss is
     # known exactly from training, and the end need not score it again.
     quick_is_whole = len(val_ids_quick) == len(val_text) and len(texts) == 1 and ddp is None
-    finish_chars = len(val_ids_quick) + (0 if quick_is_whole else sum(len(part) for _, part in parts))
+    # A plan that chose how much each evaluation reads keeps to it at the end: its last evaluation stands.
+    score_at_end = not quick_is_whole and cfg.eval_chars is None
+    finish_chars = len(val_ids_quick) + (sum(len(part) for _, part in parts) if score_at_end else 0)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
                                   fused=device.type == "cuda")
@@ -177,7 +180,8 @@ def _start_run(cfg: TrainConfig, state: dict | None, out_dir: Path, model: CharR
     return _Run(cfg=cfg, out_dir=out_dir, model=model, net=net, optimizer=optimizer, data_rng=data_rng, device=device,
                 ddp=ddp, clock=clock, stopper=stopper, loop=loop, texts=texts, train_ids=train_ids,
                 val_ids_quick=val_ids_quick, val_chars=len(val_text), final_parts=parts,
-                quick_is_whole=quick_is_whole, finish_chars=finish_chars, card_info=card_info,
+                quick_is_whole=quick_is_whole, score_at_end=score_at_end, finish_chars=finish_chars,
+                card_info=card_info,
                 corpus_index=corpus_index, text_digest=text_digest, best_state=best_state, hidden=hidden,
                 first_state=first_state, first_step=loop.step, streams_batch=streams_batch,
                 steps_per_epoch=steps_per_epoch, total_steps=total_steps,
@@ -230,6 +234,7 @@ class _Run:
     val_chars: int  # held-out characters in all
     final_parts: list[tuple[str, str]]  # (file name, the held-out part the end scores)
     quick_is_whole: bool  # each evaluation scores the whole held-out text, so the end need not score it again
+    score_at_end: bool  # the best weights are scored again at the end, on more of the held-out text
     finish_chars: int  # what is left to score when training stops
     card_info: CardInfo  # what the card says of where the model comes from, and the end's measurements
     corpus_index: Path
@@ -242,6 +247,7 @@ class _Run:
     steps_per_epoch: int
     total_steps: int | None
     hyper: dict
+    samples_taken: int = 0  # samples by the clock so far
 
     @property
     def vocab(self) -> Vocab:
@@ -255,6 +261,11 @@ class _Run:
     def epoch_progress(self) -> float:
         """Epochs done, the current one's windows as a fraction."""
         return self.loop.epoch + self.loop.window / self.steps_per_epoch
+
+    @property
+    def quick_exact(self) -> bool:
+        """Each evaluation scores exactly what `charrnn eval MODEL FILE --split val` does."""
+        return self.quick_is_whole and self.cfg.eval_streams is None
 
     @property
     def best_val_loss(self) -> float | None:
@@ -282,7 +293,7 @@ class _Run:
         return ValScore(loss=loop.best_val, chars=len(self.val_ids_quick) if loop.best_complete else loop.best_chars,
                         held_out=self.val_chars, files=len(self.texts),
                         whole=loop.best_complete and len(self.val_ids_quick) == self.val_chars,
-                        first=loop.best_complete, exact=loop.best_complete and self.quick_is_whole, note=note)
+                        first=loop.best_complete, exact=loop.best_complete and self.quick_exact, note=note)
 
     def card(self) -> CardInfo:
         """The card's information for a checkpoint now: the run's figures and, until the end has scored
@@ -315,7 +326,8 @@ class _Run:
         """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
         A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
         began = time.monotonic()
-        result = score_quick(self.model, self.val_ids_quick, self.ddp, self.stopper.asker(grace, keep))
+        result = score_quick(self.model, self.val_ids_quick, self.ddp, self.stopper.asker(grace, keep),
+                             self.cfg.eval_streams)
         self.clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
         why = "" if result["complete"] else self.stopper.reason
         val, complete, loop = result["loss"], result["complete"], self.loop
@@ -365,8 +377,10 @@ class _Run:
             if self.ddp:
                 x, y = self.ddp.my_rows(x), self.ddp.my_rows(y)
             lr = self.set_lr(now)
+            stepped = time.monotonic()
             loss, new_hidden = train_step(self.net, self.model, self.optimizer, x, y, self.hidden, self.cfg.precision,
                                           self.cfg.grad_clip, averaged_grads=bool(self.ddp))
+            self.clock.add_step(time.monotonic() - stepped)
             if new_hidden is None:  # a non-finite loss: the step is skipped
                 yield self.undo_step(lr)
                 if self.loop.nan_steps >= MAX_NAN_STEPS:
@@ -412,20 +426,21 @@ class _Run:
                                   f"best weights so far and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
 
     def plan_evaluations(self, per_step: float) -> None:
-        """With no interval given, about 20 evaluations per run, from the measured seconds per step."""
+        """With no interval given, cfg.evaluations (else about 20) per run, from the measured seconds per step."""
         by_budget = self.cfg.time_budget / per_step if self.cfg.time_budget else None
         planned = [s for s in (self.total_steps, by_budget) if s]
         if planned:
-            self.loop.eval_interval = max(10, int(min(planned) / 20))
+            self.loop.eval_interval = max(10, int(min(planned) / (self.cfg.evaluations or 20)))
         else:
             self.loop.eval_interval = max(10, min(self.steps_per_epoch, 500))
         if self.ddp:
             self.loop.eval_interval = self.ddp.from_main(self.loop.eval_interval)
 
     def after_step(self, meter: _Meter, lr: float) -> Iterator[TrainEvent]:
-        """What a step is followed by when it is due: a report of the loss and speed, an evaluation, a sample."""
+        """What a step is followed by when it is due: a report of the loss and speed (every 10 steps, and at
+        least every STEP_EVENT_S), an evaluation, a sample (every sample_interval steps or sample_every_s)."""
         now = self.clock.elapsed()
-        if self.loop.step % 10 == 0 or self.loop.step == 1:
+        if self.loop.step % 10 == 0 or self.loop.step == 1 or time.monotonic() - meter.since >= STEP_EVENT_S:
             train_loss, cps = meter.take(self.chars_per_step)
             self.clock.train_cps = cps or self.clock.train_cps
             p = self.progress(now)
@@ -435,11 +450,29 @@ class _Run:
                              chars_per_s=cps, best_val_loss=self.best_val_loss)
         if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0:
             yield from self.evaluate_and_save(CANCEL_GRACE_S)
-        if self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0:
-            settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
-            text = sample_text(self.model, settings, self.stopper.asker())
-            self.model.train()
-            yield TrainEvent("sample", step=self.loop.step, elapsed=now, sample=text)
+        by_steps = self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0
+        if by_steps or self.sample_due():
+            yield self.sample_event(now)
+
+    def sample_due(self) -> bool:
+        """With sample_every_s: whether a sample taken now is out by its due time (every sample_every_s of
+        this run), judging by how long the last step and the last sample took."""
+        if not self.cfg.sample_every_s:
+            return False
+        since_start = time.monotonic() - self.clock.start
+        due = self.samples_taken * self.cfg.sample_every_s + self.cfg.sample_every_s
+        return since_start + self.clock.last_step_s + self.clock.last_sample_s >= due
+
+    def sample_event(self, now: float) -> TrainEvent:
+        """A sample of the current weights, continuing the run's sample prompt with the run's seed, so that
+        one sample after another shows what training changed."""
+        began = time.monotonic()
+        settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
+        text = sample_text(self.model, settings, self.stopper.asker(), prompt=self.cfg.sample_prompt)
+        self.model.train()
+        self.clock.last_sample_s = time.monotonic() - began
+        self.samples_taken += 1
+        return TrainEvent("sample", step=self.loop.step, elapsed=now, sample=self.cfg.sample_prompt + text)
 
     def finish(self, stopped: str) -> Iterator[TrainEvent]:
         """Final evaluation of where training stopped (unless that step was just evaluated), then the
@@ -462,9 +495,11 @@ class _Run:
         elapsed = self.clock.elapsed()
         result = TrainResult(out_dir=self.out_dir, best_val_loss=score.loss, steps=self.loop.step, elapsed=elapsed,
                              stopped_because=stopped, config=asdict(self.cfg), rank_weights_sha256=digests,
-                             val_scope=score.describe(), val_chars=score.chars)
+                             val_scope=score.describe(), val_chars=score.chars, step_s=self.clock.step_s,
+                             run_s=time.monotonic() - self.clock.start)
         message = (f"stopped: {stopped}; best validation loss {score.loss:.4f} nats/char "
-                   f"({score.loss / math.log(2):.3f} bits/char) {score.describe()}")
+                   f"({score.loss / math.log(2):.3f} bits/char) {score.describe()}; {result.learning_share:.0%} of "
+                   f"{result.run_s:.1f} s in optimizer steps")
         yield TrainEvent("done", step=self.loop.step, total_steps=self.total_steps, elapsed=elapsed,
                          val_loss=score.loss, best_val_loss=score.loss, message=message, result=result)
 
@@ -490,7 +525,7 @@ class _Run:
         best_model = copy.deepcopy(self.model)
         best_model.load_state_dict(self.best_state)
         best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
-        known = self.quick_is_whole and self.loop.best_complete  # training scored all of it with these weights
+        known = not self.score_at_end and self.loop.best_complete  # training scored these weights, as planned
         score = final_score(best_model, self.quick_score, known, self.final_parts, self.val_chars,
                              self.loop.best_chars, self.device, self.stopper)
         info = self.card_info

@@ -5,13 +5,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
-    ["text"],
+    ["text", "prompts"],
     ["vocab"],
     ["model", "batching", "device", "events"],
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config",
      "budget", "heldout", "runstate"],
     ["engine", "beam", "samples"],
-    ["train", "autosize", "distributed", "insight", "runplan", "startup"],
+    ["train", "autosize", "finetune", "distributed", "insight", "runplan", "startup"],
     ["cli", "limits", "session", "jobs", "handlers", "inspect_views", "compare_views", "components", "i18n"],
     ["app"],
 ]
