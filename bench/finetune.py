@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from charrnn.checkpoint import load_training_state  # noqa: E402
 from charrnn.text import normalize  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -129,7 +130,8 @@ def run(work: Path, name: str, text: Path, budget: int, recipe: str, flags: str,
     share = re.search(r"(\d+)% of ([\d.]+) s in optimizer steps", done.stderr)
     start = next((line for line in done.stderr.splitlines() if line.startswith("fine-tuning in")), "")
     row = {"text": name, "recipe": recipe, "budget": budget, "wall": wall, **score(str(out), text, names),
-           "learning": int(share.group(1)) / 100 if share else None, "plan": start}
+           "learning": int(share.group(1)) / 100 if share else None, "plan": start,
+           "run_s": float(share.group(2)) if share else None, "spent": load_training_state(out)["meta"].get("spent")}
     print(f"{name:12} {recipe:6} {budget:4d}s  loss {row['loss']:.4f}  names {row['names']:3d}  "
           f"learning {row['learning'] or 0:.0%}", flush=True)
     return row
@@ -170,6 +172,19 @@ def targets(results: dict[tuple, dict], texts: list[str]) -> list[str]:
             out.append(f"{text}: 180 s new is {gain:+.3f} nats/char better than old (target +0.070): "
                        f"{'met' if gain >= 0.07 else 'MISSED'}")
     return out
+
+
+def overheads(results: dict[tuple, dict], budget: int, recipe: str) -> str:
+    """Where a budget's runs spent their time, on average over the texts, as shares of the run."""
+    rows = [r for (_, rc, b), r in results.items() if rc == recipe and b == budget and r.get("spent")]
+    if not rows:
+        return ""
+    uses = Counter()
+    for row in rows:
+        uses.update({k: v / row["run_s"] for k, v in row["spent"].items()})
+    other = 1 - sum(uses.values()) / len(rows)
+    parts = [f"{k} {v / len(rows):.1%}" for k, v in uses.most_common()] + [f"other {other:.1%}"]
+    return f"{budget} s, {recipe} recipe, mean over {len(rows)} texts: " + ", ".join(parts)
 
 
 def main() -> None:
@@ -214,6 +229,11 @@ def main() -> None:
     print(table(results, list(texts), args.budgets, args.recipes))
     for name, found in names.items():
         print(f"{name} names: {', '.join(found[:10])}")
+    print("\nwhere the time went (share of the run):")
+    for budget in args.budgets:
+        for recipe in args.recipes:
+            line = overheads(results, budget, recipe)
+            print(line) if line else None
     print("\n" + "\n".join(targets(results, list(texts))))
 
 

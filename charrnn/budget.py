@@ -9,9 +9,11 @@ between the pieces of start-up, between steps and between windows of scoring.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from charrnn.checkpoint import CheckpointError
@@ -52,6 +54,7 @@ class Clock:
         self.step_s = 0.0  # seconds this run spent in optimizer steps: the rest is start-up, scoring, samples, saving
         self.last_step_s = 0.0  # what the last optimizer step took
         self.last_sample_s = 0.5  # what the last sample during training took (a guess before the first)
+        self.spent: Counter[str] = Counter()  # seconds of this run by what they went to, optimizer steps aside
 
     def elapsed(self) -> float:
         return self.before + time.monotonic() - self.start
@@ -59,6 +62,15 @@ class Clock:
     def add_step(self, seconds: float) -> None:
         self.step_s += seconds
         self.last_step_s = seconds
+
+    @contextlib.contextmanager
+    def spending(self, what: str) -> Iterator[None]:
+        """Count the seconds of the block as spent on what (start-up, evaluations, saving, samples...)."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent[what] += time.monotonic() - began
 
     def left(self) -> float:
         return math.inf if self.budget is None else self.budget - self.elapsed()

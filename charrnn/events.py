@@ -47,6 +47,7 @@ class TrainResult:
     val_chars: int = 0  # held-out characters best_val_loss covers
     step_s: float = 0.0  # seconds this run (this process, when resumed) spent in optimizer steps
     run_s: float = 0.0  # seconds this run took, start-up, scoring, samples and saving included
+    spent: dict[str, float] = field(default_factory=dict)  # seconds of this run outside optimizer steps, by use
 
     @property
     def learning_share(self) -> float:

@@ -7,15 +7,18 @@ these rules. Where each constant came from, and the runs behind it, are in bench
 1. Shape: sequence SEQ_LEN and batch BATCH on a CPU (GPU_BATCH on a GPU). A short budget is
    spent best on many small updates: the base already knows the language, what it must learn is
    the new text's style, and that comes from the number of updates more than from their size.
-2. Learning rate LR (for the base's width; x sqrt(batch / BATCH) for another batch), warmup of
-   WARMUP_SHARE of the steps (at most MAX_WARMUP), cosine to 5% over the budget.
-3. Dropout by the passes over the text the budget buys: the base's own below EPOCHS_FOR_DROPOUT
-   passes' worth of... see dropout_for.
-4. Evaluations: EVALS in the run (the last where training stops), each reading at most what
-   EVAL_SHARE of the budget can score in all, read in streams of EVAL_STREAM_CHARS characters
-   (many short streams score faster than `charrnn eval`'s long ones, and within 0.01 nats/char
-   of it); the last evaluation is the model's reported score.
-5. The seconds spent measuring come out of the budget.
+2. Learning rate LR for a 512-wide base (x 512 / hidden, x sqrt(batch / BATCH) for another batch,
+   at most MAX_LR), warmup of WARMUP_SHARE of the steps (at most MAX_WARMUP), cosine to 5% over
+   the budget.
+3. Dropout by the passes over the text the budget buys (dropout_for): none below one pass, where
+   nothing is seen twice; half the base's below two; the base's own from two on.
+4. Evaluations: EVALS in the run, spread by the speed its first steps measure, each reading at most
+   what EVAL_SHARE of the budget can score in all, in streams of EVAL_STREAM_CHARS characters (many
+   short streams score faster than `charrnn eval`'s long ones, within 0.01 nats/char of it). The
+   best evaluation is the model's reported score: the end does not score it again.
+5. Any of these the user gave is kept; given batch, sequence, lr, dropout and warmup all, there is
+   nothing to plan and the run is as it would be without a plan. The seconds spent measuring come
+   out of the budget.
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     names = [c.name if isinstance(c, Corpus) else f"text {i + 1}" for i, c in enumerate(corpora)]
     run = _start_run(cfg, state, out_dir, model, device, ddp, clock, stopper, texts, names, corpus_index,
                      text_digest, card_info, check, default_warmup=state is None and config.warmup_steps is None)
+    clock.spent["start-up"] = time.monotonic() - clock.start
     yield run.start_event(resumed=state is not None)
     stopped = yield from run.train_loop()
     yield from run.finish(stopped)
@@ -316,6 +317,7 @@ class _Run:
             **self.loop.to_meta(), "config": asdict(self.cfg), "model_config": self.model.config,
             "optimizer": opt_meta, "elapsed": self.clock.elapsed(), "card_info": self.card_info.to_meta(),
             "reason": reason, "text_sha256": self.text_digest,
+            "spent": {"optimizer steps": self.clock.step_s, **self.clock.spent},  # this run's seconds, by use
         }
         began = time.monotonic()
         save_checkpoint(self.out_dir, self.model, model_card(self.model, info), self.best_state,
@@ -326,7 +328,8 @@ class _Run:
         """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
         A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
         began = time.monotonic()
-        result = score_quick(self.model, self.val_ids_quick, self.ddp, self.stopper.asker(grace, keep),
+        with self.clock.spending("evaluations"):
+            result = score_quick(self.model, self.val_ids_quick, self.ddp, self.stopper.asker(grace, keep),
                              self.cfg.eval_streams)
         self.clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
         why = "" if result["complete"] else self.stopper.reason
@@ -344,7 +347,8 @@ class _Run:
                          lr=self.optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=self.best_val_loss,
                          message=f"{scored} before {why}" if why else "")
         if save and self.best_state is not None and (self.ddp is None or self.ddp.is_main):
-            self.checkpoint("eval")
+            with self.clock.spending("saving"):
+                self.checkpoint("eval")
 
     def stop_reason(self, now: float) -> str:
         """Why training must stop before the next step ('' to go on); under torchrun, all ranks agree."""
@@ -394,7 +398,8 @@ class _Run:
             if self.loop.eval_interval is None and self.loop.step == 10:
                 self.plan_evaluations(per_step=(time.monotonic() - began) / 10)
             if self.cfg.time_budget is not None and self.loop.step == self.first_step + 1:
-                self.clock.samples_s = probe_samples_s(self.model, self.cfg.seed)
+                with self.clock.spending("timing the card samples"):
+                    self.clock.samples_s = probe_samples_s(self.model, self.cfg.seed)
             yield from self.after_step(meter, lr)
 
     def next_epoch(self) -> Streams:
@@ -468,7 +473,8 @@ class _Run:
         one sample after another shows what training changed."""
         began = time.monotonic()
         settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
-        text = sample_text(self.model, settings, self.stopper.asker(), prompt=self.cfg.sample_prompt)
+        with self.clock.spending("samples"):
+            text = sample_text(self.model, settings, self.stopper.asker(), prompt=self.cfg.sample_prompt)
         self.model.train()
         self.clock.last_sample_s = time.monotonic() - began
         self.samples_taken += 1
@@ -488,7 +494,8 @@ class _Run:
         if self.stopper.cancelled():
             stopped = "cancelled"  # whenever it came: a cancelled run never reads as finished
         if self.ddp is None or self.ddp.is_main:
-            self.checkpoint(stopped)
+            with self.clock.spending("saving"):
+                self.checkpoint(stopped)
         digests = self.ddp.weight_digests(self.model) if self.ddp else None
         if self.ddp:
             self.ddp.finish()
@@ -496,6 +503,7 @@ class _Run:
         result = TrainResult(out_dir=self.out_dir, best_val_loss=score.loss, steps=self.loop.step, elapsed=elapsed,
                              stopped_because=stopped, config=asdict(self.cfg), rank_weights_sha256=digests,
                              val_scope=score.describe(), val_chars=score.chars, step_s=self.clock.step_s,
+                             spent=dict(self.clock.spent),
                              run_s=time.monotonic() - self.clock.start)
         message = (f"stopped: {stopped}; best validation loss {score.loss:.4f} nats/char "
                    f"({score.loss / math.log(2):.3f} bits/char) {score.describe()}; {result.learning_share:.0%} of "
@@ -526,10 +534,12 @@ class _Run:
         best_model.load_state_dict(self.best_state)
         best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
         known = not self.score_at_end and self.loop.best_complete  # training scored these weights, as planned
-        score = final_score(best_model, self.quick_score, known, self.final_parts, self.val_chars,
-                             self.loop.best_chars, self.device, self.stopper)
+        with self.clock.spending("final scoring"):
+            score = final_score(best_model, self.quick_score, known, self.final_parts, self.val_chars,
+                                self.loop.best_chars, self.device, self.stopper)
         info = self.card_info
         info.val_loss, info.val_scope, info.val_reproducible = score.loss, score.describe(), score.exact
         info.val_losses = score.per_file  # empty for one file
-        info.samples = card_samples(best_model, self.cfg.seed, self.stopper.asker())
+        with self.clock.spending("card samples"):
+            info.samples = card_samples(best_model, self.cfg.seed, self.stopper.asker())
         return score
