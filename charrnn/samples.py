@@ -33,7 +33,8 @@ def samples_together(model: CharRNN, settings: list[SampleSettings], should_stop
             for request, written in zip(requests, chars):
                 for char in request.take(timeout=SAMPLE_POLL_S):
                     written.append(char)
-                    if should_stop is not None and not all(r.done for r in requests) and should_stop():
+                    unfinished = any(len(w) < r.settings.length for r, w in zip(requests, chars))
+                    if should_stop is not None and unfinished and should_stop():
                         return ["".join(w) for w in chars]
     finally:
         for request in requests:

@@ -61,7 +61,7 @@ from charrnn.startup import (
     read_texts,
     resumed_card_info,
 )
-from charrnn.step import train_step
+from charrnn.step import import_optimizer_machinery, train_step
 from charrnn.text import Corpus
 from charrnn.vocab import Vocab
 
@@ -96,6 +96,7 @@ def train(
     card_info: what the model card says of where the model comes from (name, corpus, command...);
     a dict of CardInfo's field names will do. It is copied, never changed.
     """
+    import_optimizer_machinery()  # once per process, before the run's clock starts
     with contextlib.ExitStack() as cleanup:  # the staged index goes however the run ends, a closed generator included
         yield from _train(corpora, Path(out_dir), config or TrainConfig(), init, resume, overwrite,
                           cancel or threading.Event(), own_card_info(card_info), cleanup)
