@@ -130,8 +130,9 @@ def run(work: Path, name: str, text: Path, budget: int, recipe: str, flags: str,
     share = re.search(r"(\d+)% of ([\d.]+) s in optimizer steps", done.stderr)
     start = next((line for line in done.stderr.splitlines() if line.startswith("fine-tuning in")), "")
     row = {"text": name, "recipe": recipe, "budget": budget, "wall": wall, **score(str(out), text, names),
-           "learning": int(share.group(1)) / 100 if share else None, "plan": start,
-           "run_s": float(share.group(2)) if share else None, "spent": load_training_state(out)["meta"].get("spent")}
+           "run_s": float(share.group(2)) if share else None, "plan": start}
+    row["spent"] = load_training_state(out)["meta"].get("spent") or {}
+    row["learning"] = row["spent"].get("optimizer steps", 0.0) / max(budget, row["run_s"] or 0.0)  # of the budget
     print(f"{name:12} {recipe:6} {budget:4d}s  loss {row['loss']:.4f}  names {row['names']:3d}  "
           f"learning {row['learning'] or 0:.0%}", flush=True)
     return row
@@ -175,13 +176,14 @@ def targets(results: dict[tuple, dict], texts: list[str]) -> list[str]:
 
 
 def overheads(results: dict[tuple, dict], budget: int, recipe: str) -> str:
-    """Where a budget's runs spent their time, on average over the texts, as shares of the run."""
+    """Where a budget's runs spent it, on average over the texts, as shares of the budget (or of the run, if
+    longer); "other" is events, the measuring and whatever of the budget was left unspent at the end."""
     rows = [r for (_, rc, b), r in results.items() if rc == recipe and b == budget and r.get("spent")]
     if not rows:
         return ""
     uses = Counter()
     for row in rows:
-        uses.update({k: v / row["run_s"] for k, v in row["spent"].items()})
+        uses.update({k: v / max(budget, row["run_s"]) for k, v in row["spent"].items()})
     other = 1 - sum(uses.values()) / len(rows)
     parts = [f"{k} {v / len(rows):.1%}" for k, v in uses.most_common()] + [f"other {other:.1%}"]
     return f"{budget} s, {recipe} recipe, mean over {len(rows)} texts: " + ", ".join(parts)
@@ -224,12 +226,12 @@ def main() -> None:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
     print(f"\nheld-out loss in nats/char (charrnn eval --split val), the text's own names in a seeded "
-          f"{SAMPLE_CHARS:,}-character sample, (share of the run in optimizer steps); load now "
+          f"{SAMPLE_CHARS:,}-character sample, (share of the budget in optimizer steps); load now "
           f"{os.getloadavg()[0]:.1f}\n")
     print(table(results, list(texts), args.budgets, args.recipes))
     for name, found in names.items():
         print(f"{name} names: {', '.join(found[:10])}")
-    print("\nwhere the time went (share of the run):")
+    print("\nwhere the budget went:")
     for budget in args.budgets:
         for recipe in args.recipes:
             line = overheads(results, budget, recipe)

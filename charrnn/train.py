@@ -250,6 +250,7 @@ class _Run:
     total_steps: int | None
     hyper: dict
     samples_taken: int = 0  # samples by the clock so far
+    evals_by_clock: int = 0  # evaluations by the clock so far
 
     @property
     def vocab(self) -> Vocab:
@@ -396,7 +397,7 @@ class _Run:
             self.loop.step += 1
             self.loop.window += 1
             meter.add(loss)
-            if self.loop.eval_interval is None and self.loop.step == 10:
+            if self.loop.eval_interval is None and self.loop.step == 10 and not self.by_clock:
                 self.plan_evaluations(per_step=(time.monotonic() - began) / 10)
             if self.cfg.time_budget is not None and self.loop.step == self.first_step + 1:
                 with self.clock.spending("timing the card samples"):
@@ -454,11 +455,25 @@ class _Run:
             yield TrainEvent("step", step=self.loop.step, total_steps=self.total_steps, epoch=self.epoch_progress,
                              elapsed=now, eta=eta, progress=min(p, 1.0), lr=lr, train_loss=train_loss,
                              chars_per_s=cps, best_val_loss=self.best_val_loss)
-        if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0:
+        if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0 or self.evaluation_due(now):
             yield from self.evaluate_and_save(CANCEL_GRACE_S)
         by_steps = self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0
         if by_steps or self.sample_due():
             yield self.sample_event(now)
+
+    @property
+    def by_clock(self) -> bool:
+        """cfg.evaluations in a time budget with no interval given: evaluations come at even shares of the budget."""
+        return bool(self.cfg.evaluations and self.cfg.time_budget and self.cfg.eval_interval is None)
+
+    def evaluation_due(self, now: float) -> bool:
+        """By the clock: whether the next of cfg.evaluations evenly spread over the budget is due (the last
+        is where training stops)."""
+        reached = int(now * self.cfg.evaluations / self.cfg.time_budget) if self.by_clock else 0
+        if reached <= self.evals_by_clock:
+            return False
+        self.evals_by_clock = reached
+        return True
 
     def sample_due(self) -> bool:
         """With sample_every_s: whether a sample taken now is out by its due time (every sample_every_s of
