@@ -3,10 +3,11 @@ that says how long they will take."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
-from charrnn.engine import GenerationEngine
+from charrnn.engine import Generation, GenerationEngine
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings
 
@@ -64,3 +65,38 @@ def probe_samples_s(model: CharRNN, seed: int) -> float:
         times.append(time.monotonic() - began)
     per_char = max(times[1] - times[0], 0.0) / SAMPLE_PROBE_CHARS
     return times[0] + CARD_SAMPLE_LENGTH * per_char
+
+
+class BackgroundSample:
+    """Samples of a model's weights as they are at a moment, written by its engine in a thread of its own
+    while training goes on. The weights are copied into a model of the sampler's own, one sample at a time."""
+
+    def __init__(self, model: CharRNN) -> None:
+        self.copy = copy.deepcopy(model).eval()  # one copy, so one engine, for every sample of the run
+        self.copy.requires_grad_(False)
+        self.request: Generation | None = None
+        self.prompt = ""
+        self.step = 0  # the step whose weights are being sampled
+        self.began = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.request is not None
+
+    def start(self, model: CharRNN, prompt: str, settings: SampleSettings, step: int) -> None:
+        """Copy model's weights now and start writing from them."""
+        self.copy.load_state_dict(model.state_dict())
+        self.request = GenerationEngine.for_model(self.copy).submit(prompt, settings)
+        self.prompt, self.step, self.began = prompt, step, time.monotonic()
+
+    def take(self) -> str | None:
+        """The prompt and what was written from it, once it is all written (then the sampler is free); else None."""
+        if self.request is None or not self.request.finished:
+            return None
+        text, self.request = self.request.text(), None
+        return self.prompt + text
+
+    def cancel(self) -> None:
+        if self.request is not None:
+            self.request.cancel()
+            self.request = None

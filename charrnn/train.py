@@ -50,7 +50,7 @@ from charrnn.model import CharRNN, State, resolve_precision
 from charrnn.originality import staged_index
 from charrnn.runplan import check_long_enough, lr_at, merge_resume, plan, resolve, schedule
 from charrnn.runstate import LoopState, restore, state_tensors
-from charrnn.samples import card_samples, probe_samples_s, sample_text
+from charrnn.samples import BackgroundSample, card_samples, probe_samples_s, sample_text
 from charrnn.sampling import SampleSettings
 from charrnn.startup import (
     build_model,
@@ -251,6 +251,7 @@ class _Run:
     hyper: dict
     samples_taken: int = 0  # samples by the clock so far
     evals_by_clock: int = 0  # evaluations by the clock so far
+    sampler: BackgroundSample | None = None  # writes the samples by the clock
 
     @property
     def vocab(self) -> Vocab:
@@ -457,9 +458,14 @@ class _Run:
                              chars_per_s=cps, best_val_loss=self.best_val_loss)
         if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0 or self.evaluation_due(now):
             yield from self.evaluate_and_save(CANCEL_GRACE_S)
-        by_steps = self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0
-        if by_steps or self.sample_due():
+        if self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0:
             yield self.sample_event(now)
+        if self.sample_due():
+            self.start_background_sample()
+        written = self.sampler.take() if self.sampler else None
+        if written is not None:
+            self.clock.last_sample_s = time.monotonic() - self.sampler.began
+            yield TrainEvent("sample", step=self.sampler.step, elapsed=now, sample=written)
 
     @property
     def by_clock(self) -> bool:
@@ -476,30 +482,38 @@ class _Run:
         return True
 
     def sample_due(self) -> bool:
-        """With sample_every_s: whether a sample taken now is out by its due time (every sample_every_s of
-        this run), judging by how long the last step and the last sample took."""
-        if not self.cfg.sample_every_s:
+        """With sample_every_s: whether a sample started now is out by its due time (every sample_every_s of
+        this run), judging by how long the last step and the last sample took; never while one is written."""
+        if not self.cfg.sample_every_s or (self.sampler and self.sampler.busy):
             return False
         since_start = time.monotonic() - self.clock.start
         due = self.samples_taken * self.cfg.sample_every_s + self.cfg.sample_every_s
         return since_start + self.clock.last_step_s + self.clock.last_sample_s >= due
 
     def sample_event(self, now: float) -> TrainEvent:
-        """A sample of the current weights, continuing the run's sample prompt with the run's seed, so that
-        one sample after another shows what training changed."""
-        began = time.monotonic()
+        """A sample of the current weights (every sample_interval steps), written before training goes on."""
         settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
         with self.clock.spending("samples"):
             text = sample_text(self.model, settings, self.stopper.asker(), prompt=self.cfg.sample_prompt)
         self.model.train()
-        self.clock.last_sample_s = time.monotonic() - began
-        self.samples_taken += 1
         return TrainEvent("sample", step=self.loop.step, elapsed=now, sample=self.cfg.sample_prompt + text)
+
+    def start_background_sample(self) -> None:
+        """A sample of the current weights (every sample_every_s), written by the engine's thread while training
+        goes on: each continues the run's sample prompt with the run's seed, so one after another shows what
+        training changed. Its event comes at the first step after it is written."""
+        settings = SampleSettings(length=self.cfg.sample_length, temperature=0.8, seed=self.cfg.seed)
+        with self.clock.spending("samples"):
+            self.sampler = self.sampler or BackgroundSample(self.model)
+            self.sampler.start(self.model, self.cfg.sample_prompt, settings, self.loop.step)
+        self.samples_taken += 1
 
     def finish(self, stopped: str) -> Iterator[TrainEvent]:
         """Final evaluation of where training stopped (unless that step was just evaluated), then the
         best model on the held-out text, then the card's samples: each stops where it is when the
         budget runs out, and a cancel cuts the finish short."""
+        if self.sampler:
+            self.sampler.cancel()  # a sample still being written is not waited for
         if stopped == "cancelled" and self.loop.step == self.first_step:
             raise StoppedBeforeFirstStep
         if self.loop.step > self.loop.last_eval_step and "diverged" not in stopped:  # saved with the rest below
