@@ -39,8 +39,8 @@ MAX_STREAM_UPDATES_PER_S = 50
 TRAIN_UPDATE_INTERVAL_S = 0.5  # progress, plot and samples reach the browser at most this often
 # A short sample of the current weights this often, by the clock: the first lands within 15 s of Start
 # (start-up and writing it included), with the same prompt and seed each time.
-TRAIN_SAMPLE_EVERY_S = 10
-TRAIN_SAMPLE_CHARS = 200
+TRAIN_SAMPLE_EVERY_S = 8
+TRAIN_SAMPLE_CHARS = 160
 TRAIN_SAMPLES_SHOWN = 3  # the latest samples the Train tab shows, newest first
 # On CPU, training leaves one core to generation while a generation runs (the engine's loop runs on that one,
 # ENGINE_THREADS); while no engine has work, training takes every core.

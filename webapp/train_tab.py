@@ -70,7 +70,7 @@ def build(studio: Studio, session: gr.State, generate: UI) -> UI:
                                    label=t("model_size"))
                 minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN,
                                     value=limits.DEFAULT_TIME_BUDGET_MIN, step=1, label=t("time_budget"),
-                                    info=t("time_budget_info"))
+                                    info=t("time_budget_info"), elem_id="time-budget")
                 fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label=t("ascii_folding"),
                                 info=t("ascii_folding_info"))
                 with gr.Accordion(t("advanced"), open=False, elem_id="train-advanced"):
