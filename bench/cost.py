@@ -429,6 +429,8 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "read_upload_base": upload_cases("/read_upload_base"),
     "read_upload_fold": upload_cases("/read_upload_fold"),
     "suggest_base": single("20 MB Chinese upload", _suggest_base),
+    "budget_hint": single("20 MB Latin-1 upload, fairy-tales, 1 minute",
+                          lambda c: c.call("/budget_hint", big_latin1_upload(c), "fairy-tales", 1)),
     "train": single("20 MB upload, medium from scratch, 1 step", _train),
     "push": single("a shipped model's name (only this session's models are pushed)",
                    lambda c: c.call("/push", "fairy-tales", "owner/name", "hf_" + "a" * 34, True)),

@@ -31,6 +31,7 @@ from charrnn.text import TextError
 from charrnn.train import TrainingStopped
 
 EXIT_BAD_INPUT = 2
+CLI_SAMPLE_EVERY_S = 15.0  # with a time budget, a sample this often, so the run is seen learning
 
 
 class CLIError(Exception):
@@ -107,6 +108,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--eval-interval", type=int,
                    help="steps between evaluations and checkpoints (default: automatic, about 20 per run)")
     t.add_argument("--sample-every", type=int, dest="sample_interval", help="print a short sample every N steps")
+    t.add_argument("--sample-every-s", type=_float, metavar="S",
+                   help="print a short sample every S seconds, each continuing the text's first words with the same "
+                        f"seed (default {CLI_SAMPLE_EVERY_S:g} with --time-budget, else off; 0 is off)")
     t.add_argument("--max-vocab", type=int, default=4096,
                    help="most distinct characters; rarer ones become unknown (default 4096)")
     t.add_argument("--seed", type=int, default=1337, help="random seed; CPU runs are deterministic given it")
@@ -201,8 +205,17 @@ def train_config(args: argparse.Namespace):
         warmup_steps=args.warmup_steps, max_steps=args.max_steps, max_epochs=args.max_epochs,
         time_budget=args.time_budget, patience=args.patience, eval_interval=args.eval_interval,
         sample_interval=args.sample_interval, val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        precision=args.precision,
+        precision=args.precision, sample_every_s=sample_every_s(args),
     )
+
+
+def sample_every_s(args: argparse.Namespace) -> float | None:
+    """--sample-every-s, by default CLI_SAMPLE_EVERY_S with a time budget (0: none)."""
+    if args.sample_every_s is None:
+        return CLI_SAMPLE_EVERY_S if args.time_budget and not args.sample_interval else None
+    if args.sample_every_s < 0:
+        raise CLIError(f"--sample-every-s must be 0 or more, not {args.sample_every_s:g}")
+    return args.sample_every_s or None
 
 
 @contextlib.contextmanager
@@ -246,7 +259,8 @@ class TrainProgress:
         elif event.kind in ("step", "eval"):
             self._update(event)
         elif event.kind == "sample" and self.bar is not None:
-            self.bar.write(f"--- sample at step {event.step} ---\n{event.sample}\n---")
+            self.bar.write(f"--- sample at step {event.step}, {event.elapsed:.0f} s ---\n{event.sample}\n---",
+                           file=sys.stderr)
         elif event.kind == "nan":
             print(f"charrnn: warning: {event.message}", file=sys.stderr)
         elif event.kind == "done":
@@ -270,6 +284,7 @@ class TrainProgress:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from charrnn.card import CardInfo
+    from charrnn.prompts import prompt_suggestions
     from charrnn.text import read_corpus
     from charrnn.train import train
 
@@ -281,6 +296,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if corpus.gutenberg_stripped:
             print(f"charrnn: {corpus.name}: stripped the Project Gutenberg header and licence", file=sys.stderr)
     config = train_config(args)
+    if config.sample_every_s:  # every sample goes on from the text's own first words, so the change shows
+        config.sample_prompt = next(iter(prompt_suggestions(corpora[0].text)), "")
     command = "charrnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
     card_info = CardInfo(corpus=", ".join(Path(p).name for p in args.corpus), command=command,
                          eval_command=" ; ".join(f"charrnn eval {args.out} {p} --split val" for p in args.corpus))

@@ -42,19 +42,26 @@ class TrainConfig:
     time_budget: float | None = None
     patience: int | None = 8
     eval_interval: int | None = None
+    evaluations: int | None = None  # evaluations in a run with no eval_interval, spread by measured speed (None: ~20)
+    eval_chars: int | None = None  # held-out characters each evaluation reads (None: all, up to 131,072)
+    eval_streams: int | None = None  # parallel streams they are read in (None: as `charrnn eval` reads them)
     sample_interval: int | None = None
+    sample_every_s: float | None = None  # a sample this often, by the clock, the first this long after start-up
     sample_length: int = 160
+    sample_prompt: str = ""  # every sample during training continues this, with the run's seed
     val_fraction: float = 0.1
     seed: int = 1337
     device: str | None = None
     precision: str | None = None  # "fp32" or "bf16"; None: bf16 where the hardware has it natively
-    autosize: str | None = None  # set by charrnn.autosize: what a time budget chose and why
+    autosize: str | None = None  # set by charrnn.autosize or charrnn.finetune: what a time budget chose and why
 
     def __post_init__(self) -> None:
         checks = [
             ("num_layers", 1, 16), ("hidden_size", 1, 8192), ("embedding_dim", 1, 8192), ("batch_size", 1, 4096),
             ("seq_len", 1, 65536), ("max_steps", 1, 10**9), ("warmup_steps", 0, 10**9), ("patience", 1, 10**6),
             ("eval_interval", 1, 10**9), ("sample_interval", 1, 10**9), ("max_vocab", 2, 65536),
+            ("eval_chars", 2, 10**9), ("eval_streams", 1, 4096),
+            ("evaluations", 1, 10**6),
         ]
         for name, low, high in checks:
             value = getattr(self, name)
@@ -67,7 +74,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
                 raise ValueError(f"{name.replace('_', '-')} must be between {low} and {high}, not {value!r}")
-        for name in ("lr", "max_epochs", "time_budget", "grad_clip"):
+        for name in ("lr", "max_epochs", "time_budget", "grad_clip", "sample_every_s"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name.replace('_', '-')} must be a positive number, not {value!r}")

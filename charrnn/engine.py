@@ -358,6 +358,11 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
+def any_engine_busy() -> bool:
+    """Whether any engine has a request in its batch or waiting for a row (a generation is running)."""
+    return any(engine.active_rows or engine.waiting for engine in list(_LIVE))
+
+
 class _Batch:
     """The rows an engine steps: their requests, the state and logits of each, and their settings."""
 

@@ -36,8 +36,13 @@ def positions_per_chunk(model: CharRNN, rows: int = 1, chunk_bytes: int | None =
 
 
 @torch.inference_mode()
-def evaluate_ids(model: CharRNN, ids: torch.Tensor, should_stop: CancelSignal = None) -> dict:
+def evaluate_ids(model: CharRNN, ids: torch.Tensor, should_stop: CancelSignal = None,
+                 streams: int | None = None) -> dict:
     """Mean next-character loss over ids, read as parallel streams with carried state.
+
+    streams: how many (default: eval_streams of the length, as `charrnn eval` reads the text). More
+    streams read the text in fewer, wider steps, which is faster, but each stream starts with no
+    context, so the loss comes out a little higher.
 
     should_stop (a callable or a threading.Event) is asked after each window (EVAL_WINDOW characters
     of every stream), so a deadline or a cancel ends a long scoring within one window: the loss then
@@ -49,7 +54,7 @@ def evaluate_ids(model: CharRNN, ids: torch.Tensor, should_stop: CancelSignal = 
         raise ValueError("the evaluation text needs at least 2 characters")
     was_training = model.training
     model.eval()
-    streams = eval_streams(len(ids))
+    streams = min(streams or eval_streams(len(ids)), len(ids) - 1)
     stream_len = (len(ids) - 1) // streams
     end = streams * stream_len
     ids = ids.to(model.device)

@@ -9,6 +9,12 @@ import torch.nn.functional as F
 from charrnn.model import CharRNN, State, precision_autocast
 
 
+def import_optimizer_machinery() -> None:
+    """Import now what a process's first optimizer imports (torch._dynamo: a second on an idle CPU, far
+    more on a busy one), so that it is paid once per process and not out of a run's time budget."""
+    import torch._dynamo  # noqa: F401
+
+
 def detached(state: State) -> State:
     """The state carried to the next window, cut from this window's graph."""
     return tuple(part.detach() for part in state) if isinstance(state, tuple) else state.detach()

@@ -73,7 +73,7 @@ def test_fine_tuning_keeps_the_base_model_size(tmp_path):
         pass
     events = list(train([text], tmp_path / "ft", TrainConfig(time_budget=2), init=tmp_path / "base"))
     result = events[-1].result
-    assert result.config["hidden_size"] == 16 and result.config["autosize"] is None
+    assert result.config["hidden_size"] == 16 and result.config["autosize"].startswith("fine-tuning in 2s")
 
 
 def test_a_tiny_budget_still_trains_something(tmp_path):

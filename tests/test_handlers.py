@@ -18,7 +18,7 @@ from webapp.generate_tab import Generator
 from webapp.jobs import TrainJob, run_in_thread
 from webapp.models import SCRATCH
 from webapp.session import Session
-from webapp.train_tab import Trainer, Uploads, stop_training
+from webapp.train_tab import Trainer, Uploads, loss_plot, stop_training
 
 
 @pytest.fixture
@@ -75,6 +75,7 @@ def test_upload_report_names_encoding_gutenberg_and_new_characters(studio, tmp_p
     path.write_bytes(book.encode("cp1252"))
     report = Uploads(studio).inspect_upload(str(path), "fairy-tales", "keep Unicode")
     assert "cp1252" in report and "stripped" in report
+    assert report.count("Gutenberg") == 1  # said once, not again as a note
     assert "'Ü'" in report and "'é'" in report
     assert f"{len(body):,} characters" in report
 
@@ -228,3 +229,87 @@ def test_stopping_a_generation_frees_its_row(studio):
     while engine.active_rows and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.active_rows == 0
+
+
+def test_samples_come_by_the_clock_from_the_texts_first_words_and_the_curve_from_the_first_step(studio, upload,
+                                                                                                 monkeypatch):
+    monkeypatch.setattr(limits, "TRAIN_SAMPLE_EVERY_S", 1)
+    outs = list(Trainer(studio).train(str(upload), "fairy-tales", minutes=1, max_steps=40))
+    first_word = story_text(200, seed=3).split()[0]
+    samples = [out[2] for out in outs if out[2]]
+    assert samples and samples[-1].split("\n", 1)[1].startswith(first_word)  # "0:01 · step 7:\n<first words>..."
+    curves = [out[1] for out in outs[:3] if hasattr(out[1], "columns") and len(out[1])]
+    assert curves and set(curves[0]["curve"]) == {"train", "validation"}  # both in the legend from the first loss
+
+
+def test_the_loss_plot_shows_the_train_curve_before_any_evaluation():
+    plot = loss_plot([(1, 2.5, "train"), (2, 2.4, "train")])
+    assert list(plot[plot.curve == "train"]["loss"]) == [2.5, 2.4]
+    assert plot[plot.curve == "validation"]["loss"].isna().all()
+    assert set(loss_plot([(1, 2.5, "train"), (2, 2.0, "validation")])["curve"]) == {"train", "validation"}
+
+
+def test_the_budget_hint_says_when_a_minute_is_too_short_for_the_upload(studio, tmp_path, monkeypatch):
+    uploads = Uploads(studio)
+    monkeypatch.setattr(uploads, "finetune_speed", lambda _net: 100.0)  # 5,820 characters a minute
+    path = tmp_path / "book.txt"
+    path.write_text(story_text(300, seed=1), encoding="utf-8")
+    hint = uploads.hint(str(path), "fairy-tales", 1)
+    assert hint.startswith("A minute of training reads about 5,820 characters on this machine (measured)")
+    assert uploads.hint(str(path), "fairy-tales", 30) == ""  # 30 minutes read it all
+    assert uploads.hint(str(path), SCRATCH, 1) == "" and uploads.hint(None, "fairy-tales", 1) == ""
+
+
+def test_the_speed_behind_the_hint_is_measured_once(studio):
+    uploads = Uploads(studio)
+    net = studio.load("fairy-tales")
+    first = uploads.finetune_speed(net)
+    assert first > 0 and uploads.finetune_speed(net) == first
+
+
+def test_a_fine_tuned_model_offers_prompts_from_its_own_text(studio, tmp_path):
+    upload = tmp_path / "my story.txt"
+    upload.write_text(story_text(200, seed=3).replace(".\n", ".\n\n"), encoding="utf-8")  # paragraphs
+    _, session = train_to_end(studio, upload, max_steps=5)
+    samples = studio.example_samples("my-story", session)
+    first_words = " ".join(story_text(200, seed=3).split()[:5])
+    assert samples[0] == [first_words] and len(samples) == 4  # then lines that start paragraphs
+    assert studio.example_samples("fairy-tales", session)[0][0] != first_words  # other models keep theirs
+    other = Session(studio.sessions.root, "other")
+    assert studio.example_samples("my-story", other) != samples  # another visitor does not get them
+    _, prompt = studio.example_update("my-story", "Once upon a time", session)
+    assert prompt["value"] == first_words
+
+
+def test_training_takes_every_core_while_nobody_generates(studio, monkeypatch):
+    from charrnn.engine import GenerationEngine
+
+    monkeypatch.setattr(limits, "TRAIN_THREADS", 1)
+    monkeypatch.setattr(limits, "TRAIN_THREADS_IDLE", 2)
+    assert jobs.training_threads() == 2
+    gen = Generator(studio).generate("Once", 1.0, 2000, "1", "fairy-tales")
+    next(gen), next(gen)
+    assert GenerationEngine.for_model(studio.load("fairy-tales")).active_rows == 1
+    assert jobs.training_threads() == 1  # one core goes back to the generation
+    gen.close()
+
+
+def test_the_training_thread_changes_its_thread_count_between_events(monkeypatch):
+    import torch
+
+    counts = []
+
+    def events():
+        for _ in range(3):
+            counts.append(torch.get_num_threads())
+            yield object()
+
+    def run():
+        torch.set_num_threads(1)
+        list(jobs.sharing_cores(events()))
+
+    monkeypatch.setattr(jobs, "training_threads", lambda: 2)
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert counts == [1, 2, 2]

@@ -10,12 +10,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = [
-    ["text", "cancel"],
+    ["text", "cancel", "prompts"],
     ["vocab"],
-    ["model", "batching", "device", "memory"],
-    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config"],
-    ["engine", "beam", "export"],
-    ["train", "autosize", "distributed", "insight", "cost"],
+    ["model", "batching", "device", "memory", "events"],
+    ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config",
+     "budget", "heldout", "runstate"],
+    ["engine", "beam", "export", "samples"],
+    ["train", "autosize", "finetune", "distributed", "insight", "cost", "runplan", "startup"],
     ["cli"],
 ]
 WEBAPP = [

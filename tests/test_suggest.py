@@ -40,7 +40,9 @@ def test_a_chinese_upload_starts_from_the_chinese_model_and_an_english_one_from_
     assert Uploads(studio).suggest_base(upload(tmp_path, POEM), "fairy-tales")["value"] == "tang-poems"
     assert Uploads(studio).suggest_base(upload(tmp_path, TALE), "tang-poems")["value"] == "fairy-tales"
     report = Uploads(studio).inspect_upload(upload(tmp_path, POEM), "tang-poems", "as the base model")
-    assert "starting from tang-poems" in report and "mostly Chinese" in report
+    assert "starting from tang-poems, the shipped model for text in Chinese, as this text is" in report
+    report = Uploads(studio).inspect_upload(upload(tmp_path, TALE), "fairy-tales", "as the base model")
+    assert "the shipped model for text in an alphabet, not Chinese" in report and "mostly not" not in report
 
 
 def test_a_model_the_visitor_picked_stays(tmp_path):

@@ -28,6 +28,7 @@ from charrnn.train import TrainConfig, train
 from charrnn.vocab import Vocab
 
 train_module = importlib.import_module("charrnn.train")  # the module: charrnn.train as an attribute is the function
+heldout_module = importlib.import_module("charrnn.heldout")  # where the held-out text is chosen and scored
 
 # A wide LSTM read by a tiny batch: training steps take milliseconds, scoring held-out text takes
 # seconds, as fine-tuning a real model on a huge upload does.
@@ -89,7 +90,7 @@ def test_a_small_budget_bounds_a_huge_text_run_final_scoring_included(tmp_path):
 
 
 def test_a_cancel_during_the_final_scoring_ends_the_run_within_seconds_as_cancelled(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "EVAL_CHARS_DURING_TRAINING", 20_000)
+    monkeypatch.setattr(heldout_module, "EVAL_CHARS_DURING_TRAINING", 20_000)
     cancel, cancelled_at = threading.Event(), []
 
     def stop_soon() -> None:
@@ -101,7 +102,7 @@ def test_a_cancel_during_the_final_scoring_ends_the_run_within_seconds_as_cancel
             threading.Timer(0.3, stop_soon).start()
         return evaluate_ids(model, ids, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate_ids", scoring)
+    monkeypatch.setattr(heldout_module, "evaluate_ids", scoring)
     config = TrainConfig(**WIDE, max_steps=3, val_fraction=0.5)
     events = list(train([words(600_000, seed=1)], tmp_path / "m", config, cancel=cancel))
     ended = time.monotonic()
@@ -184,7 +185,7 @@ def test_a_held_out_text_scored_during_training_is_not_scored_again(tmp_path, mo
         calls.append(len(ids))
         return evaluate_ids(model, ids, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate_ids", counting)
+    monkeypatch.setattr(heldout_module, "evaluate_ids", counting)
     text = words(6_000, seed=4)
     events = list(train([text], tmp_path / "m", TrainConfig(**SMALL, max_steps=20, eval_interval=10),
                         card_info={"eval_command": "charrnn eval m t.txt --split val"}))
@@ -197,8 +198,8 @@ def test_a_held_out_text_scored_during_training_is_not_scored_again(tmp_path, mo
 
 
 def test_a_long_held_out_text_is_scored_on_its_start_and_the_card_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "EVAL_CHARS_DURING_TRAINING", 300)
-    monkeypatch.setattr(train_module, "EVAL_CHARS_AT_END", 1_000)
+    monkeypatch.setattr(heldout_module, "EVAL_CHARS_DURING_TRAINING", 300)
+    monkeypatch.setattr(heldout_module, "EVAL_CHARS_AT_END", 1_000)
     text = words(30_000, seed=5)
     events = list(train([text], tmp_path / "m", TrainConfig(**SMALL, max_steps=10, eval_interval=5),
                         card_info={"eval_command": "charrnn eval m t.txt --split val"}))

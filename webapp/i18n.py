@@ -320,6 +320,11 @@ MESSAGES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.S), zh) f
     (r"Give the repo to push to, for example (.+)\.", r"请给出要推送到的仓库，例如 \1。"),
     (r"the time budget must be (\d+) to (\d+) minutes, not (.+)", r"时间预算必须是 \1 到 \2 分钟，而不是 \3"),
     (r"the learning rate must be a number \(0 = automatic\), not (.+)", r"学习率必须是数字（0 = 自动），而不是 \1"),
+    (r"A minute of training reads about ([\d,]+) characters on this machine \(measured\), so (\d+) minutes? reads "
+     r"(\d+%) of this text's ([\d,]+): the model takes on its style sooner with (\d+) minutes?, "
+     r"which reads it all once\.",
+     r"在这台机器上，一分钟的训练大约读取 \1 个字符（实测），所以 \2 分钟只读到这段文本 \4 个字符中的 \3："
+     r"用 \5 分钟能把它完整读一遍，模型会更快学到它的风格。"),
     (r"Starting…", "正在开始……"),
     (r"Training (.+) from (.+): step (.+) · loss (.+) · ETA (.+)",
      r"正在从 \2 训练 \1：第 \3 步 · 损失 \4 · 预计剩余 \5"),

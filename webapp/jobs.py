@@ -1,9 +1,10 @@
 """Running the app's work off Gradio's threads: generators in threads of their own, training runs
 in line for the one training slot, and ZeroGPU's time-limited calls as a series of resumed slices.
 
-Training runs in its own thread with its own torch thread count, so generation for other visitors
-keeps a core; on a ZeroGPU Space it runs as a series of short GPU calls, each resuming from the
-checkpoint the previous one wrote.
+Training runs in its own thread with its own torch thread count: every core while no visitor is
+generating, one fewer while a generation runs, so generation for other visitors keeps a core; on a
+ZeroGPU Space it runs as a series of short GPU calls, each resuming from the checkpoint the previous
+one wrote.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from charrnn.cancel import Cancelled, CancelSignal, is_cancelled
 from charrnn.card import CardInfo
 from charrnn.config import TrainConfig
+from charrnn.engine import any_engine_busy
 from charrnn.memory import release_memory
 from charrnn.text import Corpus
 from charrnn.train import TrainEvent, train
@@ -280,6 +282,26 @@ def run_in_worker(fn: Callable[[CancelSignal], Any], name: str = "worker", cance
 _END = object()
 
 
+def training_threads() -> int:
+    """Torch threads for training now: every core while no engine is generating, else one fewer."""
+    return limits.TRAIN_THREADS if any_engine_busy() else limits.TRAIN_THREADS_IDLE
+
+
+def sharing_cores(events: Iterator[TrainEvent]) -> Iterator[TrainEvent]:
+    """events, with the training thread's torch thread count set after each to what training_threads says.
+    Iterated in the training thread, so the count it sets is that thread's own; a CUDA run is left alone."""
+    if torch.cuda.is_available():
+        yield from events
+        return
+    threads = torch.get_num_threads()
+    for event in events:
+        yield event
+        wanted = training_threads()
+        if wanted != threads:
+            torch.set_num_threads(wanted)
+            threads = wanted
+
+
 def cancel_when(gone: Callable[[], bool], cancel: threading.Event, done: threading.Event) -> None:
     """Set cancel once gone() says so, looking every WATCH_INTERVAL_S (in a thread of its own) until done is set:
     for work that only looks at an Event (training)."""
@@ -294,7 +316,8 @@ def cancel_when(gone: Callable[[], bool], cancel: threading.Event, done: threadi
 
 def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None,
                   gone: Callable[[], bool] | None = None) -> Iterator[TrainEvent]:
-    """Train in a worker thread with limits.TRAIN_THREADS torch threads, yielding its events here.
+    """Train in a worker thread with limits.TRAIN_THREADS torch threads (every core while nobody generates,
+    see sharing_cores), yielding its events here.
 
     Closing this generator (a closed tab, a cancelled event), or gone() turning True (see visitor_gone),
     stops the run; the best checkpoint so far is kept, or deleted with the session if the session has ended.
@@ -308,7 +331,7 @@ def run_in_thread(job: TrainJob, session: Session, slice_s: float | None = None,
         session.idle.clear()  # set again by cleanup, when the worker ends
         if gone is not None:
             cancel_when(gone, cancel, ended)
-        return sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel)
+        return sharing_cores(sliced_training(job, cancel, slice_s) if slice_s else _run_job(job, cancel))
 
     def cleanup() -> None:
         if session.closed:

@@ -37,10 +37,15 @@ STREAM_INTERVAL_S = 0.05  # generated text reaches the browser at most this ofte
 # same however few characters it carries, so under load each visitor's updates come less often, carrying more.
 MAX_STREAM_UPDATES_PER_S = 50
 TRAIN_UPDATE_INTERVAL_S = 0.5  # progress, plot and samples reach the browser at most this often
-TRAIN_SAMPLE_INTERVAL_STEPS = 50  # a short sample every this many optimizer steps
-TRAIN_SAMPLE_CHARS = 200
-# On CPU, training leaves one core to generation; the engine's loop runs on that one (ENGINE_THREADS).
+# A short sample of the current weights this often, by the clock: the first lands within 15 s of Start
+# (start-up and writing it included), with the same prompt and seed each time.
+TRAIN_SAMPLE_EVERY_S = 8
+TRAIN_SAMPLE_CHARS = 160
+TRAIN_SAMPLES_SHOWN = 3  # the latest samples the Train tab shows, newest first
+# On CPU, training leaves one core to generation while a generation runs (the engine's loop runs on that one,
+# ENGINE_THREADS); while no engine has work, training takes every core.
 TRAIN_THREADS = max(1, (os.cpu_count() or 1) - 1)
+TRAIN_THREADS_IDLE = max(1, os.cpu_count() or 1)
 GENERATE_THREADS = ENGINE_THREADS
 # ZeroGPU runs a decorated function in a forked process with a time limit: train in slices this long.
 ZEROGPU_SLICE_S = 45

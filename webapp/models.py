@@ -121,8 +121,12 @@ class Studio:
         return found
 
     def example_samples(self, model: object, session: Session | None = None) -> list[list[str]]:
-        """The example prompts for a picked model, as Dataset samples: Chinese openings for a model whose vocabulary
-        is mostly Chinese characters, English ones otherwise (and when the model cannot be loaded)."""
+        """The example prompts for a picked model, as Dataset samples: for a model this session trained, openings
+        from its own training text; else Chinese openings for a model whose vocabulary is mostly Chinese
+        characters, English ones otherwise (and when the model cannot be loaded)."""
+        own = session.models.get(model) if isinstance(session, Session) and isinstance(model, str) else None
+        if own is not None and own.prompts:
+            return [[prompt] for prompt in own.prompts]
         try:
             chars = self.load(model if isinstance(model, str) else None, None, session).vocab.chars
         except gr.Error:
@@ -133,7 +137,9 @@ class Studio:
         """After the model picker changed: its example prompts, and the prompt box set to the first of them
         when it still holds one the page put there (the visitor's own text is kept)."""
         samples = self.example_samples(model, session)
-        prompt_update = gr.update(value=samples[0][0]) if i18n.untouched_prompt(prompt) else gr.update()
+        ours = [p for m in session.models.values() for p in m.prompts] if isinstance(session, Session) else []
+        untouched = i18n.untouched_prompt(prompt) or prompt in ours
+        prompt_update = gr.update(value=samples[0][0]) if untouched else gr.update()
         return gr.Dataset(samples=samples), prompt_update
 
     def picker_updates(self, session: Session | None = None, request: gr.Request | None = None) -> tuple[dict, dict]:

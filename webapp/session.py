@@ -94,6 +94,7 @@ class SessionModel:
     name: str  # what the picker shows and the API takes
     path: Path
     base: str  # the model it was fine-tuned from, or "scratch"
+    prompts: list[str] = field(default_factory=list)  # openings taken from its training text: the Generate examples
     created: float = field(default_factory=time.time)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import time
 import warnings
 import zipfile
@@ -26,8 +27,11 @@ from charrnn.batching import min_chars_needed
 from charrnn.card import CardInfo
 from charrnn.checkpoint import STATE_DIR, CheckpointError
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
+from charrnn.finetune import budget_hint, finetune_chars_per_s
 from charrnn.hub import HubError, push_to_hub
 from charrnn.memory import release_memory
+from charrnn.model import CharRNN
+from charrnn.prompts import prompt_suggestions
 from charrnn.text import Corpus, TextError, ascii_fold, mostly_chinese, normalize, read_corpus
 from charrnn.train import TrainingStopped
 from charrnn.vocab import describe_chars
@@ -35,12 +39,13 @@ from webapp import components as ui
 from webapp import i18n, limits
 from webapp.components import UI, shown
 from webapp.inputs import name_input, text_input, uploaded_file, whole_number
-from webapp.jobs import LineFull, TrainJob, run_in_thread, visitor_gone
+from webapp.jobs import LineFull, TrainJob, in_thread, run_in_thread, visitor_gone
 from webapp.models import SCRATCH, Studio
 from webapp.session import Session, SessionModel
 
 FOLD_CHOICES = ("as the base model", "fold to ASCII", "keep Unicode")
 PLOT_COLUMNS = ["step", "loss", "curve"]
+PROMPT_SUGGESTIONS = 4  # example prompts the Generate tab gets from a fine-tuned model's text
 MAX_SUGGEST_CHARS = 100_000  # the start of an upload that decides which shipped model it starts from
 t = i18n.t  # a page text by key, shown in the browser's language
 
@@ -59,6 +64,7 @@ def build(studio: Studio, session: gr.State, generate: UI) -> UI:
                 upload = ui.File(label=t("training_text"), file_types=[".txt"], file_count="single",
                                  elem_id="upload")
                 upload_info = gr.Markdown(elem_id="upload-info")
+                hint = gr.Markdown(elem_id="budget-hint")
                 base = ui.Dropdown(studio.base_choices(), value=default or SCRATCH, label=t("start_from"),
                                    allow_custom_value=True,
                                    info=t("start_from_info"))
@@ -66,7 +72,7 @@ def build(studio: Studio, session: gr.State, generate: UI) -> UI:
                                    label=t("model_size"))
                 minutes = ui.Slider(limits.MIN_TIME_BUDGET_MIN, limits.MAX_TIME_BUDGET_MIN,
                                     value=limits.DEFAULT_TIME_BUDGET_MIN, step=1, label=t("time_budget"),
-                                    info=t("time_budget_info"))
+                                    info=t("time_budget_info"), elem_id="time-budget")
                 fold = ui.Radio(list(FOLD_CHOICES), value=FOLD_CHOICES[0], label=t("ascii_folding"),
                                 info=t("ascii_folding_info"))
                 with gr.Accordion(t("advanced"), open=False, elem_id="train-advanced"):
@@ -92,14 +98,16 @@ def build(studio: Studio, session: gr.State, generate: UI) -> UI:
         fold.change(uploads.inspect_upload, read_inputs, upload_info, api_name="read_upload_fold",
                     show_progress="hidden")
         upload.clear(lambda: "", None, upload_info, api_name="clear_upload")
+        gr.on([upload.upload, upload.clear, base.change, minutes.change], uploads.hint,
+              [upload, base, minutes, session], hint, api_name="budget_hint", show_progress="hidden")
         start.click(trainer.train, [upload, base, size, minutes, fold, lr, max_steps, session],
                     [status, plot, sample, generate.model, base, download, session], api_name="train",
                     # runs wait in the handler's own line
                     concurrency_limit=None, concurrency_id="train", show_progress_on=[status])
         stop.click(stop_training, [session], [status], api_name="stop_training", queue=False)
-    return UI(dict(upload=upload, upload_info=upload_info, base=base, size=size, minutes=minutes, fold=fold, lr=lr,
-                   max_steps=max_steps, start=start, stop=stop, status=status, plot=plot, sample=sample,
-                   download=download))
+    return UI(dict(upload=upload, upload_info=upload_info, hint=hint, base=base, size=size, minutes=minutes,
+                   fold=fold, lr=lr, max_steps=max_steps, start=start, stop=stop, status=status, plot=plot,
+                   sample=sample, download=download))
 
 
 def build_push_to_hub(session: gr.State, model: gr.components.Component) -> UI:
@@ -144,6 +152,8 @@ class Uploads:
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
+        self._speeds: dict[tuple, float] = {}  # fine-tuning chars/s by architecture, measured once per process
+        self._measuring = threading.Lock()
 
     def read_upload(self, file, fold: str | bool | None = None, base: str | None = None,
                     session: Session | None = None) -> Corpus:
@@ -188,8 +198,8 @@ class Uploads:
         for name in self.studio.shipped():
             model = self.studio.load(name, None, session)
             if mostly_chinese("".join(model.vocab.chars)) == chinese:
-                script = "mostly Chinese" if chinese else "mostly not Chinese"
-                return name, f"starting from {name}, a shipped model of the same script: the text is {script}"
+                script = "Chinese" if chinese else "an alphabet, not Chinese"
+                return name, f"starting from {name}, the shipped model for text in {script}, as this text is"
         return None, ""
 
     def suggest_base(self, file, base: str | None = None, session: Session | None = None) -> dict:
@@ -221,8 +231,35 @@ class Uploads:
             suggested, why = self.suggested_base(unfolded, session)
             if suggested == base:
                 lines.append(f"- base: {why}")
-        lines += [f"- note: {n}" for n in corpus.notes]
+        lines += [f"- note: {n}" for n in corpus.notes if "Project Gutenberg" not in n]  # said above
         return "\n".join(lines)
+
+    def hint(self, file, base: str | None = None, minutes: object = None, session: Session | None = None,
+             request: gr.Request | None = None) -> str:
+        """One line before Start when the time budget is too short for fine-tuning on the whole upload (what a
+        minute reads here, measured); empty otherwise, and when the upload or the settings cannot be read
+        (the upload report says why)."""
+        valid = isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and \
+            limits.MIN_TIME_BUDGET_MIN <= minutes <= limits.MAX_TIME_BUDGET_MIN
+        if file is None or not valid or not isinstance(base, str) or base.strip() in ("", SCRATCH):
+            return ""
+        try:
+            corpus = self.read_upload(file, None, base.strip(), session)
+            net = self.studio.load(base.strip(), None, session)
+        except gr.Error:
+            return ""
+        text = budget_hint(corpus.chars, float(minutes) * 60, self.finetune_speed(net))
+        return i18n.english_to(i18n.language(request), text)
+
+    def finetune_speed(self, net: CharRNN) -> float:
+        """Characters per second fine-tuning net's architecture trains at here, with the training thread's
+        core count: measured the first time (about a second, in a thread of its own), then remembered."""
+        key = (net.cell, net.num_layers, net.hidden_size, net.embedding_dim, len(net.vocab), str(self.studio.device))
+        with self._measuring:
+            if key not in self._speeds:
+                measure = lambda: iter([finetune_chars_per_s(net, self.studio.device)])  # noqa: E731
+                self._speeds[key] = next(in_thread(measure, limits.TRAIN_THREADS, threading.Event(), "measure"))
+            return self._speeds[key]
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -282,6 +319,8 @@ class Trainer:
         base = (base.strip() if isinstance(base, str) else base) or self.studio.default_model() or SCRATCH
         corpus = self.uploads.read_upload(file, fold, base, existing)
         init, config = self._train_plan(base, size, minutes, fold, lr, max_steps, existing)
+        prompts = prompt_suggestions(corpus.text, PROMPT_SUGGESTIONS)
+        config.sample_prompt = next(iter(prompts), "")  # every sample goes on from it, so the change shows
         try:
             ticket = self.studio.training_line.join()
         except LineFull as exc:
@@ -297,7 +336,7 @@ class Trainer:
                     name, out_dir = session.new_model_dir(corpus.name, taken=self.studio.shipped())
                     card_info = CardInfo(name=name, corpus=corpus.name, corpus_source="uploaded to the charrnn web app")
                     job = TrainJob(corpus=corpus, out_dir=out_dir, config=config, init=init, card_info=card_info)
-                    yield from self._run_training(job, name, base, session, progress)
+                    yield from self._run_training(job, name, base, session, progress, prompts)
             finally:
                 session.training = False
         finally:
@@ -327,7 +366,7 @@ class Trainer:
                 max_steps=steps or None,
                 lr=float(lr) if lr else None,
                 ascii_fold=_fold_setting(fold),
-                sample_interval=limits.TRAIN_SAMPLE_INTERVAL_STEPS,
+                sample_every_s=limits.TRAIN_SAMPLE_EVERY_S,
                 sample_length=limits.TRAIN_SAMPLE_CHARS,
                 device=self.studio.device,
                 **(limits.SIZE_PRESETS[size] if base == SCRATCH else {}),
@@ -349,19 +388,12 @@ class Trainer:
         return True
 
     def _run_training(self, job: TrainJob, name: str, base: str, session: Session,
-                      progress: gr.Progress) -> Iterator[tuple]:
+                      progress: gr.Progress, prompts: list[str]) -> Iterator[tuple]:
         """Train in a worker thread, turning its events into status, plot and sample updates."""
         rows: list[tuple[int, float, str]] = []
-        status, sample_text, last_yield, first = "Starting…", "", 0.0, True
+        samples: list[str] = []  # the latest first, each from the same prompt and seed: the change shows
+        status, last_yield = "Starting…", 0.0
         skip = gr.skip()
-
-        def plot(final: bool = False) -> pd.DataFrame | dict | None:
-            # Gradio's plot fixes its colour legend from the first data it draws, so it gets
-            # data once both curves have a point (the first evaluation); until then, no update.
-            if final or any(curve == "validation" for _, _, curve in rows):
-                return pd.DataFrame(rows, columns=PLOT_COLUMNS) if rows else empty_plot()
-            return None if first else skip
-
         progress(0, desc="waiting for the first step")
         done = None
         try:
@@ -371,13 +403,15 @@ class Trainer:
                     status = f"Training {name} from {base}: {event.message}"
                 elif event.kind == "step" and event.train_loss is not None:
                     rows.append((event.step, event.train_loss, "train"))
+                    eager = eager or len(rows) == 1  # the curve starts with the first loss
                     desc = f"step {event.step:,} · loss {event.train_loss:.3f} · ETA {_format_seconds(event.eta)}"
                     progress(event.progress, desc=desc)
                     status = f"Training {name} from {base}: {desc}"
                 elif event.kind == "eval" and event.val_loss is not None and math.isfinite(event.val_loss):
                     rows.append((event.step, event.val_loss, "validation"))
                 elif event.kind == "sample":
-                    sample_text = f"step {event.step:,}:\n{event.sample}"
+                    samples = [f"{_format_seconds(event.elapsed)} · step {event.step:,}:\n{event.sample}",
+                               *samples][: limits.TRAIN_SAMPLES_SHOWN]
                 elif event.kind == "nan":
                     gr.Warning(event.message)
                 elif event.kind == "done":
@@ -385,20 +419,21 @@ class Trainer:
                 now = time.monotonic()
                 if eager or now - last_yield >= limits.TRAIN_UPDATE_INTERVAL_S:
                     last_yield = now
-                    yield status, plot(), sample_text, skip, skip, skip, session
-                    first = False
+                    yield status, loss_plot(rows), sample_box(samples), skip, skip, skip, session
         except TrainingStopped as exc:
-            yield f"**Stopped**: {exc}.", plot(final=True), sample_text, skip, skip, skip, session
+            yield f"**Stopped**: {exc}.", loss_plot(rows), sample_box(samples), skip, skip, skip, session
             return
         except (TextError, CheckpointError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         if done is None or session.closed:
             return
-        yield self._trained(done, name, base, session, plot(final=True), sample_text)
+        yield self._trained(done, name, base, session, loss_plot(rows), sample_box(samples), prompts)
 
-    def _trained(self, done, name: str, base: str, session: Session, plot, sample_text: str) -> tuple:
-        """The last update of a run: the model joins this session's pickers and can be downloaded."""
-        session.add_model(SessionModel(name=name, path=done.result.out_dir, base=base))
+    def _trained(self, done, name: str, base: str, session: Session, plot, sample_text: str,
+                 prompts: list[str]) -> tuple:
+        """The last update of a run: the model joins this session's pickers (with prompts from its text as the
+        Generate tab's examples) and can be downloaded."""
+        session.add_model(SessionModel(name=name, path=done.result.out_dir, base=base, prompts=prompts))
         zipped = archive(name, session)
         choices = self.studio.model_choices(session)
         why = done.result.stopped_because
@@ -409,6 +444,21 @@ class Trainer:
         return (status, plot, sample_text, gr.update(choices=choices, value=name),
                 gr.update(choices=self.studio.base_choices(session)), gr.update(value=str(zipped), visible=True),
                 session)
+
+
+def loss_plot(rows: list[tuple[int, float, str]]) -> pd.DataFrame:
+    """The loss plot's data. Gradio's plot fixes its colour legend from the first data it draws, so until the
+    first evaluation the validation curve is there with no point (a missing value draws nothing)."""
+    if not rows:
+        return empty_plot()
+    if not any(curve == "validation" for _, _, curve in rows):
+        rows = [(rows[0][0], math.nan, "validation"), *rows]
+    return pd.DataFrame(rows, columns=PLOT_COLUMNS)
+
+
+def sample_box(samples: list[str]) -> str:
+    """The latest samples, newest first, apart by a blank line."""
+    return "\n\n".join(samples)
 
 
 def stop_training(session: Session | None = None) -> str:
