@@ -32,7 +32,7 @@ import sys
 import sysconfig
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,9 +219,14 @@ def main() -> None:
         todo = [(t, b, r) for b in args.budgets for t in texts for r in args.recipes if (t, r, b) not in results]
         print(f"{len(todo)} runs to do, {args.jobs} at a time; machine load {os.getloadavg()[0]:.1f}", flush=True)
         with ThreadPoolExecutor(args.jobs) as pool:
-            futures = [pool.submit(run, args.work, t, texts[t], b, r, recipes[r], names[t]) for t, b, r in todo]
-            for future in futures:
-                row = future.result()
+            futures = {pool.submit(run, args.work, t, texts[t], b, r, recipes[r], names[t]): (t, b, r)
+                       for t, b, r in todo}
+            for future in as_completed(futures):
+                try:
+                    row = future.result()
+                except subprocess.CalledProcessError as exc:  # said, and left out of the table
+                    print(f"{futures[future]} failed: {exc.stderr.strip().splitlines()[-1:]}", flush=True)
+                    continue
                 results[(row["text"], row["recipe"], row["budget"])] = row
                 log.write(json.dumps(row) + "\n")
                 log.flush()

@@ -87,10 +87,11 @@ class BackgroundSample:
         """Copy model's weights now and start writing from them."""
         self.copy.load_state_dict(model.state_dict())
         self.request = GenerationEngine.for_model(self.copy).submit(prompt, settings)
-        self.prompt, self.step, self.began = prompt, step, time.monotonic()
+        self.prompt, self.step, self.began = self.request.prompt, step, time.monotonic()  # as the model read it
 
     def take(self) -> str | None:
-        """The prompt and what was written from it, once it is all written (then the sampler is free); else None."""
+        """The prompt (as the model read it) and what was written from it, once it is all written (then the
+        sampler is free); else None."""
         if self.request is None or not self.request.finished:
             return None
         text, self.request = self.request.text(), None

@@ -51,7 +51,7 @@ from charrnn.originality import staged_index
 from charrnn.runplan import check_long_enough, lr_at, merge_resume, plan, resolve, schedule
 from charrnn.runstate import LoopState, restore, state_tensors
 from charrnn.samples import BackgroundSample, card_samples, probe_samples_s, sample_text
-from charrnn.sampling import SampleSettings
+from charrnn.sampling import SampleSettings, prepare_prompt
 from charrnn.startup import (
     build_model,
     encode_stoppable,
@@ -496,7 +496,8 @@ class _Run:
         with self.clock.spending("samples"):
             text = sample_text(self.model, settings, self.stopper.asker(), prompt=self.cfg.sample_prompt)
         self.model.train()
-        return TrainEvent("sample", step=self.loop.step, elapsed=now, sample=self.cfg.sample_prompt + text)
+        prompt = prepare_prompt(self.model, self.cfg.sample_prompt)[0]  # as the model read it
+        return TrainEvent("sample", step=self.loop.step, elapsed=now, sample=prompt + text)
 
     def start_background_sample(self) -> None:
         """A sample of the current weights (every sample_every_s), written by the engine's thread while training
