@@ -32,6 +32,7 @@ from charrnn.hub import HubError, push_to_hub
 from charrnn.memory import release_memory
 from charrnn.model import CharRNN
 from charrnn.prompts import prompt_suggestions
+from charrnn.step import import_optimizer_machinery
 from charrnn.text import Corpus, TextError, ascii_fold, mostly_chinese, normalize, read_corpus
 from charrnn.train import TrainingStopped
 from charrnn.vocab import describe_chars
@@ -57,6 +58,9 @@ def build(studio: Studio, session: gr.State, generate: UI) -> UI:
     or push the model. generate: the Generate tab's parts (its model picker gets each trained model)."""
     uploads = Uploads(studio)
     trainer = Trainer(studio, uploads)
+    # What the first run would import before its clock starts (seconds on a busy CPU), imported while the page
+    # is read, so the first run's first sample comes as soon as a later run's.
+    threading.Thread(target=import_optimizer_machinery, name="import-optimizer", daemon=True).start()
     default = studio.default_model()
     with gr.Tab(t("tab_train"), id="train"):
         with gr.Row():
@@ -392,8 +396,13 @@ class Trainer:
         """Train in a worker thread, turning its events into status, plot and sample updates."""
         rows: list[tuple[int, float, str]] = []
         samples: list[str] = []  # the latest first, each from the same prompt and seed: the change shows
-        status, last_yield = "Starting…", 0.0
+        status, last_yield, first = "Starting…", 0.0, True
         skip = gr.skip()
+
+        def plot() -> pd.DataFrame | dict | None:
+            # No data until the first loss: the plot's legend is fixed by the first data it draws (the first
+            # update only clears the last run's curves).
+            return loss_plot(rows) if rows else None if first else skip
         progress(0, desc="waiting for the first step")
         done = None
         try:
@@ -419,7 +428,8 @@ class Trainer:
                 now = time.monotonic()
                 if eager or now - last_yield >= limits.TRAIN_UPDATE_INTERVAL_S:
                     last_yield = now
-                    yield status, loss_plot(rows), sample_box(samples), skip, skip, skip, session
+                    yield status, plot(), sample_box(samples), skip, skip, skip, session
+                    first = False
         except TrainingStopped as exc:
             yield f"**Stopped**: {exc}.", loss_plot(rows), sample_box(samples), skip, skip, skip, session
             return
@@ -447,12 +457,13 @@ class Trainer:
 
 
 def loss_plot(rows: list[tuple[int, float, str]]) -> pd.DataFrame:
-    """The loss plot's data. Gradio's plot fixes its colour legend from the first data it draws, so until the
-    first evaluation the validation curve is there with no point (a missing value draws nothing)."""
+    """The loss plot's data. Gradio's plot fixes its colour legend from the first data it draws, and a missing
+    value stops it drawing, so until the first evaluation the validation curve is one point on the first
+    training loss: a line of one point draws nothing, but the legend has both curves from the first step."""
     if not rows:
         return empty_plot()
     if not any(curve == "validation" for _, _, curve in rows):
-        rows = [(rows[0][0], math.nan, "validation"), *rows]
+        rows = [(rows[0][0], rows[0][1], "validation"), *rows]
     return pd.DataFrame(rows, columns=PLOT_COLUMNS)
 
 
