@@ -10,8 +10,8 @@ by the first request and ended after IDLE_EXIT_S with nothing to do.
 A seed writes the same text alone or in a crowd. A row's noise comes from its own generator,
 seeded by its request, so it does not depend on the rows beside it. And the batch is stepped
 only at shapes whose rows the engine checked, before its first step, to come out bit for bit
-as they do at every other shape (batch_shapes); where they do not, every step runs at the
-largest shape, padded.
+as they do at the largest (batch_shapes); a step runs at the smallest of those shapes that
+holds every row, padded.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ENGINE_THREADS = 1  # torch threads of an engine on a CPU: fixed, so no number d
 MAX_ROWS = 64  # rows stepped together; more requests wait in line for a row (chosen with bench/load.py)
 IDLE_EXIT_S = 2.0  # an engine's thread ends after this long with nothing to do
 NOISE_STEPS = 64  # steps of noise a row draws from its generator at once
-SHAPES = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batch shapes a step may run at, up to max_rows
+SHAPES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batch shapes a step may run at, up to max_rows
 
 
 class Generation:
@@ -159,23 +159,23 @@ class Generation:
 
 
 def batch_shapes(stepper: FusedStepper, max_rows: int) -> tuple[int, ...]:
-    """The batch shapes to step at: every shape up to max_rows when each row's logits and state
-    come out bit for bit the same at every one of them (checked here on random states), else
-    only max_rows, at which a row's numbers never depend on the other rows' values."""
-    shapes = tuple(s for s in SHAPES if s < max_rows) + (max_rows,)
+    """The batch shapes to step at: max_rows, and each smaller shape at which a row's logits and state
+    come out bit for bit as at max_rows, from another position in the batch (checked here on random
+    states: the last rows of a max_rows batch stepped alone, as the first). At max_rows alone a row's
+    numbers never depend on the other rows' values."""
     model = stepper.model
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, len(model.vocab), (max_rows,), generator=gen).to(model.device)
     state = empty_state(model, max_rows)
     state = [torch.randn(part.shape, generator=gen).to(model.device) * 0.5 for part in state]
     full_logits, full_state = stepper.step(ids, as_state(model, state))
-    for shape in shapes[:-1]:
-        logits, rows_state = stepper.step(ids[:shape], as_state(model, [part[:shape] for part in state]))
-        same = torch.equal(logits, full_logits[:shape])
-        same = same and all(torch.equal(a, b[:shape]) for a, b in zip(flat_state(rows_state), flat_state(full_state)))
-        if not same:
-            return (max_rows,)
-    return shapes
+
+    def agrees(shape: int) -> bool:
+        logits, rows_state = stepper.step(ids[-shape:], as_state(model, [part[-shape:] for part in state]))
+        pairs = [(logits, full_logits), *zip(flat_state(rows_state), flat_state(full_state))]
+        return all(torch.equal(mine, full[-shape:]) for mine, full in pairs)
+
+    return tuple(s for s in SHAPES if s < max_rows and agrees(s)) + (max_rows,)
 
 
 def empty_state(model: CharRNN, rows: int) -> list[torch.Tensor]:
@@ -423,9 +423,10 @@ class _Batch:
         self._hand_over(chosen)
         if all(r._over() for r in rows):
             return
-        shape = self.state[0].shape[0]
-        ids = torch.ones(shape, dtype=torch.long, device=chosen.device)
-        ids[: len(rows)] = chosen
+        ids = chosen
+        if self.state[0].shape[0] > len(rows):  # padded: the padding rows read character 1
+            ids = torch.ones(self.state[0].shape[0], dtype=torch.long, device=chosen.device)
+            ids[: len(rows)] = chosen
         logits, state = self.stepper.step(ids, as_state(self.model, self.state))
         self.state = flat_state(state)
         self.logits = logits[: len(rows)]
