@@ -245,7 +245,10 @@ class FusedStepper:
         """x times matrix n plus its bias, or plus rows (one per row of x) for layer 0's table."""
         weight, bias = self.weights[n], self.biases[n]
         if isinstance(weight, torch.ScriptObject):  # fp16, the bias inside
-            out = torch.ops.quantized.linear_dynamic_fp16(x, weight)
+            # Without this, torch looks up __torch_function__ on the packed weight, a lookup that raises and
+            # catches an exception inside: most of a small product's time. Nothing here is a tensor subclass.
+            with torch._C.DisableTorchFunctionSubclass():
+                out = torch.ops.quantized.linear_dynamic_fp16(x, weight)
             return out if rows is None else out.add_(rows)
         if weight.is_mkldnn:
             if rows is not None:
