@@ -108,30 +108,36 @@ class Generation:
         try:
             while not self.done:
                 yield from self.take()
+            if self._error is not None:  # it failed before this reader asked
+                raise self._error
         finally:
             self.cancel()
 
     def text(self) -> str:
-        """The whole continuation, once it is done (blocks until then)."""
+        """The whole continuation, once it is done (blocks until then, without waking at each character)."""
+        try:
+            self._ended.wait()
+        finally:
+            self.cancel()
         return "".join(item if isinstance(item, str) else item.char for item in self)
 
     # --- the engine's side ---------------------------------------------------------------------
 
     def _noise_row(self, vocab_size: int) -> torch.Tensor:
-        """This row's Gumbel noise for its next draw, from its own generator, NOISE_STEPS at a time (zeros
-        for a greedy row, which draws nothing: it may have joined a batch that had no noise to draw)."""
+        """This row's Gumbel noise for its next draw ([1, V]), from its own generator, NOISE_STEPS at a time
+        (zeros for a greedy row, which draws nothing: it may have joined a batch that had no noise to draw)."""
         at = self.produced % NOISE_STEPS
         if self.settings.temperature == 0:
             if self._noise is None:
                 self._noise = torch.zeros(1, vocab_size, device=self._device)
-            return self._noise[0]
+            return self._noise
         if at == 0:
             if self._generator is None:
                 self._generator = torch.Generator().manual_seed(self.settings.seed)
             noise = torch.empty(NOISE_STEPS, vocab_size).exponential_(generator=self._generator)
             # Gumbel noise, -log Exp(1); the clamp keeps it finite where the draw was exactly 0
             self._noise = noise.clamp_min_(torch.finfo(noise.dtype).tiny).log_().neg_().to(self._device)
-        return self._noise[at]
+        return self._noise[at : at + 1]
 
     def _over(self) -> bool:
         """Whether the engine is through with this row: its length reached, a stop string written, or cancelled."""
@@ -418,7 +424,8 @@ class _Batch:
         rows, vocab = self.rows, self.vocab
         if self.settings is None:
             self.settings = RowSettings([r.settings for r in rows], len(vocab), self.model.device)
-        gumbel = None if self.settings.all_greedy else torch.stack([r._noise_row(len(vocab)) for r in rows])
+        noise = [] if self.settings.all_greedy else [r._noise_row(len(vocab)) for r in rows]
+        gumbel = torch.cat(noise) if len(noise) > 1 else noise[0] if noise else None
         chosen = draw_rows(self.logits, self.settings, gumbel)
         self._hand_over(chosen)
         if all(r._over() for r in rows):

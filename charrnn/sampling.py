@@ -284,7 +284,7 @@ class FusedStepper:
                 gates = self._project(0, h[0], self.table.index_select(0, ids))
             else:
                 gates = self._project(k, torch.cat([x, h[k]], 1))
-            i, f, g2, o = torch.sigmoid(gates).chunk(4, 1)  # g2 = sigmoid(2g): its rows are stored doubled
+            i, f, g2, o = gates.sigmoid_().chunk(4, 1)  # g2 = sigmoid(2g): its rows are stored doubled
             c_new = torch.addcmul(f * c[k], i, g2, value=2.0).sub_(i)  # f c + i tanh(g), as tanh(g) = 2 g2 - 1
             x = torch.tanh(c_new).mul_(o)
             hs.append(x)
@@ -304,6 +304,8 @@ class RowSettings:
         self.top_p = torch.tensor([s.top_p or 2.0 for s in rows], device=device)[:, None]  # 2: keeps every character
         self.any_top_k = any(s.top_k for s in rows)
         self.any_top_p = any(s.top_p for s in rows)
+        self.unknown_masked = torch.zeros(1, vocab_size, device=device)  # added to every row: -inf for id 0
+        self.unknown_masked[0, 0] = -math.inf
 
 
 def filter_rows(scaled: torch.Tensor, rows: RowSettings) -> torch.Tensor:
@@ -332,8 +334,8 @@ def draw_rows(logits: torch.Tensor, rows: RowSettings, gumbel: torch.Tensor) -> 
     Gumbel noise is a sample from the softmax, and every operation is per element or per row.
     The unknown symbol (id 0) is never chosen.
     """
-    scaled = logits / rows.temperature  # a greedy row's temperature is 1: its logits as they are
-    scaled[:, 0] = -math.inf
+    # logits / temperature, and -inf for the unknown symbol (a greedy row's temperature is 1: its logits as they are)
+    scaled = torch.addcdiv(rows.unknown_masked, logits, rows.temperature)
     if rows.all_greedy:
         return scaled.argmax(-1)
     if rows.any_top_k or rows.any_top_p:
