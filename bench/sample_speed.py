@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from charrnn.checkpoint import CheckpointError, load_model, resolve_shipped  # noqa: E402
-from charrnn.engine import ENGINE_THREADS, SHAPES, sample, stream  # noqa: E402
+from charrnn.engine import ENGINE_THREADS, MAX_ROWS, SHAPES, batch_shapes, sample, stream  # noqa: E402
 from charrnn.model import native_bf16  # noqa: E402
 from charrnn.sampling import FusedStepper, SampleSettings, fp16_product  # noqa: E402
 
@@ -70,8 +70,9 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def against_trees(trees: dict[str, Path], model_dir: Path, length: int, repeats: int) -> None:
-    """Section 1: every tree at every rows x threads, interleaved (each repeat rotates the trees' order)."""
+def against_trees(trees: dict[str, Path], model_dir: Path, length: int, repeats: int) -> dict[tuple, float]:
+    """Section 1: every tree at every rows x threads, interleaved (each repeat rotates the trees' order);
+    returns the median chars/s by (rows, threads, tree)."""
     workers = {name: Worker(path, model_dir) for name, path in trees.items()}
     names = list(trees)
     runs: dict[tuple, list[float]] = {}
@@ -100,6 +101,7 @@ def against_trees(trees: dict[str, Path], model_dir: Path, length: int, repeats:
             ratios = [f"{med[names[-1]] / med[n]:.2f}x" for n in names[:-1]]
             print("  " + " | ".join([str(rows), str(threads), *(f"{med[n]:,.0f} ({spread[n]})" for n in names),
                                      *ratios]))
+    return {key: statistics.median(values) for key, values in runs.items()}
 
 
 # --- 2. the naive loop ---------------------------------------------------------------------------
@@ -275,6 +277,10 @@ def the_products(model, one_row_s: float) -> float:
         print(f"    {kind}: " + ", ".join(f"{rows} rows {s * 1e3:.3f} ms" for rows, s in at.items())
               + f"; each row's numbers the same at every batch shape: {batch_invariant(run, model)}")
     step_loss(model, 16_000)
+    with torch.inference_mode():
+        shapes = batch_shapes(FusedStepper(model), MAX_ROWS)
+    print(f"  the engine's start-up check lets it step at these batch shapes (a row's numbers the same at each as at "
+          f"{MAX_ROWS}): {', '.join(map(str, shapes))}")
     return floor16
 
 
@@ -296,19 +302,37 @@ def bandwidth_gb_s(megabytes: float, repeats: int) -> float:
     return buf.numel() * 4 / best / 1e9
 
 
-def against_bandwidth(model, step_s: float) -> None:
+def step_seconds(stepper: FusedStepper, model, repeats: int = 300) -> float:
+    """The network's step alone (products and gate math) for one row: median seconds."""
+    ids = torch.ones(1, dtype=torch.long)
+    state = ([torch.zeros(1, model.hidden_size)] * model.num_layers,) * 2
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            stepper.step(ids, state)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def against_bandwidth(model, engine_chars_per_s: dict[int, float]) -> None:
+    """Section 5: the bytes a one-row step reads over the read bandwidth measured here, at each thread count,
+    against the network's step alone and the engine's time per character (section 1's median for this tree)."""
     stepper = FusedStepper(model)
     weight_bytes = stepper.weight_bytes()
-    run = products(model, stepper.products if stepper.products != "onednn" else "fp32")
-    products_s = products_seconds(run, inputs(model, 1)) if run is not None else float("nan")
-    dram = bandwidth_gb_s(1024, 3)
-    cache = bandwidth_gb_s(weight_bytes / 2**20, 50)
-    floor = weight_bytes / (cache * 1e9)
     print(f"  weights read per step ({stepper.products} products): {weight_bytes / 1e6:.2f} MB")
-    print(f"  measured read bandwidth: {dram:.1f} GB/s from DRAM (1 GB buffer), {cache:.1f} GB/s for a buffer the "
-          f"size of the weights -> a one-row step cannot take less than {floor * 1e3:.3f} ms")
-    print(f"  the products alone at one row: {products_s * 1e3:.3f} ms ({floor / products_s:.0%} of the floor's "
-          f"speed); the whole step as sample() runs it: {step_s * 1e3:.3f} ms ({floor / step_s:.0%})")
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        dram = bandwidth_gb_s(1024, 3)
+        cache = bandwidth_gb_s(weight_bytes / 2**20, 50)
+        floor = weight_bytes / (cache * 1e9)
+        network = step_seconds(stepper, model)
+        engine = 1 / engine_chars_per_s[threads] if threads in engine_chars_per_s else float("nan")
+        print(f"  {threads} thread(s): read bandwidth {dram:.1f} GB/s from DRAM (1 GB buffer), {cache:.1f} GB/s for a "
+              f"buffer the size of the weights -> a one-row step takes at least {floor * 1e3:.3f} ms; the network's "
+              f"step alone {network * 1e3:.3f} ms ({floor / network:.0%} of the floor's speed), the engine's time per "
+              f"character {engine * 1e3:.3f} ms ({floor / engine:.0%})")
+    torch.set_num_threads(ENGINE_THREADS)
 
 
 def rss_mb() -> tuple[float, float]:
@@ -374,7 +398,7 @@ def main() -> int:
     sample(model, "", SampleSettings(length=50, seed=1))  # warm-up: first calls allocate
 
     print("\n1. chars/s of rows generated together (one request each, seeds 1, 2, ...), by source tree")
-    against_trees(parse_trees(args.against), Path(model_dir), args.length, args.repeats)
+    medians = against_trees(parse_trees(args.against), Path(model_dir), args.length, args.repeats)
     print(f"\n2. one request against the naive loop, chars/s ({ENGINE_THREADS} thread)")
     one_row_s = against_naive(model, args.length)
     print("\n3. time to the first new character after a 200-character prompt (stream(), median of 20)")
@@ -382,7 +406,7 @@ def main() -> int:
     print("\n4. the products")
     the_products(model, one_row_s)
     print("\n5. one row against the memory-bandwidth floor")
-    against_bandwidth(model, one_row_s)
+    against_bandwidth(model, {threads: medians[1, threads, "this"] for threads in THREADS})
     print(f"\n6. memory while streaming {args.long:,} characters (stream(), one request)")
     streaming_memory(model, args.long)
     return 0

@@ -147,8 +147,6 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 
 
 PACKED_ROWS = 16  # the batch oneDNN's packed layout is tuned for; any batch multiplies correctly with it
-# An output layer with fewer weights stays fp32: an fp16 product's fixed cost per call is more than its bytes save.
-FP16_MIN_ENTRIES = 1 << 18
 
 
 def fp16_product(weight: torch.Tensor, bias: torch.Tensor | None) -> object | None:
@@ -186,9 +184,9 @@ class FusedStepper:
 
     The first layer's input projection is folded into a per-character table, so it costs a row
     lookup. The products are, in order of preference (`products` says which):
-    - "fp16": on a CPU with FBGEMM, each recurrent matrix (and a large output layer) stored in
-      fp16 and widened to fp32 inside the product, which adds the bias; a one-row step is bound
-      by the bytes it reads, and these are half;
+    - "fp16": on a CPU with FBGEMM, each matrix (the output layer's too) stored in fp16 and
+      widened to fp32 inside the product, which adds the bias; a one-row step is bound by the
+      bytes it reads, and these are half;
     - "onednn": on another CPU with oneDNN, fp32 matrices in oneDNN's blocked layout, which adds
       the bias or layer 0's table rows inside the product;
     - "plain": fp32 F.linear (a GPU, or a CPU with neither).
@@ -229,17 +227,14 @@ class FusedStepper:
 
     def _store(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None]) -> None:
         """Keep each matrix the fastest way this CPU multiplies it (see the class docstring)."""
-        recurrent = weights[:-1]
-        fp16 = [fp16_product(w, b) for w, b in zip(recurrent, biases)]
-        packed = [] if all(p is not None for p in fp16) else [packed_for_onednn(w) for w in recurrent]
-        if not packed:
-            self.products, self.weights[:-1] = "fp16", fp16
-        elif all(w.is_mkldnn for w in packed):
+        head = weights[-1].t().contiguous()  # [out, in] again
+        fp16 = [fp16_product(w, b) for w, b in zip([*weights[:-1], head], biases)]
+        if all(p is not None for p in fp16):
+            self.products, self.weights = "fp16", fp16
+            return
+        packed = [packed_for_onednn(w) for w in weights[:-1]]
+        if all(w.is_mkldnn for w in packed):
             self.products, self.weights[:-1] = "onednn", packed
-        head = weights[-1]  # [in, out]
-        if self.products == "fp16" and head.numel() >= FP16_MIN_ENTRIES:
-            fp16_head = fp16_product(head.t().contiguous(), biases[-1])
-            self.weights[-1] = head if fp16_head is None else fp16_head
 
     def _project(self, n: int, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x times matrix n plus its bias, or plus rows (one per row of x) for layer 0's table."""
