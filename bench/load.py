@@ -17,6 +17,7 @@ seeded texts identical.
 
     python bench/load.py                          # the whole run (~4 minutes, 1 of them training)
     python bench/load.py --crowds 16 --train-minutes 0 --url http://127.0.0.1:7860/   # a running app
+    python bench/load.py --train-minutes 0 --clients http --against http://127.0.0.1:7966/   # and another one
 """
 
 from __future__ import annotations
@@ -274,6 +275,24 @@ def report(name: str, result: dict, alone_rate: float) -> None:
         print("    " + line)
 
 
+def against_app(make_visitor, url: str, other: str, crowds: list[int], length: int, rounds: int) -> None:
+    """This app and another one (other, e.g. the code before a change, already running) under the same
+    visitors, interleaved in rounds (the order alternating), with the medians of each side and their ratio."""
+    apps = {"this app": url, "other": other}
+    runs: dict[tuple, list[dict]] = {}
+    for n in range(rounds):
+        for visitors in [1, *crowds]:
+            for name in (list(apps) if n % 2 == 0 else list(apps)[::-1]):
+                runs.setdefault((visitors, name), []).append(crowd(make_visitor, apps[name], visitors, length))
+    print(f"\nagainst {other}, {rounds} rounds interleaved (medians; load average now {os.getloadavg()[0]:.1f}):")
+    for visitors in [1, *crowds]:
+        rate = {name: statistics.median(r["chars_per_s"] for r in runs[visitors, name]) for name in apps}
+        first = {name: statistics.median(r["first"][1] for r in runs[visitors, name]) for name in apps}
+        print(f"  {visitors} at once: this app {rate['this app']:,.0f} chars/s, p95 first character "
+              f"{first['this app']:.3f} s; other {rate['other']:,.0f} chars/s, {first['other']:.3f} s; "
+              f"this / other {rate['this app'] / rate['other']:.2f}x")
+
+
 def solo(make_visitor, url: str, length: int) -> tuple[float, float, dict[int, str]]:
     """One visitor alone: (chars/s, time to first character, the seeded texts), medians of 3."""
     person = make_visitor(url)
@@ -291,6 +310,8 @@ def main() -> int:
     parser.add_argument("--clients", nargs="+", choices=["http", "gradio_client"], default=["http", "gradio_client"],
                         help="how visitors talk to the app; the targets are judged on the first")
     parser.add_argument("--url", help="an app already running (default: start app.py on a free port)")
+    parser.add_argument("--against", metavar="URL", help="another app, already running, to measure in the same run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds against --against")
     args = parser.parse_args()
     kinds = {"http": HttpVisitor, "gradio_client": GradioClientVisitor}
 
@@ -325,6 +346,8 @@ def main() -> int:
                   f"it {'completed' if training else 'DID NOT COMPLETE'} "
                   f"after {status.get('seconds', float('nan')):.0f} s: "
                   f"{(final or status.get('error') or status.get('last', ''))[:120]}")
+        if args.against:
+            against_app(kinds[args.clients[0]], url, args.against, args.crowds, args.length, args.rounds)
         same = all(texts[s] == engine_texts[s] and all(r["seeded"].get(s) == texts[s] for r in f["runs"].values())
                    for f in figures.values() for texts in f["texts"] for s in SEEDS)
         print(f"\nseeded texts (seeds {', '.join(map(str, SEEDS))}): alone, in every crowd, through every client, and "

@@ -10,8 +10,8 @@ by the first request and ended after IDLE_EXIT_S with nothing to do.
 A seed writes the same text alone or in a crowd. A row's noise comes from its own generator,
 seeded by its request, so it does not depend on the rows beside it. And the batch is stepped
 only at shapes whose rows the engine checked, before its first step, to come out bit for bit
-as they do at every other shape (batch_shapes); where they do not, every step runs at the
-largest shape, padded.
+as they do at the largest (batch_shapes); a step runs at the smallest of those shapes that
+holds every row, padded.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ENGINE_THREADS = 1  # torch threads of an engine on a CPU: fixed, so no number d
 MAX_ROWS = 64  # rows stepped together; more requests wait in line for a row (chosen with bench/load.py)
 IDLE_EXIT_S = 2.0  # an engine's thread ends after this long with nothing to do
 NOISE_STEPS = 64  # steps of noise a row draws from its generator at once
-SHAPES = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batch shapes a step may run at, up to max_rows
+SHAPES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batch shapes a step may run at, up to max_rows
 
 
 class Generation:
@@ -108,30 +108,36 @@ class Generation:
         try:
             while not self.done:
                 yield from self.take()
+            if self._error is not None:  # it failed before this reader asked
+                raise self._error
         finally:
             self.cancel()
 
     def text(self) -> str:
-        """The whole continuation, once it is done (blocks until then)."""
+        """The whole continuation, once it is done (blocks until then, without waking at each character)."""
+        try:
+            self._ended.wait()
+        finally:
+            self.cancel()
         return "".join(item if isinstance(item, str) else item.char for item in self)
 
     # --- the engine's side ---------------------------------------------------------------------
 
     def _noise_row(self, vocab_size: int) -> torch.Tensor:
-        """This row's Gumbel noise for its next draw, from its own generator, NOISE_STEPS at a time (zeros
-        for a greedy row, which draws nothing: it may have joined a batch that had no noise to draw)."""
+        """This row's Gumbel noise for its next draw ([1, V]), from its own generator, NOISE_STEPS at a time
+        (zeros for a greedy row, which draws nothing: it may have joined a batch that had no noise to draw)."""
         at = self.produced % NOISE_STEPS
         if self.settings.temperature == 0:
             if self._noise is None:
                 self._noise = torch.zeros(1, vocab_size, device=self._device)
-            return self._noise[0]
+            return self._noise
         if at == 0:
             if self._generator is None:
                 self._generator = torch.Generator().manual_seed(self.settings.seed)
             noise = torch.empty(NOISE_STEPS, vocab_size).exponential_(generator=self._generator)
             # Gumbel noise, -log Exp(1); the clamp keeps it finite where the draw was exactly 0
             self._noise = noise.clamp_min_(torch.finfo(noise.dtype).tiny).log_().neg_().to(self._device)
-        return self._noise[at]
+        return self._noise[at : at + 1]
 
     def _over(self) -> bool:
         """Whether the engine is through with this row: its length reached, a stop string written, or cancelled."""
@@ -159,23 +165,23 @@ class Generation:
 
 
 def batch_shapes(stepper: FusedStepper, max_rows: int) -> tuple[int, ...]:
-    """The batch shapes to step at: every shape up to max_rows when each row's logits and state
-    come out bit for bit the same at every one of them (checked here on random states), else
-    only max_rows, at which a row's numbers never depend on the other rows' values."""
-    shapes = tuple(s for s in SHAPES if s < max_rows) + (max_rows,)
+    """The batch shapes to step at: max_rows, and each smaller shape at which a row's logits and state
+    come out bit for bit as at max_rows, from another position in the batch (checked here on random
+    states: the last rows of a max_rows batch stepped alone, as the first). At max_rows alone a row's
+    numbers never depend on the other rows' values."""
     model = stepper.model
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, len(model.vocab), (max_rows,), generator=gen).to(model.device)
     state = empty_state(model, max_rows)
     state = [torch.randn(part.shape, generator=gen).to(model.device) * 0.5 for part in state]
     full_logits, full_state = stepper.step(ids, as_state(model, state))
-    for shape in shapes[:-1]:
-        logits, rows_state = stepper.step(ids[:shape], as_state(model, [part[:shape] for part in state]))
-        same = torch.equal(logits, full_logits[:shape])
-        same = same and all(torch.equal(a, b[:shape]) for a, b in zip(flat_state(rows_state), flat_state(full_state)))
-        if not same:
-            return (max_rows,)
-    return shapes
+
+    def agrees(shape: int) -> bool:
+        logits, rows_state = stepper.step(ids[-shape:], as_state(model, [part[-shape:] for part in state]))
+        pairs = [(logits, full_logits), *zip(flat_state(rows_state), flat_state(full_state))]
+        return all(torch.equal(mine, full[-shape:]) for mine, full in pairs)
+
+    return tuple(s for s in SHAPES if s < max_rows and agrees(s)) + (max_rows,)
 
 
 def empty_state(model: CharRNN, rows: int) -> list[torch.Tensor]:
@@ -423,14 +429,16 @@ class _Batch:
         rows, vocab = self.rows, self.vocab
         if self.settings is None:
             self.settings = RowSettings([r.settings for r in rows], len(vocab), self.model.device)
-        gumbel = None if self.settings.all_greedy else torch.stack([r._noise_row(len(vocab)) for r in rows])
+        noise = [] if self.settings.all_greedy else [r._noise_row(len(vocab)) for r in rows]
+        gumbel = torch.cat(noise) if len(noise) > 1 else noise[0] if noise else None
         chosen = draw_rows(self.logits, self.settings, gumbel)
         self._hand_over(chosen)
         if all(r._over() for r in rows):
             return
-        shape = self.state[0].shape[0]
-        ids = torch.ones(shape, dtype=torch.long, device=chosen.device)
-        ids[: len(rows)] = chosen
+        ids = chosen
+        if self.state[0].shape[0] > len(rows):  # padded: the padding rows read character 1
+            ids = torch.ones(self.state[0].shape[0], dtype=torch.long, device=chosen.device)
+            ids[: len(rows)] = chosen
         logits, state = self.stepper.step(ids, as_state(self.model, self.state))
         self.state = flat_state(state)
         self.logits = logits[: len(rows)]

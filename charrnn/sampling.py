@@ -149,6 +149,22 @@ def prepare_prompt(model: CharRNN, prompt: str) -> tuple[str, list[str]]:
 PACKED_ROWS = 16  # the batch oneDNN's packed layout is tuned for; any batch multiplies correctly with it
 
 
+def fp16_product(weight: torch.Tensor, bias: torch.Tensor | None) -> object | None:
+    """weight ([out, in], fp32) stored in fp16 for FBGEMM's product, which widens it back inside
+    (fp32 inputs, sums and output, bias added inside): half the bytes a step reads. None where
+    this torch or CPU has no such product or a weight does not fit in fp16 (tried once here)."""
+    if weight.device.type != "cpu" or "fbgemm" not in torch.backends.quantized.supported_engines:
+        return None
+    if not bool(weight.abs().max() <= torch.finfo(torch.float16).max):  # also False for nan
+        return None
+    try:
+        packed = torch.ops.quantized.linear_prepack_fp16(weight, bias)
+        torch.ops.quantized.linear_dynamic_fp16(torch.zeros(1, weight.shape[1]), packed)
+        return packed
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+
+
 def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
     """weight ([out, in], fp32) in oneDNN's blocked layout, fixed once instead of rearranged at
     every product; or as it was, where this torch or CPU cannot pack it or multiply it packed
@@ -167,20 +183,24 @@ class FusedStepper:
     """One step of the network for a batch of rows, as matrix products plus gate math on the model's weights.
 
     The first layer's input projection is folded into a per-character table, so it costs a row
-    lookup. On a CPU the recurrent matrices are stored in oneDNN's blocked layout
-    (packed_for_onednn), as torch.compile's CPU backend stores them, and oneDNN adds the bias,
-    or layer 0's table rows, inside the product. Everything is fp32: a row's numbers then come
-    out the same at every batch size the engine checks (engine.batch_shapes).
+    lookup. The products are, in order of preference (`products` says which):
+    - "fp16": on a CPU with FBGEMM, each matrix (the output layer's too) stored in fp16 and
+      widened to fp32 inside the product, which adds the bias; a one-row step is bound by the
+      bytes it reads, and these are half;
+    - "onednn": on another CPU with oneDNN, fp32 matrices in oneDNN's blocked layout, which adds
+      the bias or layer 0's table rows inside the product;
+    - "plain": fp32 F.linear (a GPU, or a CPU with neither).
+    Whichever it is, the engine checks before its first step that a row's numbers come out the
+    same at every batch size and position it steps at (engine.batch_shapes).
 
-    The gate math needs no tanh: the cell-input gate's rows are stored doubled, so one sigmoid
-    over all four gates gives sigmoid(2g), and tanh(g) = 2 sigmoid(2g) - 1 (likewise for the cell
-    state).
+    The gate math needs no tanh for the gates: the cell-input gate's rows are stored doubled, so
+    one sigmoid over all four gates gives sigmoid(2g), and tanh(g) = 2 sigmoid(2g) - 1.
     """
 
     def __init__(self, model: CharRNN) -> None:
         self.model = model
         self.lstm = model.cell == "lstm"
-        self.packed = False
+        self.products = "plain"
         if not self.lstm:
             return
         rnn, layers, hidden = model.rnn, model.num_layers, model.hidden_size
@@ -194,38 +214,51 @@ class FusedStepper:
             w0 = rnn.weight_ih_l0.float()
             table = model.embedding.weight.float() @ w0.t() + rnn.bias_ih_l0 + rnn.bias_hh_l0
             self.table = (table * doubled_g).contiguous()
-            self.w_hh0 = out_in(rnn.weight_hh_l0)
-            self.w_cat = [out_in(torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1))
-                          for k in range(1, layers)]
-            self.b_cat = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() * doubled_g
-                          for k in range(1, layers)]
-            # as [in, out]: addmm on that is 30% faster at 16 rows
-            self.w_head = model.head.weight.float().t().contiguous()
-            self.b_head = model.head.bias.float()
+            weights = [out_in(rnn.weight_hh_l0)]
+            weights += [out_in(torch.cat([getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")], 1))
+                        for k in range(1, layers)]
+            weights.append(model.head.weight.float().t().contiguous())  # [in, out]: addmm on that is faster
+            biases = [None] + [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")).float() * doubled_g
+                               for k in range(1, layers)] + [model.head.bias.float()]
+            self.shapes = [tuple(w.shape) for w in weights[:-1]] + [tuple(weights[-1].shape[::-1])]  # [out, in]
+            self.weights, self.biases = list(weights), biases  # [layer 0's recurrent one, each upper layer's, the head]
             if self.table.device.type == "cpu":
-                packed = [packed_for_onednn(w) for w in [self.w_hh0, *self.w_cat]]
-                if all(w.is_mkldnn for w in packed):  # oneDNN then adds the table row or bias inside the product
-                    self.packed = True
-                    self.w_hh0, *self.w_cat = packed
+                self._store(weights, biases)
 
-    def _project(self, bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if weight.is_mkldnn:  # bias (per column) or rows to add (table rows, per row) inside oneDNN's product
-            if bias.dim() == 2:
-                return torch.ops.mkldnn._linear_pointwise.binary(x, bias, weight, None, "add")
+    def _store(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None]) -> None:
+        """Keep each matrix the fastest way this CPU multiplies it (see the class docstring)."""
+        head = weights[-1].t().contiguous()  # [out, in] again
+        fp16 = [fp16_product(w, b) for w, b in zip([*weights[:-1], head], biases)]
+        if all(p is not None for p in fp16):
+            self.products, self.weights = "fp16", fp16
+            return
+        packed = [packed_for_onednn(w) for w in weights[:-1]]
+        if all(w.is_mkldnn for w in packed):
+            self.products, self.weights[:-1] = "onednn", packed
+
+    def _project(self, n: int, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x times matrix n plus its bias, or plus rows (one per row of x) for layer 0's table."""
+        weight, bias = self.weights[n], self.biases[n]
+        if isinstance(weight, torch.ScriptObject):  # fp16, the bias inside
+            # Without this, torch looks up __torch_function__ on the packed weight, a lookup that raises and
+            # catches an exception inside: most of a small product's time. Nothing here is a tensor subclass.
+            with torch._C.DisableTorchFunctionSubclass():
+                out = torch.ops.quantized.linear_dynamic_fp16(x, weight)
+            return out if rows is None else out.add_(rows)
+        if weight.is_mkldnn:
+            if rows is not None:
+                return torch.ops.mkldnn._linear_pointwise.binary(x, rows, weight, None, "add")
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return F.linear(x, weight, bias)
-
-    def logits(self, top: torch.Tensor) -> torch.Tensor:
-        """The output layer on the top layer's h."""
-        return torch.addmm(self.b_head, top, self.w_head)
+        if n == len(self.weights) - 1:  # the output layer, as [in, out]
+            return torch.addmm(bias, x, weight)
+        return F.linear(x, weight, bias if rows is None else rows)
 
     def weight_bytes(self) -> int:
         """Bytes of weights read per step: the physical floor for one-row sampling."""
         if not self.lstm:
             return sum(p.numel() * p.element_size() for p in self.model.parameters())
-        row = self.table.shape[1] * self.table.element_size()  # one table row
-        mats = [self.w_hh0, *self.w_cat, self.w_head]
-        return row + sum(m.numel() * m.element_size() for m in mats)
+        sizes = [2 if isinstance(w, torch.ScriptObject) else 4 for w in self.weights]
+        return self.table.shape[1] * 4 + sum(out * inp * size for (out, inp), size in zip(self.shapes, sizes))
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """The logits for the next character and the new state. The state is (h, c), each indexable
@@ -243,15 +276,15 @@ class FusedStepper:
         x = None
         for k in range(self.model.num_layers):
             if k == 0:
-                gates = self._project(self.table.index_select(0, ids), h[0], self.w_hh0)
+                gates = self._project(0, h[0], self.table.index_select(0, ids))
             else:
-                gates = self._project(self.b_cat[k - 1], torch.cat([x, h[k]], 1), self.w_cat[k - 1])
-            i, f, g2, o = torch.sigmoid(gates).chunk(4, 1)  # g2 = sigmoid(2g): its rows are stored doubled
+                gates = self._project(k, torch.cat([x, h[k]], 1))
+            i, f, g2, o = gates.sigmoid_().chunk(4, 1)  # g2 = sigmoid(2g): its rows are stored doubled
             c_new = torch.addcmul(f * c[k], i, g2, value=2.0).sub_(i)  # f c + i tanh(g), as tanh(g) = 2 g2 - 1
-            x = torch.addcmul(o.neg(), o, torch.sigmoid(c_new * 2.0), value=2.0)  # o tanh(c_new)
+            x = torch.tanh(c_new).mul_(o)
             hs.append(x)
             cs.append(c_new)
-        return self.logits(x), (hs, cs)
+        return self._project(self.model.num_layers, x), (hs, cs)
 
 
 class RowSettings:
@@ -259,12 +292,15 @@ class RowSettings:
 
     def __init__(self, rows: list[SampleSettings], vocab_size: int, device: torch.device) -> None:
         self.greedy = torch.tensor([s.temperature == 0 for s in rows], device=device)
-        self.all_greedy = bool(self.greedy.all())
+        self.all_greedy = all(s.temperature == 0 for s in rows)
+        self.any_greedy = any(s.temperature == 0 for s in rows)
         self.temperature = torch.tensor([s.temperature or 1.0 for s in rows], device=device)[:, None]
         self.top_k = torch.tensor([s.top_k or vocab_size for s in rows], device=device)[:, None]
         self.top_p = torch.tensor([s.top_p or 2.0 for s in rows], device=device)[:, None]  # 2: keeps every character
         self.any_top_k = any(s.top_k for s in rows)
         self.any_top_p = any(s.top_p for s in rows)
+        self.unknown_masked = torch.zeros(1, vocab_size, device=device)  # added to every row: -inf for id 0
+        self.unknown_masked[0, 0] = -math.inf
 
 
 def filter_rows(scaled: torch.Tensor, rows: RowSettings) -> torch.Tensor:
@@ -293,15 +329,14 @@ def draw_rows(logits: torch.Tensor, rows: RowSettings, gumbel: torch.Tensor) -> 
     Gumbel noise is a sample from the softmax, and every operation is per element or per row.
     The unknown symbol (id 0) is never chosen.
     """
-    masked = logits.clone()
-    masked[:, 0] = -math.inf
-    greedy = masked.argmax(-1)
+    # logits / temperature, and -inf for the unknown symbol (a greedy row's temperature is 1: its logits as they are)
+    scaled = torch.addcdiv(rows.unknown_masked, logits, rows.temperature)
     if rows.all_greedy:
-        return greedy
-    scaled = masked / rows.temperature
+        return scaled.argmax(-1)
     if rows.any_top_k or rows.any_top_p:
-        scaled = filter_rows(scaled, rows)
-    return torch.where(rows.greedy, greedy, (scaled + gumbel).argmax(-1))
+        scaled = filter_rows(scaled, rows)  # each row keeps its likeliest character: greedy picks stay
+    drawn = (scaled + gumbel).argmax(-1)
+    return torch.where(rows.greedy, scaled.argmax(-1), drawn) if rows.any_greedy else drawn
 
 
 def prime(model: CharRNN, prompt: str) -> tuple[torch.Tensor, State]:

@@ -71,7 +71,7 @@ def test_the_best_beam_is_at_least_as_likely_as_greedy_and_its_log_prob_is_the_m
     for prompt in PROMPTS:
         best = beam_search(model, prompt, BeamSettings(width=8, length=100))[0]
         scored = log_prob(model, prompt, best.text)
-        assert best.log_prob == pytest.approx(scored, abs=1e-3)
+        assert best.log_prob == pytest.approx(scored, rel=1e-5, abs=1e-3)  # the step's matrices may be fp16
         assert best.mean_log_prob == pytest.approx(best.log_prob / 100)
         gains.append(scored - log_prob(model, prompt, greedy(model, prompt, 100)))
     assert min(gains) >= -1e-4, gains

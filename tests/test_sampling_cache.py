@@ -2,11 +2,12 @@
 
 import copy
 
+import pytest
 import torch
 
 from charrnn.engine import GenerationEngine, sample
 from charrnn.model import CharRNN
-from charrnn.sampling import FusedStepper, SampleSettings, packed_for_onednn
+from charrnn.sampling import FusedStepper, SampleSettings
 from charrnn.vocab import Vocab
 
 
@@ -32,38 +33,81 @@ def test_stepper_is_reused_until_the_weights_change():
     assert sample(model, "ab", settings) == first
 
 
-def test_the_fused_step_is_the_models_own_lstm_step():
+def stepper_with(model: CharRNN, products: str, monkeypatch) -> FusedStepper:
+    """model's stepper with products of that kind, as a CPU offering no better kind would store them."""
+    import charrnn.sampling as sampling
+
+    if products != "fp16":
+        monkeypatch.setattr(sampling, "fp16_product", lambda *_: None)
+    if products == "plain":
+        monkeypatch.setattr(sampling, "packed_for_onednn", lambda weight: weight)
+    stepper = FusedStepper(model)
+    if stepper.products != products:
+        pytest.skip(f"this torch or CPU has no {products} products")
+    return stepper
+
+
+def as_stored(model: CharRNN, products: str) -> CharRNN:
+    """model with each matrix a step multiplies by rounded as the stepper stores it (fp16 for "fp16")."""
+    if products != "fp16":
+        return model
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for name in ["weight_hh_l0", "weight_ih_l1", "weight_hh_l1"]:
+            getattr(rounded.rnn, name).copy_(getattr(model.rnn, name).half().float())
+        rounded.head.weight.copy_(model.head.weight.half().float())
+    return rounded
+
+
+@pytest.mark.parametrize("products", ["fp16", "onednn", "plain"])
+def test_the_fused_step_is_the_models_own_lstm_step(products, monkeypatch):
     """The stepper's rewritten gate math (doubled g rows, sigmoid in place of tanh) must give the
-    logits nn.LSTM gives, at one row and at a batch, or samples drift."""
+    logits nn.LSTM gives with the weights as the stepper stores them, at one row and at a batch,
+    or samples drift."""
     torch.manual_seed(0)
     model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8,
                     dropout=0.0).eval()
     ids = torch.randint(1, len(model.vocab), (4, 40))
-    batched = FusedStepper(model)  # fp32, one matrix a layer: packed for oneDNN where this torch and CPU can
-    assert batched.packed == packed_for_onednn(torch.zeros(8, 4)).is_mkldnn
+    stepper = stepper_with(model, products, monkeypatch)
     with torch.inference_mode():
-        expected, _ = model(ids)
-        for stepper, rows in ((batched, ids[:1]), (batched, ids)):
+        expected, _ = as_stored(model, products)(ids)
+        for rows in (ids[:1], ids):
             state = (torch.zeros(2, len(rows), 64), torch.zeros(2, len(rows), 64))
             for t in range(ids.shape[1]):
                 logits, state = stepper.step(rows[:, t], state)
                 torch.testing.assert_close(logits, expected[: len(rows), t], atol=1e-4, rtol=1e-4)
 
 
-def test_where_weights_cannot_be_packed_the_plain_products_give_the_same_step(monkeypatch):
-    """A torch or CPU without oneDNN's packed products (and every GPU) multiplies plain tensors."""
-    import charrnn.sampling as sampling
-
+def test_fp16_weights_change_the_logits_by_no_more_than_their_rounding():
+    """The fp16 products read half the bytes; the logits they give stay within fp16's rounding of the model's own."""
     torch.manual_seed(0)
     model = CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=64, embedding_dim=8,
                     dropout=0.0).eval()
+    stepper = FusedStepper(model)
+    if stepper.products != "fp16":
+        pytest.skip("this torch or CPU has no fp16 products")
     ids = torch.randint(1, len(model.vocab), (4, 40))
-    monkeypatch.setattr(sampling, "packed_for_onednn", lambda weight: weight)
-    plain = FusedStepper(model)
-    assert not plain.packed
     with torch.inference_mode():
         expected, _ = model(ids)
         state = (torch.zeros(2, 4, 64), torch.zeros(2, 4, 64))
         for t in range(ids.shape[1]):
-            logits, state = plain.step(ids[:, t], state)
+            logits, state = stepper.step(ids[:, t], state)
+            torch.testing.assert_close(logits, expected[:, t], atol=2e-3, rtol=2e-3)
+            assert not torch.equal(logits, expected[:, t])
+
+
+def test_a_model_whose_weights_overflow_fp16_steps_in_fp32():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    with torch.no_grad():
+        model.rnn.weight_hh_l1[0, 0] = 1e5  # beyond fp16's 65504
+    stepper = FusedStepper(model)
+    assert stepper.products in ("onednn", "plain")
+    ids = torch.randint(1, len(model.vocab), (2, 20))
+    with torch.inference_mode():
+        expected, _ = model(ids)
+        state = (torch.zeros(2, 2, 16), torch.zeros(2, 2, 16))
+        for t in range(ids.shape[1]):
+            logits, state = stepper.step(ids[:, t], state)
             torch.testing.assert_close(logits, expected[:, t], atol=1e-4, rtol=1e-4)
+
