@@ -57,8 +57,9 @@ class Streams:
         return self.stream_len // self.seq_len
 
     def window(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window k's inputs and targets as long (ids may be kept in a smaller type)."""
         s = slice(k * self.seq_len, (k + 1) * self.seq_len)
-        return self.inputs[:, s], self.targets[:, s]
+        return self.inputs[:, s].long(), self.targets[:, s].long()
 
 
 def eval_streams(num_chars: int) -> int:

@@ -4,6 +4,7 @@ chosen, and the best model's final score for the card and the result (what `char
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 EVAL_CHARS_DURING_TRAINING = 131_072  # all of tinyshakespeare's and the fairy tales' held-out text
 # The best model's final score: all held-out text up to this, else the start of each file's part.
 EVAL_CHARS_AT_END = 524_288
+FINAL_SCORE_SHARE = 0.05  # of a time budget, the most the final scoring may take (it stops where it is)
 
 
 def held_out_parts(texts: list[str], val_fraction: float, cap: int) -> list[str]:
@@ -127,6 +129,25 @@ def is_better(val: float, complete: bool, best_val: float, best_complete: bool, 
     return complete and (not best_complete or val < best_val)
 
 
+def _within_share(stopper: Stopper, keep: float) -> tuple[Callable[[], bool], Callable[[], str]]:
+    """should_stop for the final scoring: the stopper's, and FINAL_SCORE_SHARE of the time budget from
+    now, so scoring a long held-out text never takes a short run's minutes; and why it said stop."""
+    budget = stopper.clock.budget
+    deadline = time.monotonic() + FINAL_SCORE_SHARE * budget if budget else math.inf
+    asked = stopper.asker(keep=keep)
+    reason = ""
+
+    def should_stop() -> bool:
+        nonlocal reason
+        if asked():
+            reason = stopper.reason
+        elif time.monotonic() >= deadline:
+            reason = f"its share of the time budget ({FINAL_SCORE_SHARE:.0%}) ran out"
+        return bool(reason)
+
+    return should_stop, lambda: reason
+
+
 def final_score(model: CharRNN, quick_score: Callable[[str], ValScore], known: bool, parts: list[tuple[str, str]],
                  held_out: int, quick_chars: int, device: torch.device, stopper: Stopper) -> ValScore:
     """The best model's validation loss for the card and the result.
@@ -142,10 +163,11 @@ def final_score(model: CharRNN, quick_score: Callable[[str], ValScore], known: b
     why = stopper.why(keep=keep)
     if why:
         return quick_score(f"as scored during training, since {why} before the final scoring")
-    results, complete = score_held_out(model, parts, device, stopper.asker(keep=keep))
+    should_stop, why_stopped = _within_share(stopper, keep)
+    results, complete = score_held_out(model, parts, device, should_stop)
     if not results:
         return quick_score("as scored during training")
-    why = stopper.reason
+    why = why_stopped()
     score = _scored(results, parts, held_out, complete, why)
     if not complete and quick_chars >= score.chars:
         return quick_score(f"as scored during training, since {why} during the final scoring")

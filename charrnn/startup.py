@@ -68,10 +68,21 @@ def normalize_stoppable(text: str, fold: bool, check: Callable[[], None]) -> str
     return "".join(normalize(piece, fold) for piece in pieces([text], check))
 
 
+def id_dtype(vocab: Vocab) -> torch.dtype:
+    """The smallest integer type that holds every id of vocab: a long text's ids are kept in it, and
+    each batch is widened to long for the embedding and the loss (Streams.window)."""
+    return torch.int16 if len(vocab) <= torch.iinfo(torch.int16).max else torch.int32
+
+
 def encode_stoppable(vocab: Vocab, text: str, check: Callable[[], None]) -> torch.Tensor:
-    """vocab.encode(text), piece by piece, so a cancel is seen between pieces of a long text."""
-    parts = [vocab.encode(piece) for piece in pieces([text], check)]
-    return torch.cat(parts) if parts else vocab.encode("")
+    """vocab.encode(text) as id_dtype(vocab), piece by piece into one tensor, so a cancel is seen
+    between pieces of a long text and no long int64 copy of it is ever made."""
+    ids = torch.empty(len(text), dtype=id_dtype(vocab))
+    at = 0
+    for piece in pieces([text], check):
+        ids[at : at + len(piece)] = vocab.encode(piece)
+        at += len(piece)
+    return ids
 
 
 def build_model(state: dict | None, base: CharRNN | None, texts: list[str], cfg: TrainConfig, fold: bool,

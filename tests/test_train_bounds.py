@@ -89,6 +89,18 @@ def test_a_small_budget_bounds_a_huge_text_run_final_scoring_included(tmp_path):
     load_model(tmp_path / "m")
 
 
+def test_the_final_scoring_of_a_short_run_takes_at_most_its_share_of_the_budget(tmp_path):
+    # Two steps on a 30 s budget end long before it; scoring 300,000 held-out characters would take ~10 s,
+    # but the final scoring gets its share of the budget (1.5 s) and says it stopped there.
+    text = words(600_000, seed=2)
+    config = TrainConfig(**WIDE, max_steps=2, time_budget=30.0, val_fraction=0.5)
+    events = list(train([text], tmp_path / "m", config, init=base_for(text, 512)))
+    result = events[-1].result
+    assert result.steps == 2 and result.stopped_because == "finished"
+    assert result.spent["final scoring"] < heldout_module.FINAL_SCORE_SHARE * 30.0 + 1.0, result.spent
+    assert "share of the time budget (5%) ran out" in result.val_scope, result.val_scope
+
+
 def test_a_cancel_during_the_final_scoring_ends_the_run_within_seconds_as_cancelled(tmp_path, monkeypatch):
     monkeypatch.setattr(heldout_module, "EVAL_CHARS_DURING_TRAINING", 20_000)
     cancel, cancelled_at = threading.Event(), []

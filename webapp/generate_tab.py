@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from charrnn.beam import MAX_BEAM_WIDTH, BeamSettings, beam_search
-from charrnn.cost import beam_cost
+from charrnn.cost import beam_cost, generate_cost
 from charrnn.engine import GenerationEngine
 from charrnn.model import CharRNN
 from charrnn.sampling import SampleSettings, prepare_prompt
@@ -272,9 +272,15 @@ class Generator:
         if settings.length == 0:
             yield text, used
             return
+        fitted = prepare_prompt(net, text)[0]
+        allowed = budget.largest(lambda n: generate_cost(net, n, len(fitted)), settings.length,
+                                 share=limits.STREAM_ESTIMATE_SHARE)
+        length = budget.capped("length", settings.length, allowed,
+                               f"with a vocabulary of {len(net.vocab):,} characters")
+        settings = dataclasses.replace(settings, length=length)
         engine = GenerationEngine.for_model(net)
         gone = visitor_gone()
-        request = engine.submit(prepare_prompt(net, text)[0], settings)  # it starts while the page shows text and seed
+        request = engine.submit(fitted, settings)  # it starts while the page shows text and seed
         try:
             yield text, used
             while not request.done and not self.studio.closing.is_set() and not gone():

@@ -59,6 +59,9 @@ MAX_CALL_PEAK_MB = 150
 # and the estimates' error (bench/cost.py --calibrate).
 MAX_CALL_ESTIMATE_S = 2.0
 MAX_CALL_ESTIMATE_MB = 100
+# Streamed generation (generate, branch) gets this share of MAX_CALL_ESTIMATE_S for its model work: each update
+# sends the whole text so far, and a large vocabulary's sampling costs more than the estimate counts.
+STREAM_ESTIMATE_SHARE = 0.75
 # A training run's work besides its own time budget (reading the upload, building the model, its first step and
 # its evaluations), and its peak RSS growth.
 MAX_TRAIN_SETUP_CPU_S = 20.0
