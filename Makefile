@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test lint browser clean web-runtime ort-web
+.PHONY: run test lint browser clean cost web-runtime ort-web
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ ort-web:
 	  && tar xzf onnxruntime-web-$(ORT_WEB).tgz
 	cd artifacts/onnxruntime-web && cp npm/package/package.json $(addprefix npm/package/dist/,$(ORT_WEB_FILES)) . \
 	  && rm -rf npm && sha256sum $(ORT_WEB_FILES) package.json > SHA256SUMS
+
+# Every endpoint at its largest inputs against the budgets in webapp/limits.py (long: not part of `make test`).
+cost: $(VENV)/.dev
+	CHARRNN_COST_SUITE=1 $(PY) -m pytest -q -s tests/test_cost.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
