@@ -8,10 +8,11 @@ an atomically written checkpoint directory.
 A run, in stages (_train reads them top to bottom): open_out_dir (and the training state, when
 resuming), load_base, read_texts (charrnn.startup), plan (charrnn.runplan: resolve the config,
 autosize for a time budget), check_long_enough, the originality index, build_model (new, fine-tuned
-with a grown vocabulary, or resumed), _start_run (the data, the optimizer, restore), then _Run:
-train_loop (next_epoch, set_lr, train_step, undo_step after a non-finite loss, after_step: the
-report, evaluate_and_save, samples) and finish (score_best: the final evaluation of charrnn.heldout
-and the card's samples of charrnn.samples; the last checkpoint). The budget's clock and stopper are
+with a grown vocabulary, or resumed), _start_run (the data, the optimizer, restore), then Run:
+train_loop (next_epoch, the schedule's learning rate, train_step, undo_step after a non-finite loss,
+after_step: the report, evaluate_and_save, samples), with when to evaluate, sample and stop decided by
+charrnn.schedule, and finish (charrnn.finish: score_best, the final evaluation of charrnn.heldout and
+the card's samples of charrnn.samples; the last checkpoint). The budget's clock and stopper are
 in charrnn.budget, the training state a resumed run restores in charrnn.runstate. What the model
 card says of the run travels as a CardInfo, saved in the training state.
 """
@@ -19,12 +20,11 @@ card says of the run travels as a CardInfo, saved in the training state.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -32,26 +32,24 @@ import torch
 from charrnn import distributed
 from charrnn.batching import Streams, split_train_val
 from charrnn.budget import CANCEL_GRACE_S, Clock, StoppedBeforeFirstStep, Stopper, TrainingStopped, cancel_check
-from charrnn.card import CardInfo, model_card
-from charrnn.checkpoint import INDEX, CheckpointError, save_checkpoint
+from charrnn.card import CardInfo
+from charrnn.checkpoint import CheckpointError
 from charrnn.config import TrainConfig
 from charrnn.device import hardware_name, pick_device
 from charrnn.events import TrainEvent, TrainResult
+from charrnn.finish import evaluate_and_save, finish
 from charrnn.heldout import (
     EVAL_CHARS_DURING_TRAINING,
-    ValScore,
     final_parts,
-    final_score,
-    is_better,
     quick_val_ids,
-    score_quick,
 )
 from charrnn.model import CharRNN, State, resolve_precision
 from charrnn.originality import staged_index
-from charrnn.runplan import check_long_enough, lr_at, merge_resume, plan, resolve, schedule
-from charrnn.runstate import LoopState, restore, state_tensors
-from charrnn.samples import BackgroundSample, card_samples, probe_samples_s, sample_text
+from charrnn.runplan import check_long_enough, merge_resume, plan, resolve, schedule
+from charrnn.runstate import LoopState, restore
+from charrnn.samples import BackgroundSample, probe_samples_s, sample_text
 from charrnn.sampling import SampleSettings, prepare_prompt
+from charrnn.schedule import Schedule
 from charrnn.startup import (
     build_model,
     encode_stoppable,
@@ -144,13 +142,13 @@ def _train(corpora: list[Corpus] | list[str], out_dir: Path, config: TrainConfig
     clock.spent["start-up"] = time.monotonic() - clock.start
     yield run.start_event(resumed=state is not None)
     stopped = yield from run.train_loop()
-    yield from run.finish(stopped)
+    yield from finish(run, stopped)
 
 
 def _start_run(cfg: TrainConfig, state: dict | None, out_dir: Path, model: CharRNN, device: torch.device,
                ddp: distributed.Group | None, clock: Clock, stopper: Stopper, texts: list[str], names: list[str],
                corpus_index: Path, text_digest: str, card_info: CardInfo, check: Callable[[], None],
-               default_warmup: bool) -> _Run:
+               default_warmup: bool) -> Run:
     """The last of start-up: the text as ids on the device, what the end will score, the optimizer, the
     schedule, and where the loop starts (where a resumed run stopped, else at the first step)."""
     net = ddp.wrap(model) if ddp else model  # DDP averages the gradients across ranks in backward
@@ -179,15 +177,15 @@ def _start_run(cfg: TrainConfig, state: dict | None, out_dir: Path, model: CharR
         card_info = resumed_card_info(card_info, state["meta"].get("card_info"))
     streams_batch, steps_per_epoch, total_steps = schedule(cfg, train_ids, ddp, default_warmup)
 
-    return _Run(cfg=cfg, out_dir=out_dir, model=model, net=net, optimizer=optimizer, data_rng=data_rng, device=device,
-                ddp=ddp, clock=clock, stopper=stopper, loop=loop, texts=texts, train_ids=train_ids,
-                val_ids_quick=val_ids_quick, val_chars=len(val_text), final_parts=parts,
-                quick_is_whole=quick_is_whole, score_at_end=score_at_end, finish_chars=finish_chars,
-                card_info=card_info,
-                corpus_index=corpus_index, text_digest=text_digest, best_state=best_state, hidden=hidden,
-                first_state=first_state, first_step=loop.step, streams_batch=streams_batch,
-                steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                hyper={k: v for k, v in asdict(cfg).items() if v is not None})
+    when = Schedule(cfg=cfg, loop=loop, clock=clock, stopper=stopper, ddp=ddp, total_steps=total_steps,
+                    steps_per_epoch=steps_per_epoch, finish_chars=finish_chars)
+    return Run(cfg=cfg, out_dir=out_dir, model=model, net=net, optimizer=optimizer, data_rng=data_rng, device=device,
+               ddp=ddp, clock=clock, stopper=stopper, loop=loop, texts=texts, train_ids=train_ids,
+               val_ids_quick=val_ids_quick, val_chars=len(val_text), final_parts=parts, quick_is_whole=quick_is_whole,
+               score_at_end=score_at_end, card_info=card_info, corpus_index=corpus_index, text_digest=text_digest,
+               best_state=best_state, hidden=hidden, first_state=first_state, first_step=loop.step,
+               streams_batch=streams_batch, hyper={k: v for k, v in asdict(cfg).items() if v is not None},
+               schedule=when)
 
 
 class _Meter:
@@ -213,11 +211,9 @@ class _Meter:
 
 
 @dataclass(eq=False)
-
-
-class _Run:
-    """A run from its first step on: what the stages before it built, and the stages that step,
-    evaluate, save and finish it."""
+class Run:
+    """A run from its first step on: what the stages before it built, and the loop that steps it (when to
+    evaluate, sample and stop is its Schedule's; evaluating, saving and finishing are charrnn.finish's)."""
 
     cfg: TrainConfig
     out_dir: Path
@@ -237,7 +233,6 @@ class _Run:
     final_parts: list[tuple[str, str]]  # (file name, the held-out part the end scores)
     quick_is_whole: bool  # each evaluation scores the whole held-out text, so the end need not score it again
     score_at_end: bool  # the best weights are scored again at the end, on more of the held-out text
-    finish_chars: int  # what is left to score when training stops
     card_info: CardInfo  # what the card says of where the model comes from, and the end's measurements
     corpus_index: Path
     text_digest: str
@@ -246,12 +241,17 @@ class _Run:
     first_state: dict  # the weights to fall back on before any evaluation
     first_step: int
     streams_batch: int
-    steps_per_epoch: int
-    total_steps: int | None
     hyper: dict
-    samples_taken: int = 0  # samples by the clock so far
-    evals_by_clock: int = 0  # evaluations by the clock so far
+    schedule: Schedule  # when to evaluate, sample and stop, and the learning rate at each step
     sampler: BackgroundSample | None = None  # writes the samples by the clock
+
+    @property
+    def total_steps(self) -> int | None:
+        return self.schedule.total_steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.schedule.steps_per_epoch
 
     @property
     def vocab(self) -> Vocab:
@@ -275,12 +275,6 @@ class _Run:
     def best_val_loss(self) -> float | None:
         return self.loop.best_val if math.isfinite(self.loop.best_val) else None
 
-    def progress(self, now_elapsed: float) -> float:
-        p = self.loop.step / self.total_steps if self.total_steps else 0.0
-        if self.cfg.time_budget:
-            p = max(p, now_elapsed / self.cfg.time_budget)
-        return p
-
     def start_event(self, resumed: bool) -> TrainEvent:
         """The first event: the model, the text and the hardware, and what autosize chose for a new run."""
         message = (f"{self.model.num_parameters():,} parameters, vocabulary {len(self.vocab)}, "
@@ -291,83 +285,6 @@ class _Run:
         return TrainEvent("start", step=self.loop.step, total_steps=self.total_steps, lr=self.cfg.lr,
                           elapsed=self.clock.elapsed(), message=message)
 
-    def quick_score(self, note: str = "") -> ValScore:
-        """The best model's loss as the evaluations during training measured it."""
-        loop = self.loop
-        return ValScore(loss=loop.best_val, chars=len(self.val_ids_quick) if loop.best_complete else loop.best_chars,
-                        held_out=self.val_chars, files=len(self.texts),
-                        whole=loop.best_complete and len(self.val_ids_quick) == self.val_chars,
-                        first=loop.best_complete, exact=loop.best_complete and self.quick_exact, note=note)
-
-    def card(self) -> CardInfo:
-        """The card's information for a checkpoint now: the run's figures and, until the end has scored
-        the best model, its loss as the evaluations during training measured it."""
-        info = replace(self.card_info, hyperparameters=self.hyper, steps=self.loop.step,
-                       chars_seen=self.loop.step * self.chars_per_step, train_time_s=self.clock.elapsed(),
-                       hardware=hardware_name(self.device))
-        if info.val_loss is None:
-            during = self.quick_score("as scored during training") if math.isfinite(self.loop.best_val) else None
-            info.val_loss = during.loss if during else None
-            info.val_scope = during.describe() if during else None
-            info.val_reproducible = bool(during and during.exact)
-        return info
-
-    def checkpoint(self, reason: str) -> None:
-        """Write the best weights, the card and the training state (atomically: see save_checkpoint)."""
-        info = self.card()
-        tensors, opt_meta = state_tensors(self.model, self.optimizer, self.device, self.data_rng, self.hidden)
-        meta = {
-            **self.loop.to_meta(), "config": asdict(self.cfg), "model_config": self.model.config,
-            "optimizer": opt_meta, "elapsed": self.clock.elapsed(), "card_info": self.card_info.to_meta(),
-            "reason": reason, "text_sha256": self.text_digest,
-            "spent": {"optimizer steps": self.clock.step_s, **self.clock.spent},  # this run's seconds, by use
-        }
-        began = time.monotonic()
-        save_checkpoint(self.out_dir, self.model, model_card(self.model, info), self.best_state,
-                        {"tensors": tensors, "meta": meta}, extra_files={INDEX: self.corpus_index / INDEX})
-        self.clock.save_s = time.monotonic() - began
-
-    def evaluate_and_save(self, grace: float, keep: float = 0.0, save: bool = True) -> Iterator[TrainEvent]:
-        """Score the weights on the quick validation text, keep them if they are the best, checkpoint (if save).
-        A cancel stops the scoring grace seconds after it came; the budget stops it keep seconds before its end."""
-        began = time.monotonic()
-        with self.clock.spending("evaluations"):
-            result = score_quick(self.model, self.val_ids_quick, self.ddp, self.stopper.asker(grace, keep),
-                             self.cfg.eval_streams)
-        self.clock.eval_cps = result["chars"] / max(time.monotonic() - began, 1e-6)
-        why = "" if result["complete"] else self.stopper.reason
-        val, complete, loop = result["loss"], result["complete"], self.loop
-        loop.last_eval_step = loop.step
-        if is_better(val, complete, loop.best_val, loop.best_complete, self.best_state is not None, len(self.vocab)):
-            loop.best_val, loop.best_chars, loop.best_complete = val, result["chars"], complete
-            loop.evals_since_best = 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        elif complete:
-            loop.evals_since_best += 1
-        now = self.clock.elapsed()
-        scored = f"scored {result['chars']:,} of {len(self.val_ids_quick) - 1:,} validation characters"
-        yield TrainEvent("eval", step=loop.step, total_steps=self.total_steps, epoch=self.epoch_progress, elapsed=now,
-                         lr=self.optimizer.param_groups[0]["lr"], val_loss=val, best_val_loss=self.best_val_loss,
-                         message=f"{scored} before {why}" if why else "")
-        if save and self.best_state is not None and (self.ddp is None or self.ddp.is_main):
-            with self.clock.spending("saving"):
-                self.checkpoint("eval")
-
-    def stop_reason(self, now: float) -> str:
-        """Why training must stop before the next step ('' to go on); under torchrun, all ranks agree."""
-        budget = self.cfg.time_budget
-        if self.stopper.cancelled():  # from here a cancel's grace period runs
-            stopped = "cancelled"
-        elif self.total_steps is not None and self.loop.step >= self.total_steps:
-            stopped = "finished"
-        elif budget is not None and now >= budget - self.clock.finish_s(self.finish_chars, self.chars_per_step):
-            stopped = "time budget reached"  # what is left is kept for the final evaluation and the card's samples
-        elif self.cfg.patience is not None and self.loop.evals_since_best >= self.cfg.patience:
-            stopped = "validation loss stopped improving"
-        else:
-            stopped = ""
-        return self.ddp.agree_to_stop(stopped) if self.ddp else stopped
-
     def train_loop(self) -> Iterator[TrainEvent]:
         """Step until a budget, patience, divergence or a cancel says stop; returns why it stopped."""
         streams = Streams(self.train_ids, self.streams_batch, self.cfg.seq_len, self.loop.offset)
@@ -375,7 +292,7 @@ class _Run:
         meter = _Meter()
         while True:
             now = self.clock.elapsed()
-            stopped = self.stop_reason(now)
+            stopped = self.schedule.stop_reason(now)
             if stopped:
                 return stopped
             if self.loop.window >= len(streams):
@@ -383,7 +300,7 @@ class _Run:
             x, y = streams.window(self.loop.window)
             if self.ddp:
                 x, y = self.ddp.my_rows(x), self.ddp.my_rows(y)
-            lr = self.set_lr(now)
+            lr = self.schedule.set_lr(self.optimizer, now)
             stepped = time.monotonic()
             loss, new_hidden = train_step(self.net, self.model, self.optimizer, x, y, self.hidden, self.cfg.precision,
                                           self.cfg.grad_clip, averaged_grads=bool(self.ddp))
@@ -398,8 +315,8 @@ class _Run:
             self.loop.step += 1
             self.loop.window += 1
             meter.add(loss)
-            if self.loop.eval_interval is None and self.loop.step == 10 and not self.by_clock:
-                self.plan_evaluations(per_step=(time.monotonic() - began) / 10)
+            if self.loop.eval_interval is None and self.loop.step == 10 and not self.schedule.by_clock:
+                self.schedule.plan_evaluations(per_step=(time.monotonic() - began) / 10)
             if self.cfg.time_budget is not None and self.loop.step == self.first_step + 1:
                 with self.clock.spending("timing the card samples"):
                     self.clock.samples_s = probe_samples_s(self.model, self.cfg.seed)
@@ -414,13 +331,6 @@ class _Run:
         self.hidden = None
         return Streams(self.train_ids, self.streams_batch, self.cfg.seq_len, self.loop.offset)
 
-    def set_lr(self, now: float) -> float:
-        """The schedule's learning rate for the next step (cut after each non-finite loss), set on the optimizer."""
-        lr = lr_at(self.cfg, self.loop.step, self.progress(now)) * self.loop.lr_scale
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
     def undo_step(self, lr: float) -> TrainEvent:
         """After a non-finite loss: cut the learning rate, and go back to the best weights so far (or the
         first), since the weights that gave it may be poisoned, with no optimizer or carried state."""
@@ -433,17 +343,6 @@ class _Run:
                           message=f"non-finite loss at step {self.loop.step}: skipped the step, went back to the "
                                   f"best weights so far and cut the learning rate to {lr * NAN_LR_FACTOR:.3g}")
 
-    def plan_evaluations(self, per_step: float) -> None:
-        """With no interval given, cfg.evaluations (else about 20) per run, from the measured seconds per step."""
-        by_budget = self.cfg.time_budget / per_step if self.cfg.time_budget else None
-        planned = [s for s in (self.total_steps, by_budget) if s]
-        if planned:
-            self.loop.eval_interval = max(10, int(min(planned) / (self.cfg.evaluations or 20)))
-        else:
-            self.loop.eval_interval = max(10, min(self.steps_per_epoch, 500))
-        if self.ddp:
-            self.loop.eval_interval = self.ddp.from_main(self.loop.eval_interval)
-
     def after_step(self, meter: _Meter, lr: float) -> Iterator[TrainEvent]:
         """What a step is followed by when it is due: a report of the loss and speed (every 10 steps, and at
         least every STEP_EVENT_S), an evaluation, a sample (every sample_interval steps or sample_every_s)."""
@@ -451,44 +350,22 @@ class _Run:
         if self.loop.step % 10 == 0 or self.loop.step == 1 or time.monotonic() - meter.since >= STEP_EVENT_S:
             train_loss, cps = meter.take(self.chars_per_step)
             self.clock.train_cps = cps or self.clock.train_cps
-            p = self.progress(now)
+            p = self.schedule.progress(now)
             eta = max(0.0, now / p - now) if p > 0 else None
             yield TrainEvent("step", step=self.loop.step, total_steps=self.total_steps, epoch=self.epoch_progress,
                              elapsed=now, eta=eta, progress=min(p, 1.0), lr=lr, train_loss=train_loss,
                              chars_per_s=cps, best_val_loss=self.best_val_loss)
-        if self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0 or self.evaluation_due(now):
-            yield from self.evaluate_and_save(CANCEL_GRACE_S)
+        by_steps = self.loop.eval_interval and self.loop.step % self.loop.eval_interval == 0
+        if by_steps or self.schedule.evaluation_due(now):
+            yield from evaluate_and_save(self, CANCEL_GRACE_S)
         if self.cfg.sample_interval and self.loop.step % self.cfg.sample_interval == 0:
             yield self.sample_event(now)
-        if self.sample_due():
+        if self.schedule.sample_due(bool(self.sampler and self.sampler.busy)):
             self.start_background_sample()
         written = self.sampler.take() if self.sampler else None
         if written is not None:
             self.clock.last_sample_s = time.monotonic() - self.sampler.began
             yield TrainEvent("sample", step=self.sampler.step, elapsed=now, sample=written)
-
-    @property
-    def by_clock(self) -> bool:
-        """cfg.evaluations in a time budget with no interval given: evaluations come at even shares of the budget."""
-        return bool(self.cfg.evaluations and self.cfg.time_budget and self.cfg.eval_interval is None)
-
-    def evaluation_due(self, now: float) -> bool:
-        """By the clock: whether the next of cfg.evaluations evenly spread over the budget is due (the last
-        is where training stops)."""
-        reached = int(now * self.cfg.evaluations / self.cfg.time_budget) if self.by_clock else 0
-        if reached <= self.evals_by_clock:
-            return False
-        self.evals_by_clock = reached
-        return True
-
-    def sample_due(self) -> bool:
-        """With sample_every_s: whether a sample started now is out by its due time (every sample_every_s of
-        this run), judging by how long the last step and the last sample took; never while one is written."""
-        if not self.cfg.sample_every_s or (self.sampler and self.sampler.busy):
-            return False
-        since_start = time.monotonic() - self.clock.start
-        due = self.samples_taken * self.cfg.sample_every_s + self.cfg.sample_every_s
-        return since_start + self.clock.last_step_s + self.clock.last_sample_s >= due
 
     def sample_event(self, now: float) -> TrainEvent:
         """A sample of the current weights (every sample_interval steps), written before training goes on."""
@@ -507,70 +384,4 @@ class _Run:
         with self.clock.spending("samples"):
             self.sampler = self.sampler or BackgroundSample(self.model)
             self.sampler.start(self.model, self.cfg.sample_prompt, settings, self.loop.step)
-        self.samples_taken += 1
-
-    def finish(self, stopped: str) -> Iterator[TrainEvent]:
-        """Final evaluation of where training stopped (unless that step was just evaluated), then the
-        best model on the held-out text, then the card's samples: each stops where it is when the
-        budget runs out, and a cancel cuts the finish short."""
-        if self.sampler:
-            self.sampler.cancel()  # a sample still being written is not waited for
-        if stopped == "cancelled" and self.loop.step == self.first_step:
-            raise StoppedBeforeFirstStep
-        if self.loop.step > self.loop.last_eval_step and "diverged" not in stopped:  # saved with the rest below
-            yield from self.evaluate_and_save(CANCEL_GRACE_S, self.clock.card_s(), save=False)
-        if self.best_state is None:
-            raise self.nothing_saved(stopped)
-        score = self.score_best()
-        if self.stopper.cancelled():
-            stopped = "cancelled"  # whenever it came: a cancelled run never reads as finished
-        if self.ddp is None or self.ddp.is_main:
-            with self.clock.spending("saving"):
-                self.checkpoint(stopped)
-        digests = self.ddp.weight_digests(self.model) if self.ddp else None
-        if self.ddp:
-            self.ddp.finish()
-        elapsed = self.clock.elapsed()
-        result = TrainResult(out_dir=self.out_dir, best_val_loss=score.loss, steps=self.loop.step, elapsed=elapsed,
-                             stopped_because=stopped, config=asdict(self.cfg), rank_weights_sha256=digests,
-                             val_scope=score.describe(), val_chars=score.chars, step_s=self.clock.step_s,
-                             spent=dict(self.clock.spent),
-                             run_s=time.monotonic() - self.clock.start)
-        message = (f"stopped: {stopped}; best validation loss {score.loss:.4f} nats/char "
-                   f"({score.loss / math.log(2):.3f} bits/char) {score.describe()}; {result.learning_share:.0%} of "
-                   f"{result.run_s:.1f} s in optimizer steps")
-        yield TrainEvent("done", step=self.loop.step, total_steps=self.total_steps, elapsed=elapsed,
-                         val_loss=score.loss, best_val_loss=score.loss, message=message, result=result)
-
-    def nothing_saved(self, stopped: str) -> CheckpointError:
-        """Why a run that ends with no weights better than guessing saved nothing, and what to do."""
-        if self.stopper.cancelled():
-            return TrainingStopped("training was stopped before any evaluation was better than guessing uniformly; "
-                                   "nothing was saved")
-        if "diverged" in stopped:
-            return CheckpointError("training diverged (the loss kept becoming NaN or inf) before any good evaluation; "
-                                   "nothing was saved: try a lower learning rate")
-        if self.loop.step > 0:
-            return CheckpointError("no evaluation was better than guessing uniformly, so nothing was saved: "
-                                   "the learning rate is probably far too high")
-        if stopped == "time budget reached":
-            started_s = time.monotonic() - self.clock.start
-            return CheckpointError(f"the time budget ran out before the first step (starting up took "
-                                   f"{started_s:.0f} s); nothing was saved: give it more time")
-        return CheckpointError("training stopped before the first step; nothing was saved")
-
-    def score_best(self) -> ValScore:
-        """The best weights' final score and the card's samples, both kept in the card's information."""
-        best_model = copy.deepcopy(self.model)
-        best_model.load_state_dict(self.best_state)
-        best_model.rnn.flatten_parameters()  # a deep copy clones each weight apart: cuDNN wants them in one block again
-        known = not self.score_at_end and self.loop.best_complete  # training scored these weights, as planned
-        with self.clock.spending("final scoring"):
-            score = final_score(best_model, self.quick_score, known, self.final_parts, self.val_chars,
-                                self.loop.best_chars, self.device, self.stopper)
-        info = self.card_info
-        info.val_loss, info.val_scope, info.val_reproducible = score.loss, score.describe(), score.exact
-        info.val_losses = score.per_file  # empty for one file
-        with self.clock.spending("card samples"):
-            info.samples = card_samples(best_model, self.cfg.seed, self.stopper.asker())
-        return score
+        self.schedule.samples_taken += 1

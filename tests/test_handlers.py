@@ -18,7 +18,8 @@ from webapp.generate_tab import Generator
 from webapp.jobs import TrainJob, run_in_thread
 from webapp.models import SCRATCH
 from webapp.session import Session
-from webapp.train_tab import Trainer, Uploads, loss_plot, stop_training
+from webapp.train_tab import Trainer, loss_plot, stop_training
+from webapp.upload_box import Uploads
 
 
 @pytest.fixture

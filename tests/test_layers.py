@@ -16,7 +16,7 @@ LIBRARY = [
     ["sampling", "evaluate", "checkpoint", "hub", "card", "originality", "step", "config",
      "budget", "heldout", "runstate"],
     ["engine", "beam", "export", "samples"],
-    ["train", "autosize", "finetune", "distributed", "insight", "cost", "runplan", "startup"],
+    ["schedule", "finish", "train", "autosize", "finetune", "distributed", "insight", "cost", "runplan", "startup"],
     ["cli"],
 ]
 WEBAPP = [
@@ -24,7 +24,7 @@ WEBAPP = [
     ["i18n", "session"],
     ["components", "jobs", "budget"],
     ["inputs"],
-    ["models", "insight_box", "browser_runtime"],
+    ["models", "insight_box", "upload_box", "browser_runtime"],
     ["generate_tab", "train_tab", "neurons_tab", "compare_tab"],
     ["app"],
 ]

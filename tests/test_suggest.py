@@ -10,7 +10,7 @@ from charrnn.text import cjk_share
 from charrnn.vocab import Vocab
 from webapp.models import Studio
 from webapp.session import Sessions
-from webapp.train_tab import Uploads
+from webapp.upload_box import Uploads
 
 POEM = ("春眠不覺曉，處處聞啼鳥。\n夜來風雨聲，花落知多少。\n\n"
         "靜夜思\n床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n")
