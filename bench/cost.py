@@ -13,7 +13,7 @@ endpoint, then the RSS after 30 s idle against the RSS after warm-up.
 
     python bench/cost.py                       # every endpoint (a few minutes on 2 cores)
     python bench/cost.py --only score compare  # some endpoints
-    python bench/cost.py --issue               # the rows of the hostile-use table (issue 22) as well
+    python bench/cost.py --issue               # the rows of the hostile-use table as well
 """
 
 from __future__ import annotations
