@@ -587,7 +587,8 @@ def calibrate(models: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="api_names to drive (default: all)")
-    parser.add_argument("--issue", action="store_true", help="also the hostile-use probes (an abandoned /compare, the largest score and upload)")
+    parser.add_argument("--issue", action="store_true",
+                        help="also the hostile-use probes (an abandoned /compare, the largest score and upload)")
     parser.add_argument("--calibrate", action="store_true",
                         help="only the library's heavy functions in this process, against charrnn.cost's estimates")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last RSS reading")
