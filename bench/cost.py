@@ -145,10 +145,11 @@ def prose(chars: int, seed: int = 0) -> str:
     return "".join(out)[:chars]
 
 
-def chinese(chars: int, seed: int = 0) -> str:
-    """Lines of Chinese characters (from the common block), with commas and full stops, like the Tang corpus."""
+def chinese(chars: int, seed: int = 0, block: list[str] | None = None) -> str:
+    """Lines of Chinese characters (from block, else the common block), with commas and full stops, like the Tang
+    corpus."""
     rng = random.Random(seed)
-    block = [chr(c) for c in range(0x4E00, 0x4E00 + 6000)]
+    block = block or [chr(c) for c in range(0x4E00, 0x4E00 + 6000)]
     out, size = [], 0
     while size < chars:
         line = "，".join("".join(rng.choices(block, k=5)) for _ in range(4)) + "。\n"
@@ -242,14 +243,7 @@ def model_text(model: str, chars: int, seed: int = 0) -> str:
     """Text the model reads as it is (every character in its vocabulary): Chinese lines for a Chinese model."""
     known = set(vocabulary(model))
     if sum("\u4e00" <= c <= "\u9fff" for c in known) > len(known) / 2:
-        rng = random.Random(seed)
-        block = sorted(c for c in known if "\u4e00" <= c <= "\u9fff")
-        out, size = [], 0
-        while size < chars:
-            line = "，".join("".join(rng.choices(block, k=5)) for _ in range(4)) + "。\n"
-            out.append(line)
-            size += len(line)
-        return "".join(out)[:chars]
+        return chinese(chars, seed, sorted(c for c in known if "\u4e00" <= c <= "\u9fff"))
     return "".join(c for c in prose(2 * chars, seed) if c in known)[:chars]
 
 
