@@ -357,10 +357,22 @@ def _suggest_base(ctx: Context) -> Any:
     return ctx.call("/suggest_base", big_chinese_upload(ctx), "fairy-tales")
 
 
+def unique_prose(num_bytes: int, seed: int = 4) -> bytes:
+    """Latin-1 prose of random words, num_bytes long: almost every 20-character window in it is new, the worst
+    case of a training run's originality index."""
+    rng = random.Random(seed)
+    words = prose(2000, seed).replace("king", "k\xf6nig").replace(".", " ").split()
+    return " ".join(rng.choices(words, k=num_bytes // 4)).encode("latin-1")[:num_bytes]
+
+
+TRAIN_MINUTES = 1  # the shortest time budget: a run's cost beyond it shows most
+
+
 def _train(ctx: Context) -> Any:
-    """The largest upload, the largest model from scratch, one step: what a run costs besides its own time budget."""
-    return ctx.fresh_call("/train", big_latin1_upload(ctx), "from scratch", "medium (2 layers × 512)", 1,
-                          "as the base model", 0, 1)
+    """The largest upload of new text, the largest model from scratch, the shortest time budget."""
+    upload = ctx.uploads.get("unique.txt", lambda: unique_prose(UPLOAD_BYTES))
+    return ctx.fresh_call("/train", upload, "from scratch", "medium (2 layers × 512)", TRAIN_MINUTES,
+                          "as the base model", 0, 0)
 
 
 def _join_compare(ctx: Context) -> str:
@@ -425,7 +437,7 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "suggest_base": single("20 MB Chinese upload", _suggest_base),
     "budget_hint": single("20 MB Latin-1 upload, fairy-tales, 1 minute",
                           lambda c: c.call("/budget_hint", big_latin1_upload(c), "fairy-tales", 1)),
-    "train": single("20 MB upload, medium from scratch, 1 step", _train),
+    "train": single(f"20 MB of new text, medium from scratch, {TRAIN_MINUTES} minute", _train),
     "push": single("a shipped model's name (only this session's models are pushed)",
                    lambda c: c.call("/push", "fairy-tales", "owner/name", "hf_" + "a" * 34, True)),
     "stop_training": single("nothing training", lambda c: c.call("/stop_training")),
@@ -443,7 +455,10 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     # Stop's look, set in the browser (js=True); a client can still send them by fn_index.
     "stop_idle": single("no inputs", lambda c: c.call_private("stop_idle")),
     "stop_running": single("no inputs", lambda c: c.call_private("stop_running")),
+    "browser_model": per_model(lambda c, m: c.call("/browser_model", True, m, "")),  # the first call exports
 }
+# Private events that run a public endpoint's function under another name: measured as that endpoint.
+TWINS = {"runtime_state": "browser_model"}
 
 
 # --- discovery -------------------------------------------------------------------------------------------
@@ -451,14 +466,15 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
 def endpoints(client: Client) -> dict[str, str | None]:
     """Every endpoint a client can call, by api_name, each with the public endpoint that runs the same
     function when it is a private event named after it (Gradio names a second event of one function
-    NAME_1, NAME_2 and so on), else None. Named endpoints come from the API page; private events that
-    run a function on the server, from the page's config (a client can send them by fn_index)."""
+    NAME_1, NAME_2 and so on; TWINS names the others), else None. Named endpoints come from the API
+    page; private events that run a function on the server, from the page's config (a client can
+    send them by fn_index)."""
     api = client.view_api(return_format="dict", print_info=False)
     found: dict[str, str | None] = {name.lstrip("/"): None for name in api["named_endpoints"]}
     for dependency in client.config.get("dependencies", []):
         name = dependency.get("api_name")
         if name and name not in found and dependency.get("backend_fn"):
-            twin = re.sub(r"_\d+$", "", name)
+            twin = TWINS.get(name, re.sub(r"_\d+$", "", name))
             found[name] = twin if twin != name and twin in found else None
     return found
 
@@ -471,6 +487,7 @@ class Report:
     missing: list[str]  # endpoints without a recipe
     rss_after_warmup_mb: float
     rss_after_idle_mb: float
+    idle_cpu_share: float  # of one core, what the app spent during the idle time at the end
 
     def worst(self) -> dict[str, Usage]:
         """Per endpoint, the call with the most CPU (ties: the most memory)."""
@@ -527,11 +544,14 @@ def run(only: list[str] | None = None, log: Path | None = None, idle_s: float = 
                 rows.append(usage)
                 echo(usage.row())
             client.close()
-            time.sleep(idle_s)
             app.settle()
+            idle_cpu = app.cpu_s()
+            time.sleep(idle_s)
+            idle_share = (app.cpu_s() - idle_cpu) / idle_s
             idle_rss = app.memory_kb()[0] / KB_PER_MB
-            echo(f"RSS after {idle_s:.0f} s idle: {idle_rss:.0f} MB ({idle_rss / warm_rss:.2f}x warm-up)")
-            return Report(rows, missing, warm_rss, idle_rss)
+            echo(f"RSS after {idle_s:.0f} s idle: {idle_rss:.0f} MB ({idle_rss / warm_rss:.2f}x warm-up); "
+                 f"CPU while idle: {100 * idle_share:.1f}% of a core")
+            return Report(rows, missing, warm_rss, idle_rss, idle_share)
         finally:
             proc.terminate()
             try:

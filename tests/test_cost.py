@@ -25,12 +25,12 @@ cost = pytest.importorskip("cost", reason="bench/cost.py")
 
 pytestmark = pytest.mark.slow
 IDLE_S = 10.0  # idle time before the last RSS reading (bench/cost.py waits 30 s)
-# The budgets the app declares: one call's CPU seconds and peak RSS growth in MB, the same for a training run's
-# work besides its own time budget, and the RSS after the suite and IDLE_S idle against after warm-up.
+# The budgets come from the app's limits module: one call's CPU seconds and peak RSS growth in MB (MAX_CALL_*), a
+# training call's wall time past its time budget and its peak (MAX_TRAIN_*), the RSS after the suite and IDLE_S idle
+# against after warm-up, and the CPU spent while idle (MAX_IDLE_*).
 # An abandoned call: the 2 s its unread updates take to count as abandoned (webapp.jobs.UNOPENED_GONE_S), on the
 # engines' threads of 3 models sharing 2 cores, and its start; it would spend 12-15 s if it ran to its end.
 ABANDONED_CPU_S = 4.0
-BUDGETS = ("MAX_CALL_CPU_S", "MAX_CALL_PEAK_MB", "MAX_TRAIN_SETUP_CPU_S", "MAX_TRAIN_PEAK_MB", "MAX_IDLE_RSS_RATIO")
 
 
 def budget(name: str) -> float:
@@ -60,12 +60,22 @@ def test_every_endpoint_has_a_largest_input_recipe(report):
 def test_no_call_goes_over_its_budget(report):
     over = []
     for usage in report.rows:
-        train = usage.endpoint == "train"
-        cpu = budget("MAX_TRAIN_SETUP_CPU_S" if train else "MAX_CALL_CPU_S")
-        peak = budget("MAX_TRAIN_PEAK_MB" if train else "MAX_CALL_PEAK_MB")
+        if usage.endpoint == "train":
+            continue
+        cpu, peak = budget("MAX_CALL_CPU_S"), budget("MAX_CALL_PEAK_MB")
         if usage.cpu_s > cpu or usage.peak_mb > peak:
             over.append(f"{usage.row()} (budget {cpu:g} s, {peak:g} MB)")
     assert not over, "over budget:\n" + "\n".join(over)
+
+
+def test_training_keeps_to_its_time_budget(report):
+    """A run's time budget covers its start-up, evaluations and finish: the call ends within it and the reading
+    of the upload before it, and its memory stays within the training budget whatever the upload."""
+    (usage,) = [u for u in report.rows if u.endpoint == "train"]
+    assert usage.outcome == "ok", usage.row()
+    allowed = 60 * cost.TRAIN_MINUTES + budget("MAX_TRAIN_OVERRUN_S")
+    assert usage.wall_s <= allowed, f"{usage.row()}: past its {cost.TRAIN_MINUTES}-minute budget"
+    assert usage.peak_mb <= budget("MAX_TRAIN_PEAK_MB"), f"{usage.row()}: over {budget('MAX_TRAIN_PEAK_MB'):g} MB"
 
 
 def test_abandoned_work_stops(report):
@@ -82,6 +92,11 @@ def test_memory_comes_back_after_the_suite(report):
     assert ratio <= budget("MAX_IDLE_RSS_RATIO"), (
         f"RSS {report.rss_after_idle_mb:.0f} MB after the suite and {IDLE_S:g} s idle, "
         f"{ratio:.2f}x the {report.rss_after_warmup_mb:.0f} MB after warm-up")
+
+
+def test_an_idle_app_leaves_the_cores_alone(report):
+    share = report.idle_cpu_share
+    assert share <= budget("MAX_IDLE_CPU_SHARE"), f"{100 * share:.1f}% of a core spent with nobody calling"
 
 
 def test_the_probe_reads_what_the_app_process_spends():

@@ -22,7 +22,6 @@ import dataclasses
 import html
 import math
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,12 @@ from charrnn.evaluate import evaluate_ids
 from charrnn.insight import score_text
 from charrnn.model import CharRNN
 from charrnn.sampling import SampledChar, SampleSettings, prepare_prompt, resolve_seed
-from charrnn.text import TextError, normalize, read_corpus
+from charrnn.text import normalize
 from charrnn.vocab import unknown_chars_note
 from webapp import budget, i18n, limits, render
 from webapp import components as ui
 from webapp.components import UI, shown
-from webapp.inputs import name_input, sample_settings, text_input, uploaded_file
+from webapp.inputs import name_input, read_text, sample_settings, text_input, uploaded_file
 from webapp.jobs import any_of, run_in_worker, stream_interval, visitor_gone
 from webapp.models import Studio
 
@@ -358,12 +357,7 @@ class CompareViews:
             name = "the text"
             # The bytes a UTF-8 file of this text holds (a lone surrogate has none: it becomes U+FFFD).
             source = _SURROGATES.sub("\ufffd", text).encode("utf-8")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                corpus = read_corpus(source, name=name)
-        except TextError as exc:
-            raise gr.Error(str(exc)) from None
+        corpus = read_text(source, name)
         if corpus.chars > limits.MAX_TEXT_CHARS:
             raise gr.Error(f"{name} holds {corpus.chars:,} characters; at most {limits.MAX_TEXT_CHARS:,} are scored "
                            "here (charrnn eval scores any length)")

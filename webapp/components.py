@@ -19,6 +19,7 @@ from gradio.server_messages import ProcessCompletedMessage
 from gradio_client import utils as client_utils
 
 from webapp.i18n import TEXTS, error_in, language, t
+from webapp.limits import QUEUE_POLL_S
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
@@ -206,6 +207,12 @@ class Page(gr.Blocks):
             raise error from None
 
     page_i18n: gr.I18n | None = None  # the page's translations, used by launch unless it is given others
+
+    def queue(self, *args: Any, **kwargs: Any) -> Page:
+        super().queue(*args, **kwargs)
+        self._queue.sleep_when_free = QUEUE_POLL_S
+        self._queue.progress_update_sleep_when_free = QUEUE_POLL_S
+        return self
 
     def launch(self, *args: Any, **kwargs: Any):
         cancelled_events_change_nothing()

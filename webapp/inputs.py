@@ -6,11 +6,13 @@ Each returns the value as the handlers use it, or raises gr.Error with one line 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import gradio as gr
 
 from charrnn.sampling import MAX_STOP_CHARS, SampleSettings, unescape
+from charrnn.text import Corpus, TextError, read_corpus
 from webapp import limits
 from webapp.components import shown
 
@@ -39,6 +41,17 @@ def uploaded_file(file: object) -> tuple[Path, str]:
         raise gr.Error(f"{name} is {size / 2**20:.1f} MB; "
                        f"the upload limit is {limits.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
     return path, name
+
+
+def read_text(source: str | Path | bytes, name: str) -> Corpus:
+    """source read as `charrnn train` and `charrnn eval` read a file; a gr.Error saying why it cannot be. The notes
+    the page shows replace the library's warnings."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_corpus(source, name=name)
+    except TextError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def text_input(value: object, what: str, cap: int = limits.MAX_TEXT_CHARS) -> str:

@@ -25,6 +25,9 @@ MIN_TIME_BUDGET_MIN, MAX_TIME_BUDGET_MIN, DEFAULT_TIME_BUDGET_MIN = 1, 30, 5  # 
 MAX_SESSION_MODELS = 5  # fine-tuned models a session keeps; the oldest goes when a sixth is made
 SESSION_TTL_S = 2 * 3600  # a session's models are deleted this long after its last training run
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue, all visitors together
+# How often Gradio's queue looks for a new event while it has none, and for progress to send. Its defaults on
+# Linux (1 ms and 10 ms) keep a tenth of a core busy with nothing to do; this adds at most that long to a start.
+QUEUE_POLL_S = 0.02
 TRAIN_CONCURRENCY = 1  # training jobs running at once; others wait in line, see their position, and can be stopped
 # Requests one model's generation engine steps together (charrnn.engine.MAX_ROWS, chosen with bench/load.py).
 GENERATE_ROWS = MAX_ROWS
@@ -62,14 +65,15 @@ MAX_CALL_ESTIMATE_MB = 100
 # Streamed generation (generate, branch) gets this share of MAX_CALL_ESTIMATE_S for its model work: each update
 # sends the whole text so far, and a large vocabulary's sampling costs more than the estimate counts.
 STREAM_ESTIMATE_SHARE = 0.75
-# A training run's work besides its own time budget (reading the upload, building the model, its first step and
-# its evaluations), and its peak RSS growth.
-MAX_TRAIN_SETUP_CPU_S = 20.0
+# A training call's time past its time budget (which covers the run's start-up, evaluations and finish): reading
+# the upload before the run starts, and the last updates; and its peak RSS growth.
+MAX_TRAIN_OVERRUN_S = 10.0
 MAX_TRAIN_PEAK_MB = 400
 # Characters of an upload the Train tab's summary folds to ASCII (pinyin for Chinese): 20 MB of Chinese, 7.2 M
 # characters, took 4 s of CPU and 126 MB to fold (bench/cost.py); training folds the whole text.
 MAX_FOLD_VIEW_CHARS = 2_000_000
 MAX_IDLE_RSS_RATIO = 1.3  # RSS after heavy calls and idle time, against RSS after warm-up: memory comes back
+MAX_IDLE_CPU_SHARE = 0.05  # of one core, what the app spends while nobody calls it
 
 SIZE_PRESETS: dict[str, dict] = {
     "tiny (1 layer × 128)": {"num_layers": 1, "hidden_size": 128, "embedding_dim": 32},

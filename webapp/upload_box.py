@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import warnings
 
 import gradio as gr
 
@@ -17,10 +16,10 @@ from charrnn.batching import min_chars_needed
 from charrnn.config import FINETUNE_DEFAULTS, TrainConfig
 from charrnn.finetune import budget_hint, finetune_chars_per_s
 from charrnn.model import CharRNN
-from charrnn.text import Corpus, TextError, ascii_fold, mostly_chinese, normalize, read_corpus
+from charrnn.text import Corpus, ascii_fold, mostly_chinese, normalize
 from charrnn.vocab import describe_chars
 from webapp import i18n, limits
-from webapp.inputs import uploaded_file
+from webapp.inputs import read_text, uploaded_file
 from webapp.jobs import in_thread
 from webapp.models import SCRATCH, Studio
 from webapp.session import Session
@@ -64,12 +63,7 @@ class Uploads:
             base_dir = self.studio.model_dir(base, session)
             if base_dir is not None:
                 fold_flag = self.studio.load(base, None, session).ascii_fold
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                unfolded = read_corpus(path, name=name)
-        except TextError as exc:
-            raise gr.Error(str(exc)) from None
+        unfolded = read_text(path, name)
         corpus = unfolded
         if fold_flag:
             part = unfolded.text if fold_chars is None else unfolded.text[:fold_chars]
