@@ -417,14 +417,12 @@ def _pick_branch(ctx: Context) -> Any:
 
 RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "generate": generate_cases("/generate"),
-    "generate_on_enter": generate_cases("/generate_on_enter"),
     "branch": per_model(_branch),
     "inspect": _view("/inspect"),
     "originality": _view("/originality"),
     "influence": per_model(_influence),
     "temperatures": per_model(_temperatures),
     "neurons": _neurons("/neurons"),
-    "neurons_of_picked_cell": _neurons("/neurons_of_picked_cell"),
     "find_cells": per_model(_find_cells),
     "pick_cell": single("5,000 table rows", _pick_cell),
     "compare": single("every shipped model x 2,000", _compare),
@@ -432,8 +430,6 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
                                ("100,000 Chinese characters x every shipped model", _score_chinese),
                                ("20 MB upload x every shipped model", _score_upload)]),
     "read_upload": upload_cases("/read_upload"),
-    "read_upload_base": upload_cases("/read_upload_base"),
-    "read_upload_fold": upload_cases("/read_upload_fold"),
     "suggest_base": single("20 MB Chinese upload", _suggest_base),
     "budget_hint": single("20 MB Latin-1 upload, fairy-tales, 1 minute",
                           lambda c: c.call("/budget_hint", big_latin1_upload(c), "fairy-tales", 1)),
@@ -457,25 +453,28 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "stop_running": single("no inputs", lambda c: c.call_private("stop_running")),
     "browser_model": per_model(lambda c, m: c.call("/browser_model", True, m, "")),  # the first call exports
 }
-# Private events that run a public endpoint's function under another name: measured as that endpoint.
-TWINS = {"runtime_state": "browser_model"}
+# Endpoints that run another's function on the same inputs under another name (Enter for the button, a changed
+# setting for an upload): measured as that endpoint.
+TWINS = {"generate_on_enter": "generate", "read_upload_base": "read_upload", "read_upload_fold": "read_upload",
+         "neurons_of_picked_cell": "neurons", "runtime_state": "browser_model"}
 
 
 # --- discovery -------------------------------------------------------------------------------------------
 
 def endpoints(client: Client) -> dict[str, str | None]:
-    """Every endpoint a client can call, by api_name, each with the public endpoint that runs the same
-    function when it is a private event named after it (Gradio names a second event of one function
-    NAME_1, NAME_2 and so on; TWINS names the others), else None. Named endpoints come from the API
-    page; private events that run a function on the server, from the page's config (a client can
-    send them by fn_index)."""
+    """Every endpoint a client can call, by api_name, each with the endpoint it is a twin of, else None.
+    A twin runs the same function on the same inputs and outputs under another name: Gradio names a
+    second event of one function NAME_1, NAME_2 and so on, and TWINS names the others; both are checked
+    against the page's wiring. Named endpoints come from the API page; private events that run a
+    function on the server, from the page's config (a client can send them by fn_index)."""
     api = client.view_api(return_format="dict", print_info=False)
-    found: dict[str, str | None] = {name.lstrip("/"): None for name in api["named_endpoints"]}
-    for dependency in client.config.get("dependencies", []):
-        name = dependency.get("api_name")
-        if name and name not in found and dependency.get("backend_fn"):
-            twin = TWINS.get(name, re.sub(r"_\d+$", "", name))
-            found[name] = twin if twin != name and twin in found else None
+    named = [name.lstrip("/") for name in api["named_endpoints"]]
+    wiring = {d["api_name"]: (d.get("inputs"), d.get("outputs")) for d in client.config.get("dependencies", [])
+              if d.get("api_name") and d.get("backend_fn")}
+    found: dict[str, str | None] = {}
+    for name in [*named, *(name for name in wiring if name not in named)]:
+        twin = TWINS.get(name, re.sub(r"_\d+$", "", name))
+        found[name] = twin if twin != name and twin in wiring and wiring[twin] == wiring.get(name) else None
     return found
 
 

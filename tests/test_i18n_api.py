@@ -94,19 +94,30 @@ def png(tmp_path_factory) -> str:
     return str(path)
 
 
-def refusal(url: str, endpoint: str, kwargs: dict, png: str, language: str) -> str:
-    """The message of the app's refusal of kwargs at endpoint, asked for in language."""
-    from gradio_client import Client, handle_file
+LANGUAGES = {"zh": "zh-CN,zh;q=0.9", "en": "en-US,en;q=0.9"}
+
+
+@pytest.fixture(scope="module")
+def clients(app_url):
+    """A client per language (a client reads the app's API once, which takes longer than a refusal)."""
+    from gradio_client import Client
+
+    made = {lang: Client(app_url, verbose=False, headers={"Accept-Language": header})
+            for lang, header in LANGUAGES.items()}
+    yield made
+    for client in made.values():
+        client.close()
+
+
+def refusal(client, endpoint: str, kwargs: dict, png: str) -> str:
+    """The message of the app's refusal of kwargs at endpoint, asked for in the client's language."""
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
     if kwargs.get("file") == PNG:
         kwargs = kwargs | {"file": handle_file(png)}
-    client = Client(url, verbose=False, headers={"Accept-Language": language})
-    try:
-        with pytest.raises(AppError) as refused:
-            client.predict(**kwargs, api_name=endpoint)
-    finally:
-        client.close()
+    with pytest.raises(AppError) as refused:
+        client.predict(**kwargs, api_name=endpoint)
     return str(refused.value.message)
 
 
@@ -137,10 +148,10 @@ def chinese(message: str) -> bool:
 
 
 @pytest.mark.parametrize(("case", "endpoint", "kwargs", "fragment"), CASES, ids=[c[0] for c in CASES])
-def test_each_endpoints_refusal_follows_accept_language(app_url, png, case, endpoint, kwargs, fragment):  # noqa: ARG001
-    zh = refusal(app_url, endpoint, kwargs, png, "zh-CN,zh;q=0.9")
+def test_each_endpoints_refusal_follows_accept_language(clients, png, case, endpoint, kwargs, fragment):  # noqa: ARG001
+    zh = refusal(clients["zh"], endpoint, kwargs, png)
     assert chinese(zh) and fragment in zh, zh
-    en = refusal(app_url, endpoint, kwargs, png, "en-US,en;q=0.9")
+    en = refusal(clients["en"], endpoint, kwargs, png)
     assert not mostly_chinese(en), en
 
 
@@ -153,7 +164,10 @@ def test_private_events_refuse_in_the_visitors_language(app_url, case, event, da
 
 def count_chinese(url: str, png: str) -> tuple[int, int]:
     """(refusals in Chinese, refusals) over every case above, for a report."""
-    answers = [refusal(url, endpoint, kwargs, png, "zh-CN") for _, endpoint, kwargs, _ in CASES]
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, headers={"Accept-Language": LANGUAGES["zh"]})
+    answers = [refusal(client, endpoint, kwargs, png) for _, endpoint, kwargs, _ in CASES]
     answers += [private_refusal(url, event, data, event_data, "zh-CN") for _, event, data, event_data, _ in PRIVATE]
     return sum(chinese(a) for a in answers), len(answers)
 
@@ -169,8 +183,11 @@ if __name__ == "__main__":  # python tests/test_i18n_api.py: the count, and each
     picture = Path(tempfile.mkdtemp()) / "picture.txt"
     picture.write_bytes(PNG)
     url = shared_app()
+    from gradio_client import Client
+
+    zh_client = Client(url, verbose=False, headers={"Accept-Language": LANGUAGES["zh"]})
     for _, endpoint, kwargs, _ in CASES:
-        print(endpoint, "|", refusal(url, endpoint, kwargs, str(picture), "zh-CN"))
+        print(endpoint, "|", refusal(zh_client, endpoint, kwargs, str(picture)))
     for _, event, data, event_data, _ in PRIVATE:
         print(event, "|", private_refusal(url, event, data, event_data, "zh-CN"))
     zh, total = count_chinese(url, str(picture))
