@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# A closed gradio_client drops its heartbeat stream only when the next heartbeat arrives (a browser's closed tab
+# drops it at once): heartbeats every second let the apps under test see a closed client within a second, not 15.
+os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "1")
 sys.path.insert(0, str(ROOT))
 
 # Everything the run writes to a temp directory (this process's, the apps and commands it starts,
