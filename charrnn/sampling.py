@@ -13,6 +13,7 @@ import math
 import random
 import re
 import reprlib
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -198,7 +199,9 @@ class FusedStepper:
     """
 
     def __init__(self, model: CharRNN) -> None:
-        self.model = model
+        # Held weakly: the engine caches its stepper per model, and a strong reference from the cache's value to
+        # its key would keep every model that ever generated (each training run's, with its weights) alive.
+        self._model = weakref.ref(model)
         self.lstm = model.cell == "lstm"
         self.products = "plain"
         if not self.lstm:
@@ -224,6 +227,13 @@ class FusedStepper:
             self.weights, self.biases = list(weights), biases  # [layer 0's recurrent one, each upper layer's, the head]
             if self.table.device.type == "cpu":
                 self._store(weights, biases)
+
+    @property
+    def model(self) -> CharRNN:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("this stepper's model is gone")
+        return model
 
     def _store(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None]) -> None:
         """Keep each matrix the fastest way this CPU multiplies it (see the class docstring)."""

@@ -216,6 +216,21 @@ def test_memory_stays_flat_over_many_joins_and_leaves_and_an_idle_engine_ends_it
     wait_until(lambda: not any(t.name == "generation-engine" for t in threading.enumerate()), timeout=10)
 
 
+def test_a_model_that_generated_is_freed_with_its_last_reference(monkeypatch):
+    """Each training run samples with its own model: once the run is over, the engine that model got must not keep
+    it (and its weights) alive."""
+    import weakref
+
+    monkeypatch.setattr(engine_module, "IDLE_EXIT_S", 0.2)
+    model = model_of()
+    sample(model, "the", SampleSettings(length=50, temperature=1.0, seed=1))
+    wait_until(lambda: not any(t.name == "generation-engine" for t in threading.enumerate()), timeout=10)
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None, "the model is still referenced after its last user let it go"
+
+
 def test_a_sampled_row_joining_greedy_rows_draws_its_own_noise_and_greedy_rows_stay_greedy():
     model = model_of()
     engine = GenerationEngine(model)
