@@ -44,7 +44,7 @@ CHECKPOINTS = ROOT / "checkpoints"
 TICKS = os.sysconf("SC_CLK_TCK")
 KB_PER_MB = 1000  # /proc reports kB (KiB); figures are MiB-free "MB" of 1,000 kB
 IDLE_CPU_S = 0.02  # the server counts as idle when it spends less than this in IDLE_WINDOW_S
-IDLE_WINDOW_S = 0.5
+IDLE_WINDOW_S = 0.3
 MAX_SETTLE_S = 120.0
 CALL_TIMEOUT_S = 300.0
 UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES - 1
@@ -110,8 +110,8 @@ TABLE_HEAD = ("| endpoint | largest inputs | server CPU s | peak RSS growth MB |
 
 
 def measure(app: AppProcess, endpoint: str, case: str, call: Callable[[], Any]) -> Usage:
-    """Run call() once, from an idle server to an idle server, and read what it cost."""
-    app.settle()
+    """Run call() once on an idle server (the caller's to ensure: every measure ends on one), until the server is
+    idle again, and read what it cost."""
     app.reset_peak()
     rss0, _ = app.memory_kb()
     cpu0, start = app.cpu_s(), time.monotonic()
