@@ -9,6 +9,7 @@ bad values in webapp/components.py). This file only puts the tabs on one page an
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 from pathlib import Path
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tune_malloc()  # before the threads that generate and train start
     demo = build_app(args.checkpoints)
+    # What start-up made lives as long as the app: the collection after each big job skips it (gc.freeze), so that
+    # collection looks at the job's objects only, not the few hundred thousand of torch, Gradio and the page.
+    gc.freeze()
     # SIGTERM (a Space restart, docker stop) stops the server the way Ctrl-C does, so the clean-up below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -505,7 +505,8 @@ class Report:
 def warm_up(ctx: Context) -> None:
     """Load every shipped model and run each kind of work once, so the first call is not charged for it."""
     for model in ctx.models:
-        ctx.call("/generate", "Once", 0.8, 20, "1", model, "", 0, 1.0, "the length", 0, "sample", 8)
+        for mode in ("sample", "beam search"):
+            ctx.call("/generate", "Once", 0.8, 20, "1", model, "", 0, 1.0, "the length", 0, mode, WIDEST_BEAM)
         prompt, text = generated_view(model)
         ctx.call("/inspect", prompt[-50:], text[-100:], model, "")
 
