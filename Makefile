@@ -35,9 +35,12 @@ run: $(VENV)/.installed
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
+# Two pytest workers share the two cores; the tests that measure time or use every core (marked alone: the cost
+# suite among them) run after them, with nothing beside them.
 test: $(VENV)/.dev browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not alone"
+	$(PY) -m pytest -q -m alone
 
 # The page's runtime (charrnn/web/): matvec.wasm is built from matvec.wat by wabt's wat2wasm, pinned and checked
 # here, then committed with its checksum, so exporting a page needs no npm. Run this after editing matvec.wat.
@@ -66,9 +69,9 @@ ort-web:
 	cd artifacts/onnxruntime-web && cp npm/package/package.json $(addprefix npm/package/dist/,$(ORT_WEB_FILES)) . \
 	  && rm -rf npm && sha256sum $(ORT_WEB_FILES) package.json > SHA256SUMS
 
-# Every endpoint at its largest inputs against the budgets in webapp/limits.py (long: not part of `make test`).
+# Every endpoint at its largest inputs against the budgets in webapp/limits.py, with its table (part of `make test`).
 cost: $(VENV)/.dev
-	CHARRNN_COST_SUITE=1 $(PY) -m pytest -q -s tests/test_cost.py
+	$(PY) -m pytest -q -s tests/test_cost.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

@@ -53,6 +53,7 @@ def test_generate_in_the_browser(page):
     page.screenshot(path=str(ARTIFACTS / "generate_tab.png"), full_page=True)
 
 
+@pytest.mark.alone  # its run has a time budget
 def test_fine_tune_in_the_browser(page, tmp_path):
     upload = tmp_path / "little story.txt"
     upload.write_text(story_text(150, seed=4))

@@ -15,7 +15,7 @@ from app_testing import ARTIFACTS, browser_page
 
 from webapp.session import checkpoints_root
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.alone]  # timed from Start
 CORPUS = Path("/work/shared/corpora/tinyshakespeare.txt")
 UPLOAD_CHARS = 40_000
 FIRST_SAMPLE_S = 15  # from the click on Start to a sample in "Latest sample"

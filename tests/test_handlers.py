@@ -163,6 +163,7 @@ def test_closing_a_session_mid_training_leaves_no_files(studio, upload):
     assert not session.dir.exists()
 
 
+@pytest.mark.alone  # its slices are timed
 def test_zerogpu_style_training_runs_as_resumed_slices(checkpoints, upload, tmp_path, monkeypatch):
     calls = []
     real = jobs._train_slice

@@ -68,6 +68,7 @@ def test_each_card_sample_is_what_its_seed_writes(name: str) -> None:
         assert prompt + sample(model, prompt, settings)[0] == shown, f"temperature {temperature}, seed {seed}"
 
 
+@pytest.mark.alone  # scores on every core
 @pytest.mark.skipif("tang-poems" not in SHIPPED, reason="no Tang model shipped")
 def test_the_tang_model_keeps_the_form_and_scores_its_validation_split_as_its_card_says(corpus_dir) -> None:
     import os
