@@ -445,7 +445,7 @@ RECIPES: dict[str, Callable[[Context], Iterator[Case]]] = {
                                                                             event_data={"position": VIEW_CHARS})),
     "pick_branch": single("the longest box, a click on an alternative", _pick_branch),
     "undo_branch": single("this session's history", lambda c: c.call_private("undo_branch", None)),
-    "lambda": single("an example's text", lambda c: c.call_private("lambda", [prose(MAX_TEXT)])),
+    "lambda": single("a click on an example (its index)", lambda c: c.call_private("lambda", 0)),
     "example_update": single("tang-poems", lambda c: c.call_private("example_update", "tang-poems", None)),
     "end_session": single("a session with nothing in it", lambda c: c.call_private("end_session")),
     # Stop's look, set in the browser (js=True); a client can still send them by fn_index.
