@@ -400,6 +400,47 @@ def compare_closed_early(ctx: Context) -> None:
                 return
 
 
+def two_scores_at_once(ctx: Context) -> None:
+    """Two visitors on one address each score 100,000 characters with every shipped model, at the same time."""
+    import threading
+
+    walls: list[float] = []
+
+    def one() -> None:
+        start = time.monotonic()
+        ctx.fresh_call("/score", prose(MAX_TEXT), None, ctx.models[:MODELS_AT_ONCE], "")
+        walls.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"  two /score calls at once: {', '.join(f'{w:.1f}' for w in sorted(walls))} s each")
+
+
+def compare_updates(ctx: Context) -> None:
+    """/compare at its largest: how many updates reach the client, and how much they carry."""
+    job = ctx.client.submit(prose(MAX_TEXT), 1.0, LONGEST_GENERATION, "1", ctx.models[:MODELS_AT_ONCE], "", 0, 1.0,
+                            api_name="/compare")
+    job.result(timeout=CALL_TIMEOUT_S)
+    updates = job.outputs()
+    sent = sum(len(json.dumps(update, default=str)) for update in updates)
+    print(f"  /compare 3 x 2,000: {len(updates)} updates, {sent / 1e6:.1f} MB of HTML and JSON")
+
+
+def suggested_for_chinese(ctx: Context) -> None:
+    picked = ctx.call("/suggest_base", big_chinese_upload(ctx), "fairy-tales")
+    print(f"  /suggest_base for the 20 MB Chinese upload: {picked}")
+
+
+# The hostile-use table's other rows, for `--issue`: printed beside their cost, not checked by the test.
+ISSUE_ROWS: list[Case] = [("two /score 100,000 x every model at once, one address", two_scores_at_once),
+                          ("/compare every model x 2,000, its updates", compare_updates),
+                          ("/score tang-poems, 4,048 Chinese characters",
+                           lambda c: c.call("/score", chinese(VIEW_CHARS), None, ["tang-poems"], "")),
+                          ("/suggest_base, 20 MB Chinese cut mid-character", suggested_for_chinese)]
+
 ISSUE_PROBES: list[Case] = [("/compare joined, event stream never opened", abandoned_compare),
                             ("/compare joined, event stream closed once the text starts", compare_closed_early)]
 
@@ -611,7 +652,7 @@ def main() -> None:
         calibrate(shipped_models())
         return
     report = run(args.only, log=Path(tempfile.gettempdir()) / "charrnn-cost-app.log", idle_s=args.idle,
-                 extra=ISSUE_PROBES if args.issue else None)
+                 extra=ISSUE_PROBES + ISSUE_ROWS if args.issue else None)
     print("\nworst case per endpoint (CPU: the app process, every thread; on this machine's CPU)")
     print(report.table())
     if report.missing:
