@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,6 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 from charrnn.evaluate import evaluate_ids
 
 T = TypeVar("T")
+# After the last collective, gloo's worker threads still drop its tensors, which takes the GIL. Freeing the DDP
+# module (whose reducer holds the last reference to the group) joins those threads while holding the GIL: if they
+# have not finished, the process hangs at its end. The group's end waits this long, without the GIL, for them.
+GLOO_DRAIN_S = 0.5
 STOP_REASONS = ("", "cancelled", "finished", "time budget reached", "validation loss stopped improving")
 
 
@@ -109,6 +114,7 @@ class Group:
         if self.owns_group and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+            time.sleep(GLOO_DRAIN_S)
 
     def _comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
