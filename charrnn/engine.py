@@ -34,6 +34,7 @@ from charrnn.sampling import (
     SampledChar,
     SampleSettings,
     draw_rows,
+    held_model,
     prepare_prompt,
     prime,
 )
@@ -222,10 +223,7 @@ class GenerationEngine:
 
     @property
     def model(self) -> CharRNN:
-        model = self._model()
-        if model is None:
-            raise RuntimeError("this engine's model is gone")
-        return model
+        return held_model(self._model, "this engine")
 
     @classmethod
     def for_model(cls, model: CharRNN) -> GenerationEngine:

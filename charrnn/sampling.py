@@ -180,6 +180,14 @@ def packed_for_onednn(weight: torch.Tensor) -> torch.Tensor:
         return weight
 
 
+def held_model(ref: weakref.ref, holder: str) -> CharRNN:
+    """The model a weak reference holds; a RuntimeError naming the holder when the model is gone."""
+    model = ref()
+    if model is None:
+        raise RuntimeError(f"{holder}'s model is gone")
+    return model
+
+
 class FusedStepper:
     """One step of the network for a batch of rows, as matrix products plus gate math on the model's weights.
 
@@ -230,10 +238,7 @@ class FusedStepper:
 
     @property
     def model(self) -> CharRNN:
-        model = self._model()
-        if model is None:
-            raise RuntimeError("this stepper's model is gone")
-        return model
+        return held_model(self._model, "this stepper")
 
     def _store(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None]) -> None:
         """Keep each matrix the fastest way this CPU multiplies it (see the class docstring)."""
