@@ -16,6 +16,18 @@ def tiny_model() -> CharRNN:
     return CharRNN(list(Vocab.build(["abcdefgh ."]).chars), num_layers=2, hidden_size=16, embedding_dim=8, dropout=0.0)
 
 
+@torch.inference_mode()
+def steps_beside_the_model(model: CharRNN, stepper: FusedStepper, rows: int, length: int):
+    """(the stepper's logits, the model's own) at each step of rows random texts, both from a zero state."""
+    ids = torch.randint(1, len(model.vocab), (rows, length))
+    expected, _ = model(ids)
+    zeros = torch.zeros(model.num_layers, rows, model.hidden_size)
+    state = (zeros, zeros.clone())
+    for t in range(length):
+        logits, state = stepper.step(ids[:, t], state)
+        yield logits, expected[:, t]
+
+
 def test_stepper_is_reused_until_the_weights_change():
     model = tiny_model()
     settings = SampleSettings(length=60, temperature=1.0, seed=4)
@@ -86,14 +98,9 @@ def test_fp16_weights_change_the_logits_by_no_more_than_their_rounding():
     stepper = FusedStepper(model)
     if stepper.products != "fp16":
         pytest.skip("this torch or CPU has no fp16 products")
-    ids = torch.randint(1, len(model.vocab), (4, 40))
-    with torch.inference_mode():
-        expected, _ = model(ids)
-        state = (torch.zeros(2, 4, 64), torch.zeros(2, 4, 64))
-        for t in range(ids.shape[1]):
-            logits, state = stepper.step(ids[:, t], state)
-            torch.testing.assert_close(logits, expected[:, t], atol=2e-3, rtol=2e-3)
-            assert not torch.equal(logits, expected[:, t])
+    for stepped, expected in steps_beside_the_model(model, stepper, rows=4, length=40):
+        torch.testing.assert_close(stepped, expected, atol=2e-3, rtol=2e-3)
+        assert not torch.equal(stepped, expected)
 
 
 def test_a_model_whose_weights_overflow_fp16_steps_in_fp32():
@@ -103,11 +110,6 @@ def test_a_model_whose_weights_overflow_fp16_steps_in_fp32():
         model.rnn.weight_hh_l1[0, 0] = 1e5  # beyond fp16's 65504
     stepper = FusedStepper(model)
     assert stepper.products in ("onednn", "plain")
-    ids = torch.randint(1, len(model.vocab), (2, 20))
-    with torch.inference_mode():
-        expected, _ = model(ids)
-        state = (torch.zeros(2, 2, 16), torch.zeros(2, 2, 16))
-        for t in range(ids.shape[1]):
-            logits, state = stepper.step(ids[:, t], state)
-            torch.testing.assert_close(logits, expected[:, t], atol=1e-4, rtol=1e-4)
+    for stepped, expected in steps_beside_the_model(model, stepper, rows=2, length=20):
+        torch.testing.assert_close(stepped, expected, atol=1e-4, rtol=1e-4)
 
